@@ -1,0 +1,36 @@
+# sancodec: `make test` and `make demo` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+
+.PHONY: test lint proto demo clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[server,client,training,dev]"
+	touch $@
+
+$(BUF):
+	npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION)
+
+proto: $(STAMP)  ## regenerate sancodec/v1 from proto/
+	$(BIN)/python tools/genproto.py
+
+lint: $(STAMP) $(BUF)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BUF) lint
+
+test: lint
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	@echo "make demo needs the server and the client (issues #5 and #6), which are not built yet." >&2
+	@exit 2
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis

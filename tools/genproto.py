@@ -1,0 +1,33 @@
+"""Generate the Python stubs of proto/ into sancodec/v1/: `python tools/genproto.py [OUT_DIR]`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTO_ROOT = ROOT / "proto"
+
+
+def generate(out_dir: Path) -> None:
+    """Run protoc on every .proto file, writing modules, type stubs and gRPC stubs to out_dir."""
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
+    include = str(Path(protoc.__file__).parent / "_proto")
+    args = [
+        "protoc",
+        f"-I{PROTO_ROOT}",
+        f"-I{include}",
+        f"--python_out={out_dir}",
+        f"--mypy_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        f"--mypy_grpc_out={out_dir}",
+        *protos,
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
+
+
+if __name__ == "__main__":
+    generate(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT)
