@@ -1,0 +1,1 @@
+"""The sancodec client library and command line."""

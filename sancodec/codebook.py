@@ -1,0 +1,135 @@
+"""What a decoder needs besides the codes: the kernels, how they paint, and the residual transform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from sancodec.errors import CorruptCodeError, InvalidConfigError, InvalidInputError
+from sancodec.residual import ResidualSpec
+from sancodec.v1 import codes_pb2
+
+__all__ = ["Codebook", "DecoderMode"]
+
+MAX_KERNEL_SIZE = 1 << 16
+
+
+class DecoderMode(StrEnum):
+    ADJOINT = "adjoint"
+    CORRELATION = "correlation"
+
+    def to_proto(self) -> codes_pb2.DecoderMode.ValueType:
+        return _MODE_TO_PROTO[self]
+
+    @classmethod
+    def from_proto(cls, value: int) -> DecoderMode:
+        for mode, number in _MODE_TO_PROTO.items():
+            if number == value:
+                return mode
+        raise CorruptCodeError(f"unknown decoder mode {value}")
+
+
+_MODE_TO_PROTO = {
+    DecoderMode.ADJOINT: codes_pb2.DECODER_MODE_ADJOINT,
+    DecoderMode.CORRELATION: codes_pb2.DECODER_MODE_CORRELATION,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Codebook:
+    """Kernels (id = index), the decoder mode and the residual transform, if any.
+
+    The encoder computes s[t] = sum_j w[j] x[t + j - c] with c = (m - 1) // 2. In `adjoint` mode a
+    spike of amplitude a at t0 paints a * w[j] at t0 - c + j, where the encoder matched w; in
+    `correlation` mode (the authors' code) it paints a * w[m - 1 - j] at t0 - (m - 1 - c) + j.
+    """
+
+    kernels: tuple[npt.NDArray[np.float32], ...]
+    decoder_mode: DecoderMode = DecoderMode.ADJOINT
+    residual: ResidualSpec | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kernels:
+            raise InvalidConfigError("a codebook needs at least one kernel")
+        frozen = []
+        for i, w in enumerate(self.kernels):
+            array = np.array(w, dtype=np.float32, copy=True)
+            if array.ndim != 1 or not 0 < array.size <= MAX_KERNEL_SIZE:
+                raise InvalidConfigError(
+                    f"kernel {i} must be 1-D with 1..{MAX_KERNEL_SIZE} weights"
+                )
+            if not np.all(np.isfinite(array)):
+                raise InvalidConfigError(f"kernel {i} has NaN or Inf weights")
+            array.setflags(write=False)
+            frozen.append(array)
+        object.__setattr__(self, "kernels", tuple(frozen))
+        object.__setattr__(self, "decoder_mode", DecoderMode(self.decoder_mode))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Codebook):
+            return NotImplemented
+        return (
+            self.decoder_mode == other.decoder_mode
+            and self.residual == other.residual
+            and len(self.kernels) == len(other.kernels)
+            and all(np.array_equal(a, b) for a, b in zip(self.kernels, other.kernels, strict=True))
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def weight_count(self) -> int:
+        """W of the paper's CR^-1: the total number of kernel weights."""
+        return sum(int(w.size) for w in self.kernels)
+
+    def painted(self, kernel_id: int) -> tuple[npt.NDArray[np.float32], int]:
+        """(values, left): a unit spike at t0 paints values[j] at t0 - left + j."""
+        if not 0 <= kernel_id < len(self.kernels):
+            raise CorruptCodeError(
+                f"kernel id {kernel_id} is not in this codebook of {len(self.kernels)} kernels"
+            )
+        w = self.kernels[kernel_id]
+        centre = (w.size - 1) // 2
+        if self.decoder_mode is DecoderMode.ADJOINT:
+            return w, centre
+        return w[::-1], w.size - 1 - centre
+
+    @property
+    def reach(self) -> tuple[int, int]:
+        """How far spikes paint to the left and right of their own position, at most."""
+        lefts = [self.painted(i)[1] for i in range(len(self.kernels))]
+        rights = [w.size - 1 - left for w, left in zip(self.kernels, lefts, strict=True)]
+        return max(lefts), max(rights)
+
+    def to_proto(self) -> codes_pb2.Codebook:
+        message = codes_pb2.Codebook(
+            kernels=[
+                codes_pb2.Kernel(id=i, weights=w.tolist()) for i, w in enumerate(self.kernels)
+            ],
+            decoder_mode=self.decoder_mode.to_proto(),
+        )
+        if self.residual is not None:
+            message.residual.CopyFrom(
+                codes_pb2.ResidualSpec(wavelet=self.residual.wavelet, level=self.residual.level)
+            )
+        return message
+
+    @classmethod
+    def from_proto(cls, message: codes_pb2.Codebook) -> Codebook:
+        ids = [k.id for k in message.kernels]
+        if ids != list(range(len(ids))):
+            raise CorruptCodeError(f"kernel ids must be 0..q-1 in order, got {ids[:8]}")
+        try:
+            residual = None
+            if message.HasField("residual"):
+                residual = ResidualSpec(message.residual.wavelet, message.residual.level)
+            return cls(
+                kernels=tuple(np.asarray(k.weights, dtype=np.float32) for k in message.kernels),
+                decoder_mode=DecoderMode.from_proto(message.decoder_mode),
+                residual=residual,
+            )
+        except InvalidInputError as exc:
+            raise CorruptCodeError(f"invalid codebook: {exc}") from None

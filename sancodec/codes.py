@@ -1,0 +1,312 @@
+"""Sparse codes of one block: SAN and residual layers, and their proto form (sancodec.v1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import DecodeError
+
+from sancodec.errors import CorruptCodeError, InvalidInputError
+from sancodec.quantization import LEVEL_LIMIT, Quantizer
+from sancodec.v1 import codes_pb2
+
+__all__ = ["BlockCode", "ChannelCode", "ResidualLayer", "SanLayer", "parse_block"]
+
+MAX_CHANNELS = 4096
+
+
+def _frozen_array(values: npt.ArrayLike, dtype: type[np.generic], name: str) -> npt.NDArray[Any]:
+    array = np.array(values, dtype=dtype, copy=True)
+    if array.ndim != 1:
+        raise InvalidInputError(f"{name} must be one-dimensional, got shape {array.shape}")
+    array.setflags(write=False)
+    return array
+
+
+class _ArrayValue:
+    """Equality over dataclass fields that may hold NumPy arrays."""
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        for f in fields(self):  # type: ignore[arg-type]
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray):
+                if not np.array_equal(a, b):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _check_levels(levels: npt.NDArray[np.int32], name: str) -> None:
+    if levels.size and int(np.max(np.abs(levels.astype(np.int64)))) >= LEVEL_LIMIT:
+        raise InvalidInputError(f"{name} has a level beyond ±{LEVEL_LIMIT}")
+
+
+@dataclass(frozen=True, eq=False)
+class SanLayer(_ArrayValue):
+    """Spikes of the SAN kernels in one block: kernel id, absolute position, quantized level.
+
+    Spikes are kept sorted by (kernel id, position); a (kernel, position) pair occurs once.
+    """
+
+    step_exp: int
+    kernel_ids: npt.NDArray[np.int32]
+    positions: npt.NDArray[np.int64]
+    levels: npt.NDArray[np.int32]
+    offset_level: int = 0
+    scale_exp: int = 0
+
+    def __post_init__(self) -> None:
+        Quantizer(self.step_exp)
+        Quantizer(self.scale_exp)
+        kernel_ids = _frozen_array(self.kernel_ids, np.int32, "kernel_ids")
+        positions = _frozen_array(self.positions, np.int64, "positions")
+        levels = _frozen_array(self.levels, np.int32, "levels")
+        if not kernel_ids.size == positions.size == levels.size:
+            raise InvalidInputError("kernel_ids, positions and levels differ in length")
+        if kernel_ids.size and (kernel_ids.min() < 0 or positions.min() < 0):
+            raise InvalidInputError("kernel ids and positions must be non-negative")
+        _check_levels(levels, "SAN layer")
+        if abs(self.offset_level) >= LEVEL_LIMIT:
+            raise InvalidInputError(f"offset_level {self.offset_level} is out of range")
+        order = np.lexsort((positions, kernel_ids))
+        kernel_ids, positions, levels = kernel_ids[order], positions[order], levels[order]
+        same = (np.diff(kernel_ids) == 0) & (np.diff(positions) == 0)
+        if np.any(same):
+            raise InvalidInputError("a kernel spikes twice at the same position")
+        for name, value in (
+            ("kernel_ids", kernel_ids),
+            ("positions", positions),
+            ("levels", levels),
+        ):
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_spikes(
+        cls,
+        kernel_ids: npt.ArrayLike,
+        positions: npt.ArrayLike,
+        amplitudes: npt.ArrayLike,
+        quantizer: Quantizer,
+        offset: float = 0.0,
+        scale_exp: int = 0,
+    ) -> SanLayer:
+        """Quantize float spikes (amplitudes already divided by the block scale); zero levels
+        are dropped, since they cost bytes and paint nothing."""
+        levels = quantizer.quantize(amplitudes)
+        keep = levels != 0
+        return cls(
+            step_exp=quantizer.step_exp,
+            kernel_ids=np.asarray(kernel_ids, dtype=np.int32)[keep],
+            positions=np.asarray(positions, dtype=np.int64)[keep],
+            levels=levels[keep],
+            offset_level=int(quantizer.quantize([offset])[0]),
+            scale_exp=scale_exp,
+        )
+
+    @property
+    def spike_count(self) -> int:
+        return int(self.levels.size)
+
+    @property
+    def offset(self) -> float:
+        return self.offset_level * Quantizer(self.step_exp).step
+
+    def amplitudes(self) -> npt.NDArray[np.float64]:
+        """Dequantized amplitudes, block scale applied."""
+        scale = Quantizer(self.scale_exp).step
+        return Quantizer(self.step_exp).dequantize(self.levels) * scale
+
+
+@dataclass(frozen=True, eq=False)
+class ResidualLayer(_ArrayValue):
+    """Quantized non-zero coefficients of the residual transform, by ascending index."""
+
+    step_exp: int
+    indices: npt.NDArray[np.int64]
+    levels: npt.NDArray[np.int32]
+
+    def __post_init__(self) -> None:
+        Quantizer(self.step_exp)
+        indices = _frozen_array(self.indices, np.int64, "indices")
+        levels = _frozen_array(self.levels, np.int32, "levels")
+        if indices.size != levels.size:
+            raise InvalidInputError("residual indices and levels differ in length")
+        if indices.size and (indices.min() < 0 or np.any(np.diff(indices) <= 0)):
+            raise InvalidInputError("residual indices must be non-negative and strictly ascending")
+        _check_levels(levels, "residual layer")
+        object.__setattr__(self, "indices", indices)
+        object.__setattr__(self, "levels", levels)
+
+    def coefficients(self) -> npt.NDArray[np.float64]:
+        return Quantizer(self.step_exp).dequantize(self.levels)
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelCode(_ArrayValue):
+    channel: int
+    san: SanLayer
+    residual: ResidualLayer | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.channel < MAX_CHANNELS:
+            raise InvalidInputError(f"channel {self.channel} is out of range [0, {MAX_CHANNELS})")
+
+
+@dataclass(frozen=True, eq=False)
+class BlockCode(_ArrayValue):
+    """The code of samples [start_sample, start_sample + sample_count) of every channel."""
+
+    start_sample: int
+    sample_count: int
+    channels: tuple[ChannelCode, ...]
+
+    def __post_init__(self) -> None:
+        if self.start_sample < 0 or not 0 < self.sample_count < 2**32:
+            raise InvalidInputError(
+                f"bad block range: start {self.start_sample}, {self.sample_count} samples"
+            )
+        channels = tuple(sorted(self.channels, key=lambda c: c.channel))
+        numbers = [c.channel for c in channels]
+        if len(set(numbers)) != len(numbers):
+            raise InvalidInputError(f"a channel occurs twice in one block: {numbers}")
+        end = self.start_sample + self.sample_count
+        for c in channels:
+            p = c.san.positions
+            if p.size and (p[0] < self.start_sample or p.max() >= end):
+                raise InvalidInputError(
+                    f"channel {c.channel} has a spike outside its block [{self.start_sample}, {end})"
+                )
+        object.__setattr__(self, "channels", channels)
+
+    @property
+    def end_sample(self) -> int:
+        return self.start_sample + self.sample_count
+
+    def to_proto(self) -> codes_pb2.EncodedBlock:
+        return codes_pb2.EncodedBlock(
+            start_sample=self.start_sample,
+            sample_count=self.sample_count,
+            channels=[_channel_to_proto(c, self.start_sample) for c in self.channels],
+        )
+
+    def to_bytes(self) -> bytes:
+        """The serialized EncodedBlock: exactly the bytes the rate metrics count."""
+        return self.to_proto().SerializeToString(deterministic=True)
+
+    @classmethod
+    def from_proto(cls, message: codes_pb2.EncodedBlock) -> BlockCode:
+        """Validate a received block; any inconsistency raises CorruptCodeError."""
+        try:
+            return cls(
+                start_sample=message.start_sample,
+                sample_count=message.sample_count,
+                channels=tuple(
+                    _channel_from_proto(c, message.start_sample) for c in message.channels
+                ),
+            )
+        except InvalidInputError as exc:
+            raise CorruptCodeError(f"invalid encoded block: {exc}") from None
+
+
+def parse_block(data: bytes) -> BlockCode:
+    """Parse and validate a serialized EncodedBlock."""
+    message = codes_pb2.EncodedBlock()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise CorruptCodeError(f"encoded block does not parse: {exc}") from None
+    return BlockCode.from_proto(message)
+
+
+def _deltas(positions: npt.NDArray[np.int64], origin: int) -> list[int]:
+    return np.diff(positions, prepend=origin).tolist()  # type: ignore[no-any-return]
+
+
+def _channel_to_proto(code: ChannelCode, start: int) -> codes_pb2.ChannelCode:
+    san = code.san
+    kernels = []
+    for kid in np.unique(san.kernel_ids):
+        mine = san.kernel_ids == kid
+        kernels.append(
+            codes_pb2.KernelSpikes(
+                kernel_id=int(kid),
+                position_deltas=_deltas(san.positions[mine], start),
+                levels=san.levels[mine].tolist(),
+            )
+        )
+    message = codes_pb2.ChannelCode(
+        channel=code.channel,
+        san=codes_pb2.SanLayer(
+            step_exp=san.step_exp,
+            offset_level=san.offset_level,
+            scale_exp=san.scale_exp,
+            kernels=kernels,
+        ),
+    )
+    if code.residual is not None:
+        r = code.residual
+        message.residual.CopyFrom(
+            codes_pb2.ResidualLayer(
+                step_exp=r.step_exp, position_deltas=_deltas(r.indices, 0), levels=r.levels.tolist()
+            )
+        )
+    return message
+
+
+def _positions(deltas: Any, origin: int, name: str) -> npt.NDArray[np.int64]:
+    steps = np.asarray(deltas, dtype=np.int64)
+    if steps.size > 1 and np.any(steps[1:] == 0):
+        raise InvalidInputError(f"{name} repeats a position (zero delta)")
+    return origin + np.cumsum(steps, dtype=np.int64)
+
+
+def _channel_from_proto(message: codes_pb2.ChannelCode, start: int) -> ChannelCode:
+    ids, positions, levels = [], [], []
+    seen: set[int] = set()
+    for spikes in message.san.kernels:
+        if spikes.kernel_id in seen:
+            raise InvalidInputError(f"kernel {spikes.kernel_id} is listed twice")
+        seen.add(spikes.kernel_id)
+        if len(spikes.position_deltas) != len(spikes.levels):
+            raise InvalidInputError(f"kernel {spikes.kernel_id}: positions and levels differ")
+        positions.append(_positions(spikes.position_deltas, start, "SAN layer"))
+        ids.append(np.full(len(spikes.levels), spikes.kernel_id, dtype=np.int64))
+        levels.append(np.asarray(spikes.levels, dtype=np.int64))
+    empty = np.zeros(0, dtype=np.int64)
+    kernel_ids = np.concatenate([empty, *ids])
+    if kernel_ids.size and kernel_ids.max() >= 2**31:
+        raise InvalidInputError("kernel id out of range")
+    san = SanLayer(
+        step_exp=message.san.step_exp,
+        kernel_ids=kernel_ids.astype(np.int32),
+        positions=np.concatenate([empty, *positions]),
+        levels=_narrow(np.concatenate([empty, *levels])),
+        offset_level=message.san.offset_level,
+        scale_exp=message.san.scale_exp,
+    )
+    residual = None
+    if message.HasField("residual"):
+        r = message.residual
+        if len(r.position_deltas) != len(r.levels):
+            raise InvalidInputError("residual positions and levels differ in length")
+        residual = ResidualLayer(
+            step_exp=r.step_exp,
+            indices=_positions(r.position_deltas, 0, "residual layer"),
+            levels=_narrow(np.asarray(r.levels, dtype=np.int64)),
+        )
+    return ChannelCode(channel=message.channel, san=san, residual=residual)
+
+
+def _narrow(levels: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
+    if levels.size and int(np.max(np.abs(levels))) >= LEVEL_LIMIT:
+        raise InvalidInputError(f"a level is beyond ±{LEVEL_LIMIT}")
+    return levels.astype(np.int32)

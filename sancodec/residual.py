@@ -1,0 +1,104 @@
+"""The residual layer's fixed transform: a periodized wavelet decomposition of one block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+import pywt
+
+from sancodec.codes import ResidualLayer
+from sancodec.errors import CorruptCodeError, InvalidConfigError, InvalidInputError
+from sancodec.quantization import Quantizer
+
+__all__ = ["ResidualSpec", "WaveletTransform", "encode_residual"]
+
+MODE = "periodization"
+MAX_LEVEL = 16
+
+
+@dataclass(frozen=True)
+class ResidualSpec:
+    """A discrete wavelet (PyWavelets name) and its decomposition level."""
+
+    wavelet: str = "bior4.4"
+    level: int = 5
+
+    def __post_init__(self) -> None:
+        if self.wavelet not in pywt.wavelist(kind="discrete"):
+            raise InvalidConfigError(f"unknown discrete wavelet {self.wavelet!r}")
+        if not 0 <= self.level <= MAX_LEVEL:
+            raise InvalidConfigError(f"wavelet level must be in [0, {MAX_LEVEL}], got {self.level}")
+
+
+class WaveletTransform:
+    """Flat coefficient vectors of blocks of any length; the level is capped per length."""
+
+    def __init__(self, spec: ResidualSpec) -> None:
+        self.spec = spec
+        self._wavelet = pywt.Wavelet(spec.wavelet)
+
+    def level_for(self, sample_count: int) -> int:
+        return min(self.spec.level, int(pywt.dwt_max_level(sample_count, self._wavelet.dec_len)))
+
+    def forward(self, block: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        x = np.asarray(block, dtype=np.float64)
+        if x.ndim != 1 or x.size == 0:
+            raise InvalidInputError(
+                f"a residual block must be a non-empty 1-D array, got {x.shape}"
+            )
+        coeffs = pywt.wavedec(x, self._wavelet, mode=MODE, level=self.level_for(x.size))
+        return np.concatenate(coeffs)
+
+    def coefficient_count(self, sample_count: int) -> int:
+        return sum(_layout(self.spec, sample_count))
+
+    def inverse(self, coefficients: npt.ArrayLike, sample_count: int) -> npt.NDArray[np.float64]:
+        flat = np.asarray(coefficients, dtype=np.float64)
+        sizes = _layout(self.spec, sample_count)
+        if flat.size != sum(sizes):
+            raise InvalidInputError(f"expected {sum(sizes)} coefficients, got {flat.size}")
+        parts = np.split(flat, np.cumsum(sizes)[:-1])
+        x = pywt.waverec(parts, self._wavelet, mode=MODE)
+        return np.asarray(x[:sample_count], dtype=np.float64)
+
+    def check_layer(self, layer: ResidualLayer, sample_count: int) -> int:
+        """The coefficient count of such a block; CorruptCodeError if an index lies beyond it."""
+        count = self.coefficient_count(sample_count)
+        if layer.indices.size and layer.indices[-1] >= count:
+            raise CorruptCodeError(
+                f"residual coefficient index {int(layer.indices[-1])} is beyond the {count} "
+                f"coefficients of a {sample_count}-sample block"
+            )
+        return count
+
+    def decode_layer(self, layer: ResidualLayer, sample_count: int) -> npt.NDArray[np.float64]:
+        """The block-domain signal of a residual layer."""
+        count = self.check_layer(layer, sample_count)
+        flat = np.zeros(count, dtype=np.float64)
+        flat[layer.indices] = layer.coefficients()
+        return self.inverse(flat, sample_count)
+
+
+@lru_cache(maxsize=256)
+def _layout(spec: ResidualSpec, sample_count: int) -> tuple[int, ...]:
+    """Sizes of the coefficient arrays of a block of this length, coarsest first."""
+    transform = WaveletTransform(spec)
+    probe = pywt.wavedec(
+        np.zeros(sample_count),
+        transform._wavelet,
+        mode=MODE,
+        level=transform.level_for(sample_count),
+    )
+    return tuple(len(c) for c in probe)
+
+
+def encode_residual(
+    residual: npt.ArrayLike, transform: WaveletTransform, quantizer: Quantizer
+) -> ResidualLayer:
+    """Transform a block's residual and keep its non-zero quantized coefficients."""
+    levels = quantizer.quantize(transform.forward(residual))
+    (indices,) = np.nonzero(levels)
+    return ResidualLayer(step_exp=quantizer.step_exp, indices=indices, levels=levels[indices])

@@ -1,0 +1,234 @@
+"""The .sanc file: a signature, then CRC-checked records (header, blocks, trailer); docs/sanc-format.md."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import DecodeError
+
+from sancodec.codes import BlockCode, parse_block
+from sancodec.decoder import check_block, decode
+from sancodec.errors import CorruptCodeError, CorruptFileError, InvalidInputError
+from sancodec.header import StreamHeader
+from sancodec.v1 import codes_pb2
+
+__all__ = ["SancContents", "SancReader", "SancWriter", "decode_file", "read_sanc"]
+
+SIGNATURE = b"\x89SANC\r\n\x1a\n"
+HEADER, BLOCK, TRAILER = b"H", b"B", b"T"
+MAX_RECORD_BYTES = 64 << 20
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class SancWriter:
+    """Streams blocks into a .sanc file; `close` writes the trailer (an error skips it, so an
+    interrupted file reads as truncated and `salvage` still recovers every block written)."""
+
+    def __init__(self, target: str | Path | BinaryIO, header: StreamHeader) -> None:
+        self.header = header
+        self._owns = isinstance(target, str | Path)
+        self._file: BinaryIO = open(target, "wb") if isinstance(target, str | Path) else target  # noqa: SIM115
+        self._crcs: list[int] = []
+        self._samples = 0
+        self._code_bytes = 0
+        self._closed = False
+        self._file.write(SIGNATURE)
+        self._record(HEADER, header.to_proto().SerializeToString(deterministic=True))
+
+    def _record(self, kind: bytes, payload: bytes) -> int:
+        framed = kind + _varint(len(payload)) + payload
+        crc = zlib.crc32(framed)
+        self._file.write(framed + struct.pack("<I", crc))
+        return crc
+
+    def write(self, block: BlockCode) -> None:
+        if self._closed:
+            raise InvalidInputError("this .sanc writer is closed")
+        if block.start_sample != self._samples:
+            raise InvalidInputError(
+                f"block starts at {block.start_sample}, expected {self._samples} (contiguous blocks)"
+            )
+        if block.channels and block.channels[-1].channel >= self.header.channel_count:
+            raise InvalidInputError(
+                f"block codes channel {block.channels[-1].channel} of a "
+                f"{self.header.channel_count}-channel stream"
+            )
+        payload = block.to_bytes()
+        self._crcs.append(self._record(BLOCK, payload))
+        self._samples = block.end_sample
+        self._code_bytes += len(payload)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        trailer = codes_pb2.SancTrailer(
+            block_count=len(self._crcs),
+            sample_count=self._samples,
+            code_bytes=self._code_bytes,
+            block_crc32=self._crcs,
+        )
+        self._record(TRAILER, trailer.SerializeToString(deterministic=True))
+        self._finish()
+
+    def _finish(self) -> None:
+        self._file.flush()
+        if self._owns:
+            self._file.close()
+
+    def __enter__(self) -> SancWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.close()
+        elif not self._closed:
+            self._closed = True
+            self._finish()
+
+
+@dataclass(frozen=True)
+class SancContents:
+    header: StreamHeader
+    blocks: tuple[BlockCode, ...]
+    trailer: codes_pb2.SancTrailer | None
+    error: CorruptFileError | None  # set only when salvaging a damaged file
+
+    @property
+    def sample_count(self) -> int:
+        return self.blocks[-1].end_sample if self.blocks else 0
+
+
+class SancReader:
+    """Reads and verifies a .sanc file; iterate `blocks()` to stream it."""
+
+    def __init__(self, source: str | Path | bytes) -> None:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        self._data = memoryview(data)
+        if bytes(self._data[: len(SIGNATURE)]) != SIGNATURE:
+            raise CorruptFileError("not a .sanc file (bad signature)")
+        self._offset = len(SIGNATURE)
+        self.trailer: codes_pb2.SancTrailer | None = None
+        kind, payload, _ = self._next_record(None)
+        if kind != HEADER:
+            raise CorruptFileError("the file does not start with a header record")
+        try:
+            message = codes_pb2.SancHeader.FromString(payload)
+            self.header = StreamHeader.from_proto(message)
+        except (DecodeError, CorruptCodeError) as exc:
+            raise CorruptFileError(f"header is invalid: {exc}") from None
+
+    def _next_record(self, block_index: int | None) -> tuple[bytes, bytes, int]:
+        where = "header" if block_index is None else f"block {block_index}"
+        data, start = self._data, self._offset
+        if start >= len(data):
+            raise CorruptFileError(f"file ends before {where} (truncated)", block_index=block_index)
+        length, pos, shift = 0, start + 1, 0
+        while True:
+            if pos >= len(data) or shift > 35:
+                raise CorruptFileError(
+                    f"record length of {where} is damaged", block_index=block_index
+                )
+            byte = data[pos]
+            length |= (byte & 0x7F) << shift
+            pos, shift = pos + 1, shift + 7
+            if not byte & 0x80:
+                break
+        end = pos + length
+        if length > MAX_RECORD_BYTES or end + 4 > len(data):
+            raise CorruptFileError(
+                f"{where} runs past the end of the file (truncated or damaged length)",
+                block_index=block_index,
+            )
+        crc = zlib.crc32(data[start:end])
+        if struct.unpack_from("<I", data, end)[0] != crc:
+            raise CorruptFileError(f"{where} fails its checksum (damaged)", block_index=block_index)
+        self._offset = end + 4
+        return bytes(data[start : start + 1]), bytes(data[pos:end]), crc
+
+    def blocks(self) -> Iterator[BlockCode]:
+        """Yield verified blocks in order; raises CorruptFileError naming the first bad one."""
+        crcs: list[int] = []
+        expected_start = 0
+        while True:
+            index = len(crcs)
+            kind, payload, crc = self._next_record(index)
+            if kind == TRAILER:
+                self._check_trailer(payload, crcs, expected_start)
+                return
+            if kind != BLOCK:
+                raise CorruptFileError(
+                    f"block {index} has unknown record type {kind!r}", block_index=index
+                )
+            try:
+                block = parse_block(payload)
+                check_block(block, self.header.codebook, self.header.channel_count)
+            except CorruptCodeError as exc:
+                raise CorruptFileError(f"block {index}: {exc}", block_index=index) from None
+            if block.start_sample != expected_start:
+                raise CorruptFileError(
+                    f"block {index} starts at sample {block.start_sample}, expected {expected_start}",
+                    block_index=index,
+                )
+            crcs.append(crc)
+            expected_start = block.end_sample
+            yield block
+
+    def _check_trailer(self, payload: bytes, crcs: list[int], samples: int) -> None:
+        try:
+            trailer = codes_pb2.SancTrailer.FromString(payload)
+        except DecodeError:
+            raise CorruptFileError("trailer does not parse") from None
+        if list(trailer.block_crc32) != crcs or trailer.sample_count != samples:
+            raise CorruptFileError(
+                f"trailer lists {trailer.block_count} blocks / {trailer.sample_count} samples, "
+                f"the file holds {len(crcs)} / {samples} (blocks missing or reordered)",
+                block_index=len(crcs),
+            )
+        if self._offset != len(self._data):
+            raise CorruptFileError(
+                f"{len(self._data) - self._offset} unexpected bytes after the trailer"
+            )
+        self.trailer = trailer
+
+
+def read_sanc(source: str | Path | bytes, *, salvage: bool = False) -> SancContents:
+    """Read a whole file; with salvage, a damaged file gives its intact blocks and the error."""
+    reader = SancReader(source)
+    blocks: list[BlockCode] = []
+    try:
+        for block in reader.blocks():
+            blocks.append(block)
+    except CorruptFileError as exc:
+        if not salvage:
+            raise
+        return SancContents(reader.header, tuple(blocks), None, exc)
+    return SancContents(reader.header, tuple(blocks), reader.trailer, None)
+
+
+def decode_file(
+    source: str | Path | bytes, *, salvage: bool = False, physical: bool = True
+) -> tuple[StreamHeader, npt.NDArray[np.float64]]:
+    """Decode a .sanc file offline to (channels, n) samples, in physical units by default."""
+    contents = read_sanc(source, salvage=salvage)
+    header = contents.header
+    samples = decode(contents.blocks, header.codebook, header.channel_count)
+    return header, header.to_physical(samples) if physical else samples

@@ -1,0 +1,1 @@
+"""The sancodec gRPC server (grpc.aio + ONNX Runtime)."""
