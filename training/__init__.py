@@ -1,0 +1,1 @@
+"""Offline training of SAN models (PyTorch)."""

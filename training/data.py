@@ -1,0 +1,117 @@
+"""Training data: fixed-length windows of a signal, z-scored per window, split in time order."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+__all__ = ["WindowSet", "make_windows", "paper_splits", "time_splits"]
+
+log = logging.getLogger(__name__)
+
+PAPER_SAMPLES = 12000
+PAPER_WINDOW = 1000
+PAPER_BOUNDS = (0, 6000, 8000, 12000)
+
+
+@dataclass(frozen=True, eq=False)
+class WindowSet:
+    """Windows (N, L) as the model sees them, and the statistics that restore their units."""
+
+    windows: npt.NDArray[np.float32]
+    means: npt.NDArray[np.float64]
+    stds: npt.NDArray[np.float64]
+    start_samples: npt.NDArray[np.int64]
+    dropped_missing: int = 0
+    dropped_flat: int = 0
+
+    def __post_init__(self) -> None:
+        n = self.windows.shape[0]
+        if self.windows.ndim != 2 or not n == self.means.size == self.stds.size:
+            raise ValueError("windows, means and stds disagree in count")
+
+    def __len__(self) -> int:
+        return int(self.windows.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.windows.shape[1])
+
+    def tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        return torch.from_numpy(self.windows).unsqueeze(1).to(device)  # (N, 1, L)
+
+
+def make_windows(
+    signal: npt.ArrayLike, length: int, *, zscore: bool = True, offset: int = 0
+) -> WindowSet:
+    """Non-overlapping windows of `length`; the remainder is dropped. Windows holding a missing
+    sample (NaN) or a constant (std 0) are dropped, counted and logged, never trained on.
+    z-scoring uses the unbiased std, as torch's default does in the paper's code."""
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"signal must be 1-D, got shape {x.shape}")
+    if length < 1:
+        raise ValueError(f"window length must be positive, got {length}")
+    count = x.size // length
+    rows = x[: count * length].reshape(count, length)  # (N, L)
+    starts = offset + np.arange(count, dtype=np.int64) * length
+    missing = np.isnan(rows).any(axis=1)
+    means = rows.mean(axis=1) if zscore else np.zeros(count)
+    stds = rows.std(axis=1, ddof=1) if zscore and length > 1 else np.ones(count)
+    flat = ~missing & (stds == 0)
+    keep = ~missing & ~flat
+    if missing.any() or flat.any():
+        log.warning(
+            "dropped %d windows with missing samples and %d constant windows of %d",
+            int(missing.sum()), int(flat.sum()), count,
+        )  # fmt: skip
+    normalized = (rows[keep] - means[keep, None]) / stds[keep, None]
+    return WindowSet(
+        windows=normalized.astype(np.float32),
+        means=means[keep],
+        stds=stds[keep],
+        start_samples=starts[keep],
+        dropped_missing=int(missing.sum()),
+        dropped_flat=int(flat.sum()),
+    )
+
+
+def paper_splits(signal: npt.ArrayLike) -> dict[str, WindowSet]:
+    """The paper's Physionet protocol: the first 12000 samples, train/val/test = 6/2/4 windows of
+    1000 samples in time order, each z-scored."""
+    x = np.asarray(signal, dtype=np.float64)
+    if x.size < PAPER_SAMPLES:
+        raise ValueError(f"the paper's protocol needs {PAPER_SAMPLES} samples, got {x.size}")
+    names = ("train", "val", "test")
+    bounds = itertools.pairwise(PAPER_BOUNDS)
+    return {
+        name: make_windows(x[lo:hi], PAPER_WINDOW, offset=lo)
+        for name, (lo, hi) in zip(names, bounds, strict=True)
+    }
+
+
+def time_splits(
+    signal: npt.ArrayLike,
+    length: int,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    *,
+    zscore: bool = True,
+) -> dict[str, WindowSet]:
+    """Train/val/test windows from consecutive stretches of one signal, in time order."""
+    x = np.asarray(signal, dtype=np.float64)
+    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise ValueError(
+            f"fractions must be three non-negative numbers summing to 1, got {fractions}"
+        )
+    cuts = np.round(np.cumsum((0.0, *fractions)) * x.size).astype(int)
+    out = {}
+    for name, lo, hi in zip(("train", "val", "test"), cuts[:-1], cuts[1:], strict=True):
+        out[name] = make_windows(x[lo:hi], length, zscore=zscore, offset=int(lo))
+        if len(out[name]) == 0 and fractions[len(out) - 1] > 0:
+            raise ValueError(f"the {name} split has no whole {length}-sample window")
+    return out
