@@ -100,18 +100,40 @@ def time_splits(
     length: int,
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
     *,
-    zscore: bool = True,
+    normalization: str = "window",
 ) -> dict[str, WindowSet]:
-    """Train/val/test windows from consecutive stretches of one signal, in time order."""
+    """Train/val/test windows from consecutive stretches of one signal, in time order.
+
+    normalization "window" z-scores each window (the paper); "global" removes each window's mean
+    and divides by the training stretch's std (the codec's: one scale per recording, the mean
+    travelling as the block offset)."""
     x = np.asarray(signal, dtype=np.float64)
     if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
         raise ValueError(
             f"fractions must be three non-negative numbers summing to 1, got {fractions}"
         )
+    if normalization not in ("window", "global"):
+        raise ValueError(f"normalization must be window or global, got {normalization!r}")
     cuts = np.round(np.cumsum((0.0, *fractions)) * x.size).astype(int)
+    scale = float(np.nanstd(x[: cuts[1]])) if normalization == "global" else 1.0
+    if not scale > 0:
+        raise ValueError("the training stretch is constant or empty: nothing to learn")
     out = {}
     for name, lo, hi in zip(("train", "val", "test"), cuts[:-1], cuts[1:], strict=True):
-        out[name] = make_windows(x[lo:hi], length, zscore=zscore, offset=int(lo))
-        if len(out[name]) == 0 and fractions[len(out) - 1] > 0:
+        ws = make_windows(x[lo:hi], length, zscore=normalization == "window", offset=int(lo))
+        if normalization == "global":
+            ws = _centre(ws, scale)
+        if len(ws) == 0 and fractions[len(out)] > 0:
             raise ValueError(f"the {name} split has no whole {length}-sample window")
+        out[name] = ws
     return out
+
+
+def _centre(ws: WindowSet, scale: float) -> WindowSet:
+    """Raw windows -> each minus its mean, divided by one global scale."""
+    means = ws.windows.astype(np.float64).mean(axis=1)
+    windows = (ws.windows - means[:, None]) / scale
+    return WindowSet(
+        windows=windows.astype(np.float32), means=means, stds=np.full(len(ws), scale),
+        start_samples=ws.start_samples, dropped_missing=ws.dropped_missing, dropped_flat=ws.dropped_flat,
+    )  # fmt: skip

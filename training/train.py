@@ -10,7 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import distributed as dist
+from torch import nn
 from torch.nn import functional as nnf
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sancodec import DecoderMode, metrics
@@ -18,6 +21,7 @@ from training.activations import Activation
 from training.data import WindowSet
 from training.init import initialize
 from training.model import SAN
+from training.sparsity import REGULARIZER_KINDS, KSparse, Regularizer
 
 __all__ = ["FitResult", "TrainConfig", "evaluate", "fit", "resolve_device"]
 
@@ -41,6 +45,11 @@ class TrainConfig:
     restarts: int = 1
     select: str = "flithos"  # validation metric that picks the epoch and the restart
     device: str = "auto"
+    sparsifier: str = "none"  # "ksparse": keep the k = ratio * n largest |s| over all kernels
+    ksparse_ratio: float = 0.01
+    regularizer: str = "none"  # an activity penalty on the activation map (training.sparsity)
+    regularizer_weight: float = 0.0
+    target_rate: float = 0.05
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kernel_sizes", tuple(int(m) for m in self.kernel_sizes))
@@ -49,7 +58,11 @@ class TrainConfig:
         checks = {
             "kernel sizes must be positive": min(self.kernel_sizes, default=0) >= 1,
             "loss must be mae or mse": self.loss in ("mae", "mse"),
-            "init must be normal, ones or data": self.init in ("normal", "ones", "data"),
+            "init must be normal, ones, data or fan_in": self.init
+            in ("normal", "ones", "data", "fan_in"),
+            "sparsifier must be none or ksparse": self.sparsifier in ("none", "ksparse"),
+            "regularizer must be none or one of " + ", ".join(REGULARIZER_KINDS): self.regularizer
+            in ("none", *REGULARIZER_KINDS),
             "epochs, batch size and restarts must be positive": min(
                 self.epochs, self.batch_size, self.restarts
             )
@@ -60,6 +73,12 @@ class TrainConfig:
         failed = [message for message, ok in checks.items() if not ok]
         if failed:
             raise ValueError("; ".join(failed))
+        self.penalty()  # validates weight and target rate
+
+    def penalty(self) -> Regularizer | None:
+        if self.regularizer == "none":
+            return None
+        return Regularizer(self.regularizer, self.regularizer_weight, self.target_rate)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,7 +101,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(config: TrainConfig) -> SAN:
-    return SAN(config.kernel_sizes, config.activation, config.decoder_mode, config.border_tolerance)
+    sparsifier = KSparse(ratio=config.ksparse_ratio) if config.sparsifier == "ksparse" else None
+    return SAN(
+        config.kernel_sizes,
+        config.activation,
+        config.decoder_mode,
+        config.border_tolerance,
+        sparsifier,
+    )
 
 
 @torch.no_grad()
@@ -120,8 +146,42 @@ def evaluate(model: SAN, windows: WindowSet, chunk: int = 256) -> dict[str, floa
     return out
 
 
-def _loss(config: TrainConfig, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    return nnf.l1_loss(x_hat, x) if config.loss == "mae" else nnf.mse_loss(x_hat, x)
+def _loss(
+    config: TrainConfig, x: torch.Tensor, x_hat: torch.Tensor, alpha: torch.Tensor
+) -> torch.Tensor:
+    loss = nnf.l1_loss(x_hat, x) if config.loss == "mae" else nnf.mse_loss(x_hat, x)
+    penalty = config.penalty()
+    return loss if penalty is None else loss + penalty(alpha)
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _epoch(
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: torch.Tensor,
+    order: torch.Generator,
+) -> float:
+    """One pass; under data parallelism every rank takes an equal share of each global batch, so
+    the averaged gradient is the single-process one."""
+    rank, world = _rank_and_world()
+    model.train()
+    total = 0.0
+    for batch in torch.randperm(len(data), generator=order).split(config.batch_size):
+        mine = batch[rank::world]
+        x = data[mine.to(data.device)]  # (b, 1, L)
+        x_hat, alpha = model(x)
+        loss = _loss(config, x, x_hat, alpha)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        total += float(loss.detach()) * len(mine)
+    return total * world / len(data)
 
 
 def _train_once(
@@ -129,31 +189,28 @@ def _train_once(
 ) -> FitResult:
     seed = config.seed + restart
     torch.manual_seed(seed)
+    rank, world = _rank_and_world()
+    if config.batch_size % world:
+        raise ValueError(f"batch size {config.batch_size} must divide among {world} processes")
     device = resolve_device(config.device)
     model = build_model(config)
     initialize(model, config.init, train, seed)
     model.to(device)
+    wrapped: nn.Module = DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    data = train.tensor(device)  # (N, 1, L)
-    order = torch.Generator().manual_seed(seed)
+    data, order = train.tensor(device), torch.Generator().manual_seed(seed)
     best: tuple[float, int, dict[str, Any], dict[str, float]] | None = None
     history = []
     epochs = tqdm(
-        range(config.epochs), desc=f"restart {restart}", disable=not progress, leave=False
+        range(config.epochs),
+        desc=f"restart {restart}",
+        disable=not progress or rank > 0,
+        leave=False,
     )
     for epoch in epochs:
-        model.train()
-        total = 0.0
-        for batch in torch.randperm(len(train), generator=order).split(config.batch_size):
-            x = data[batch.to(device)]
-            x_hat, _ = model(x)
-            loss = _loss(config, x, x_hat)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            total += float(loss.detach()) * len(batch)
+        train_loss = _epoch(config, wrapped, optimizer, data, order)
         scores = evaluate(model, val)
-        history.append({"epoch": epoch, "train_loss": total / len(train), **scores})
+        history.append({"epoch": epoch, "train_loss": train_loss, **scores})
         epochs.set_postfix(val=f"{scores[config.select]:.3f}")
         if best is None or scores[config.select] < best[0]:
             best = (scores[config.select], epoch, copy.deepcopy(model.state_dict()), scores)
