@@ -23,7 +23,7 @@ from training.train import TrainConfig, evaluate, fit
 SAMPLES = 108000  # 5 minutes at 360 Hz
 VARIANTS = (("random, seed 0", "normal", 0, 1), ("random, seed 1", "normal", 1, 1),
             ("random, seed 2", "normal", 2, 1), ("data init", "data", 0, 1),
-            ("data init + 3 restarts", "data", 0, 3))  # fmt: skip
+            ("data init, 3 restarts", "data", 0, 3), ("mixed, 4 restarts", "mixed", 0, 4))  # fmt: skip
 
 
 def measure(record: Path) -> list[float]:

@@ -25,7 +25,7 @@ from training.activations import Activation
 from training.config import DistributedEnv
 from training.data import WindowSet, paper_splits, time_splits
 from training.reports import write_run
-from training.reproduce import reproduce, write_table
+from training.reproduce import plot_reproduction, reproduce, write_table
 from training.sweep import sweep
 from training.train import TrainConfig, fit
 
@@ -67,7 +67,9 @@ def _fit_parser(
     p.add_argument("--activation", choices=[a.value for a in Activation], default="extrema")
     p.add_argument("--decoder", choices=["adjoint", "correlation"], default="adjoint")
     p.add_argument("--loss", choices=["mae", "mse"], default="mae")
-    p.add_argument("--init", choices=["normal", "ones", "data", "fan_in"], default="normal")
+    p.add_argument(
+        "--init", choices=["normal", "ones", "data", "mixed", "fan_in"], default="normal"
+    )
     p.add_argument(
         "--select",
         choices=["flithos", "prdn_percent"],
@@ -193,6 +195,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
     reproduce(args.data, args.sizes, activations, args.results)
     command = "python -m training " + shlex.join(sys.argv[1:])
     print(write_table(args.results, args.table, command))
+    for path in plot_reproduction(args.results, args.table.parent):
+        print(f"wrote {path}")
     return 0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-__all__ = ["WindowSet", "make_windows", "paper_splits", "time_splits"]
+__all__ = ["WindowSet", "make_windows", "paper_splits", "record_splits", "time_splits"]
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +137,41 @@ def _centre(ws: WindowSet, scale: float) -> WindowSet:
         windows=windows.astype(np.float32), means=means, stds=np.full(len(ws), scale),
         start_samples=ws.start_samples, dropped_missing=ws.dropped_missing, dropped_flat=ws.dropped_flat,
     )  # fmt: skip
+
+
+def record_splits(
+    signals: dict[str, npt.ArrayLike],
+    assignment: dict[str, list[str]],
+    length: int,
+    *,
+    normalization: str = "window",
+) -> dict[str, WindowSet]:
+    """Windows of whole recordings per split (e.g. train on some patients, test on others);
+    with "global" normalization, one scale from the pooled training recordings."""
+    unknown = {name for names in assignment.values() for name in names} - signals.keys()
+    if unknown or set(assignment) != {"train", "val", "test"}:
+        raise ValueError(
+            f"assignment needs train/val/test over known recordings; unknown: {sorted(unknown)}"
+        )
+    if normalization not in ("window", "global"):
+        raise ValueError(f"normalization must be window or global, got {normalization!r}")
+    pooled = np.concatenate([np.asarray(signals[n], dtype=np.float64) for n in assignment["train"]])
+    scale = float(np.nanstd(pooled)) if normalization == "global" else 1.0
+    out = {}
+    for split, names in assignment.items():
+        parts = [make_windows(signals[n], length, zscore=normalization == "window") for n in names]
+        if normalization == "global":
+            parts = [_centre(p, scale) for p in parts]
+        out[split] = _concat(parts)
+    return out
+
+
+def _concat(parts: list[WindowSet]) -> WindowSet:
+    return WindowSet(
+        windows=np.concatenate([p.windows for p in parts]).astype(np.float32),
+        means=np.concatenate([p.means for p in parts]),
+        stds=np.concatenate([p.stds for p in parts]),
+        start_samples=np.concatenate([p.start_samples for p in parts]),
+        dropped_missing=sum(p.dropped_missing for p in parts),
+        dropped_flat=sum(p.dropped_flat for p in parts),
+    )

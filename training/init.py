@@ -11,6 +11,7 @@ import torch
 from training.activations import extrema_greedy_reference
 from training.data import WindowSet
 from training.model import SAN
+from training.sparsity import KSparse, fan_in_init
 
 __all__ = ["data_kernels", "initialize"]
 
@@ -18,15 +19,22 @@ SEGMENTS_PER_WINDOW = 8
 KMEANS_ITERATIONS = 25
 
 
-def initialize(model: SAN, init: str, train: WindowSet, seed: int) -> None:
+def initialize(model: SAN, init: str, train: WindowSet, seed: int, restart: int = 0) -> None:
     """ "normal": N(0, 0.1) (the paper's code); "ones": 0.1 everywhere (its later packages);
     "data": unit-norm clusters of signal segments centred on the strongest extrema, which keeps a
-    kernel from settling at its own edge, the failure random starts show on MIT-BIH 101."""
+    kernel from settling at its own edge, the failure random starts show on MIT-BIH 101;
+    "mixed": data on even restarts, normal on odd ones, since neither start wins on every record."""
     generator = torch.Generator().manual_seed(seed)
+    if init == "mixed":  # restarts alternate data and random starts; validation picks
+        init = "data" if restart % 2 == 0 else "normal"
     if init == "normal":
         model.init_normal(generator)
     elif init == "ones":
         model.init_from([np.full(m, 0.1) for m in model.kernel_sizes])
+    elif init == "fan_in":  # k-sparse layers: std 1/sqrt(k), since only k units are active
+        k = model.sparsifier.k_for(train.length) if isinstance(model.sparsifier, KSparse) else 1
+        for w in model.weights:
+            fan_in_init(w.data, k)
     elif init == "data":
         model.init_from(
             data_kernels(train.windows, model.kernel_sizes, np.random.default_rng(seed))

@@ -126,3 +126,22 @@ def write_table(results: Path, out: Path, command: str) -> str:
     text = f"Command: `{command}`\n\nKernel sizes tried: {len(sizes)} ({sizes[0]}..{sizes[-1]}).\n\n{body}\n"
     out.write_text(text)
     return text
+
+
+def plot_reproduction(results: Path, out_dir: Path) -> list[Path]:
+    """Per dataset: phi against kernel size, and CR^-1 against L~, on the test split."""
+    from training.sweep import plot_flithos_vs_size, plot_tradeoff
+
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    written = []
+    for dataset in DATASETS:
+        mine = [r for r in rows if r["dataset"] == dataset.name]
+        if mine:
+            for name, plot in (
+                ("flithos_vs_size", plot_flithos_vs_size),
+                ("tradeoff", plot_tradeoff),
+            ):
+                path = out_dir / f"{dataset.name}-{name}.png"
+                plot(mine, path)
+                written.append(path)
+    return written

@@ -27,6 +27,8 @@ __all__ = ["FitResult", "TrainConfig", "evaluate", "fit", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
+INITS = ("normal", "ones", "data", "mixed", "fan_in")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -37,7 +39,7 @@ class TrainConfig:
     decoder_mode: str = DecoderMode.ADJOINT.value
     border_tolerance: int = 3
     loss: str = "mae"  # the paper's; "mse" targets PRDN, an L2 figure
-    init: str = "normal"  # "normal" N(0, 0.1) as the paper, "ones" 0.1 as later code, "data"
+    init: str = "normal"  # "normal" N(0, 0.1) as the paper, "ones", "data", "mixed", "fan_in"
     epochs: int = 30
     batch_size: int = 2
     lr: float = 0.01
@@ -58,8 +60,7 @@ class TrainConfig:
         checks = {
             "kernel sizes must be positive": min(self.kernel_sizes, default=0) >= 1,
             "loss must be mae or mse": self.loss in ("mae", "mse"),
-            "init must be normal, ones, data or fan_in": self.init
-            in ("normal", "ones", "data", "fan_in"),
+            "init must be one of " + ", ".join(INITS): self.init in INITS,
             "sparsifier must be none or ksparse": self.sparsifier in ("none", "ksparse"),
             "regularizer must be none or one of " + ", ".join(REGULARIZER_KINDS): self.regularizer
             in ("none", *REGULARIZER_KINDS),
@@ -194,7 +195,7 @@ def _train_once(
         raise ValueError(f"batch size {config.batch_size} must divide among {world} processes")
     device = resolve_device(config.device)
     model = build_model(config)
-    initialize(model, config.init, train, seed)
+    initialize(model, config.init, train, seed, restart)
     model.to(device)
     wrapped: nn.Module = DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
