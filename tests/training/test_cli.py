@@ -141,3 +141,4 @@ def test_reproduce_writes_the_table_beside_the_paper(tmp_path: Path, shared_data
     )
     assert again.returncode == 0
     assert len(results.read_text().splitlines()) == 5  # resumed: nothing trained twice
+    assert (tmp_path / "mitdb-flithos_vs_size.png").stat().st_size > 1000

@@ -6,7 +6,7 @@ import torch
 
 from sancodec import DecoderMode
 from sancodec.decoder import paint_spikes
-from training.data import make_windows, paper_splits
+from training.data import make_windows, paper_splits, record_splits, time_splits
 from training.init import data_kernels
 from training.model import SAN
 from training.train import TrainConfig, evaluate, fit
@@ -90,3 +90,42 @@ def test_config_refuses_bad_knobs() -> None:
         TrainConfig(loss="huber")
     with pytest.raises(ValueError, match="extrema_pol"):
         TrainConfig(activation="extrema_pol")
+
+
+def test_splits_by_record_and_global_scale(mitdb100: np.ndarray) -> None:
+    signals = {"a": mitdb100[:8192], "b": mitdb100[8192:12288] * 2, "c": mitdb100[12288:16384]}
+    splits = record_splits(
+        signals, {"train": ["a"], "val": ["b"], "test": ["c"]}, 1024, normalization="global"
+    )
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [8, 4, 4]
+    scale = float(np.std(signals["a"]))
+    assert np.allclose(splits["train"].stds, scale)
+    assert np.allclose(splits["val"].windows.std(), 2 * splits["test"].windows.std(), rtol=0.5)
+    with pytest.raises(ValueError, match="unknown"):
+        record_splits(signals, {"train": ["z"], "val": ["b"], "test": ["c"]}, 1024)
+
+
+def test_global_normalization_keeps_one_scale(mitdb100: np.ndarray) -> None:
+    splits = time_splits(mitdb100, 2048, normalization="global")
+    stds = np.concatenate([splits[s].stds for s in ("train", "val", "test")])
+    assert np.allclose(stds, stds[0])
+    assert np.allclose(splits["test"].windows.mean(axis=1), 0, atol=1e-5)
+
+
+def test_same_seed_same_model(mitdb100: np.ndarray) -> None:
+    splits = paper_splits(mitdb100)
+    config = TrainConfig(
+        kernel_sizes=(16, 16), activation="topk_absolutes", epochs=2, init="data", seed=3
+    )
+    one = fit(config, splits["train"], splits["val"]).model.state_dict()
+    two = fit(config, splits["train"], splits["val"]).model.state_dict()
+    assert all(torch.equal(one[k], two[k]) for k in one)
+
+
+def test_ksparse_and_regularizer_options_train(mitdb100: np.ndarray) -> None:
+    splits = paper_splits(mitdb100)
+    config = TrainConfig(kernel_sizes=(32, 32), sparsifier="ksparse", ksparse_ratio=0.02, init="fan_in",
+                         regularizer="l1", regularizer_weight=1e-3, epochs=2)  # fmt: skip
+    result = fit(config, splits["train"], splits["val"])
+    assert result.validation["spikes_per_window"] == pytest.approx(20 * 2)  # k per kernel row
+    assert result.validation["zero_fraction"] == pytest.approx(1 - 40 / 2000)
