@@ -160,6 +160,10 @@ class ChannelCode(_ArrayValue):
         if not 0 <= self.channel < MAX_CHANNELS:
             raise InvalidInputError(f"channel {self.channel} is out of range [0, {MAX_CHANNELS})")
 
+    def to_proto(self, block_start: int) -> codes_pb2.ChannelCode:
+        """The proto form; SAN positions are delta-coded from the block's first sample."""
+        return _channel_to_proto(self, block_start)
+
 
 @dataclass(frozen=True, eq=False)
 class BlockCode(_ArrayValue):

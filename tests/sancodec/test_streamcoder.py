@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sancodec import BlockCode, Codebook, ResidualSpec, decode
+from sancodec.errors import InvalidConfigError, ProtocolError
+from sancodec.metrics import bits_per_sample, prdn
+from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
+
+
+def _template(x: np.ndarray) -> np.ndarray:
+    """A unit-norm beat-like kernel: the 129 samples around the largest peak."""
+    t = int(np.argmax(np.abs(x[200:-200]))) + 200
+    w = x[t - 64 : t + 65] - x[t - 64 : t + 65].mean()
+    return (w / np.linalg.norm(w)).astype(np.float32)
+
+
+def detect(window: Window, codebook: Codebook, spacing: int = 150) -> Spikes:
+    """Greedy peaks of |correlation| at least `spacing` apart, amplitude = the correlation."""
+    ids, positions, amplitudes = [], [], []
+    for k, w in enumerate(codebook.kernels):
+        c = (w.size - 1) // 2
+        s = np.correlate(np.pad(window.samples.astype(np.float64), (c, w.size - 1 - c)), w, "valid")
+        taken = np.zeros(s.size, dtype=bool)
+        for t in np.argsort(-np.abs(s), kind="stable"):
+            if abs(s[t]) < 0.5 * np.abs(s).max() or taken[t]:
+                continue
+            ids.append(k), positions.append(t), amplitudes.append(s[t])
+            taken[max(t - spacing, 0) : t + spacing + 1] = True
+    return Spikes(np.array(ids, np.int32), np.array(positions, np.int64), np.array(amplitudes))
+
+
+def run(plan: CodingPlan, x: np.ndarray, chunk: int) -> list[CodedChannel]:
+    coder, out = ChannelCoder(plan), []
+    for lo in range(0, x.size, chunk):
+        for window in coder.push(x[lo : lo + chunk]):
+            out += coder.accept(window, detect(window, plan.codebook))
+    for window in coder.finish():
+        out += coder.accept(window, detect(window, plan.codebook))
+    out += coder.ready()
+    assert coder.done
+    return out
+
+
+def _plan(x: np.ndarray, **kw: object) -> CodingPlan:
+    codebook = Codebook((_template(x),), residual=ResidualSpec("bior4.4", 5))
+    options = {"codebook": codebook, "block_length": 1024, "context": 256, "scale": 1.0,
+               "san_step_exp": -8, "residual_step_exp": 8} | kw  # fmt: skip
+    return CodingPlan(**options)  # type: ignore[arg-type]
+
+
+def test_codes_do_not_depend_on_chunking(mitdb100: np.ndarray) -> None:
+    x = mitdb100[:6000]
+    plan = _plan(x)
+    reference = [c.code for c in run(plan, x, x.size)]
+    assert len(reference) == 6  # 5 full blocks and a short one
+    for chunk in (1, 997, 5000):
+        assert [c.code for c in run(plan, x, chunk)] == reference
+
+
+def test_the_coder_reconstructs_what_the_decoder_paints(mitdb100: np.ndarray) -> None:
+    x = mitdb100[:9000]
+    plan = _plan(x)
+    coded = run(plan, x, 700)
+    blocks = [BlockCode(c.start, c.signal.size, (c.code,)) for c in coded]
+    decoded = decode(blocks, plan.codebook, 1)[0]
+    assert np.allclose(decoded, np.concatenate([c.reconstruction for c in coded]), atol=1e-9)
+    assert np.array_equal(np.concatenate([c.signal for c in coded]), x)
+    assert sum(c.code.san.spike_count for c in coded) > 20  # the beats are coded as spikes
+    assert prdn(x, decoded) < 6  # residual step 2 ADU
+
+
+def test_prdn_target_is_met_per_block(mitdb100: np.ndarray) -> None:
+    x = mitdb100[:8192]
+    for target in (5.0, 15.0):
+        coded = run(_plan(x, max_prdn_percent=target), x, 4096)
+        assert all(prdn(c.signal, c.reconstruction) <= target for c in coded)
+    coarse = run(_plan(x, max_prdn_percent=15.0), x, 4096)
+    fine = run(_plan(x, max_prdn_percent=5.0), x, 4096)
+    assert sum(c.code.residual.levels.size for c in coarse) < sum(
+        c.code.residual.levels.size for c in fine
+    )  # type: ignore[union-attr]
+
+
+def test_bit_budget_is_met_per_block(mitdb100: np.ndarray) -> None:
+    x = mitdb100[:8192]
+    coded = run(_plan(x, max_bits_per_sample=0.5), x, 8192)
+    for c in coded:
+        assert bits_per_sample(c.code.to_proto(c.start).ByteSize(), c.signal.size) <= 0.5
+
+
+def test_san_layer_only(mitdb100: np.ndarray) -> None:
+    x = mitdb100[:4096]
+    plan = CodingPlan(Codebook((_template(x),)), 1024, 256, 1.0, -8)
+    coded = run(plan, x, 1000)
+    assert all(c.code.residual is None for c in coded)
+    assert prdn(x, np.concatenate([c.reconstruction for c in coded])) < 100
+
+
+def test_protocol_and_plan_errors(mitdb100: np.ndarray) -> None:
+    plan = _plan(mitdb100)
+    coder = ChannelCoder(plan)
+    windows = coder.push(mitdb100[:5000])
+    with pytest.raises(ProtocolError, match="expected block 0"):
+        coder.accept(windows[1], detect(windows[1], plan.codebook))
+    coder.finish()
+    with pytest.raises(ProtocolError, match="after the end"):
+        coder.push(mitdb100[:10])
+    with pytest.raises(InvalidConfigError, match="not both"):
+        _plan(mitdb100, max_prdn_percent=5.0, max_bits_per_sample=1.0)
+    with pytest.raises(InvalidConfigError, match="beyond one block"):
+        _plan(mitdb100, block_length=32)
