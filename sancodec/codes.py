@@ -11,11 +11,13 @@ from google.protobuf.message import DecodeError
 
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT, Quantizer
+from sancodec.rice import MAX_K, best_k, rice_decode, rice_encode, unzigzag, zigzag
 from sancodec.v1 import codes_pb2
 
 __all__ = ["BlockCode", "ChannelCode", "ResidualLayer", "SanLayer", "parse_block"]
 
 MAX_CHANNELS = 4096
+MAX_VALUES = 1 << 24  # spikes or coefficients in one layer of one block
 
 
 def _frozen_array(values: npt.ArrayLike, dtype: type[np.generic], name: str) -> npt.NDArray[Any]:
@@ -47,6 +49,8 @@ class _ArrayValue:
 def _check_levels(levels: npt.NDArray[np.int32], name: str) -> None:
     if levels.size and int(np.max(np.abs(levels.astype(np.int64)))) >= LEVEL_LIMIT:
         raise InvalidInputError(f"{name} has a level beyond ±{LEVEL_LIMIT}")
+    if np.any(levels == 0):
+        raise InvalidInputError(f"{name} has a zero level: a zero codes nothing, leave it out")
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,8 +235,25 @@ def parse_block(data: bytes) -> BlockCode:
     return BlockCode.from_proto(message)
 
 
-def _deltas(positions: npt.NDArray[np.int64], origin: int) -> list[int]:
-    return np.diff(positions, prepend=origin).tolist()  # type: ignore[no-any-return]
+def _pack(deltas: npt.NDArray[np.int64], levels: npt.NDArray[np.int32]) -> dict[str, Any]:
+    """Rice fields of a (deltas, levels) stream: levels are never zero, so zigzag - 1 >= 0."""
+    values = zigzag(levels) - 1
+    delta_k, level_k = best_k(deltas), best_k(values)
+    ks = np.repeat([delta_k, level_k], deltas.size)
+    data = rice_encode(np.concatenate([deltas, values]), ks)
+    return {"count": int(deltas.size), "delta_k": delta_k, "level_k": level_k, "rice": data}
+
+
+def _unpack(message: Any, name: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    if message.count > MAX_VALUES or message.delta_k > MAX_K or message.level_k > MAX_K:
+        raise InvalidInputError(f"{name}: count {message.count} or Rice parameters out of range")
+    if 2 * message.count > 8 * len(message.rice):  # every value takes at least one bit
+        raise InvalidInputError(
+            f"{name}: {message.count} values cannot fit in {len(message.rice)} bytes"
+        )
+    ks = np.repeat([message.delta_k, message.level_k], message.count)
+    values = rice_decode(message.rice, 2 * message.count, ks)
+    return values[: message.count], unzigzag(values[message.count :] + 1)
 
 
 def _channel_to_proto(code: ChannelCode, start: int) -> codes_pb2.ChannelCode:
@@ -240,37 +261,30 @@ def _channel_to_proto(code: ChannelCode, start: int) -> codes_pb2.ChannelCode:
     kernels = []
     for kid in np.unique(san.kernel_ids):
         mine = san.kernel_ids == kid
+        deltas = np.diff(san.positions[mine], prepend=start)
         kernels.append(
-            codes_pb2.KernelSpikes(
-                kernel_id=int(kid),
-                position_deltas=_deltas(san.positions[mine], start),
-                levels=san.levels[mine].tolist(),
-            )
+            codes_pb2.KernelSpikes(kernel_id=int(kid), **_pack(deltas, san.levels[mine]))
         )
-    message = codes_pb2.ChannelCode(
-        channel=code.channel,
-        san=codes_pb2.SanLayer(
-            step_exp=san.step_exp,
-            offset_level=san.offset_level,
-            scale_exp=san.scale_exp,
-            kernels=kernels,
-        ),
+    layer = codes_pb2.SanLayer(
+        step_exp=san.step_exp,
+        offset_level=san.offset_level,
+        scale_exp=san.scale_exp,
+        kernels=kernels,
     )
+    message = codes_pb2.ChannelCode(channel=code.channel, san=layer)
     if code.residual is not None:
         r = code.residual
+        deltas = np.diff(r.indices, prepend=0)
         message.residual.CopyFrom(
-            codes_pb2.ResidualLayer(
-                step_exp=r.step_exp, position_deltas=_deltas(r.indices, 0), levels=r.levels.tolist()
-            )
+            codes_pb2.ResidualLayer(step_exp=r.step_exp, **_pack(deltas, r.levels))
         )
     return message
 
 
-def _positions(deltas: Any, origin: int, name: str) -> npt.NDArray[np.int64]:
-    steps = np.asarray(deltas, dtype=np.int64)
-    if steps.size > 1 and np.any(steps[1:] == 0):
+def _positions(deltas: npt.NDArray[np.int64], origin: int, name: str) -> npt.NDArray[np.int64]:
+    if deltas.size > 1 and np.any(deltas[1:] == 0):
         raise InvalidInputError(f"{name} repeats a position (zero delta)")
-    return origin + np.cumsum(steps, dtype=np.int64)
+    return origin + np.cumsum(deltas, dtype=np.int64)
 
 
 def _channel_from_proto(message: codes_pb2.ChannelCode, start: int) -> ChannelCode:
@@ -280,11 +294,10 @@ def _channel_from_proto(message: codes_pb2.ChannelCode, start: int) -> ChannelCo
         if spikes.kernel_id in seen:
             raise InvalidInputError(f"kernel {spikes.kernel_id} is listed twice")
         seen.add(spikes.kernel_id)
-        if len(spikes.position_deltas) != len(spikes.levels):
-            raise InvalidInputError(f"kernel {spikes.kernel_id}: positions and levels differ")
-        positions.append(_positions(spikes.position_deltas, start, "SAN layer"))
-        ids.append(np.full(len(spikes.levels), spikes.kernel_id, dtype=np.int64))
-        levels.append(np.asarray(spikes.levels, dtype=np.int64))
+        deltas, kernel_levels = _unpack(spikes, f"kernel {spikes.kernel_id}")
+        positions.append(_positions(deltas, start, "SAN layer"))
+        ids.append(np.full(deltas.size, spikes.kernel_id, dtype=np.int64))
+        levels.append(kernel_levels)
     empty = np.zeros(0, dtype=np.int64)
     kernel_ids = np.concatenate([empty, *ids])
     if kernel_ids.size and kernel_ids.max() >= 2**31:
@@ -300,12 +313,11 @@ def _channel_from_proto(message: codes_pb2.ChannelCode, start: int) -> ChannelCo
     residual = None
     if message.HasField("residual"):
         r = message.residual
-        if len(r.position_deltas) != len(r.levels):
-            raise InvalidInputError("residual positions and levels differ in length")
+        deltas, coefficient_levels = _unpack(r, "residual layer")
         residual = ResidualLayer(
             step_exp=r.step_exp,
-            indices=_positions(r.position_deltas, 0, "residual layer"),
-            levels=_narrow(np.asarray(r.levels, dtype=np.int64)),
+            indices=_positions(deltas, 0, "residual layer"),
+            levels=_narrow(coefficient_levels),
         )
     return ChannelCode(channel=message.channel, san=san, residual=residual)
 

@@ -6,9 +6,14 @@ The sparse code format: what travels on the wire and what a .sanc file stores.
 Every number a decoder needs is here, as compact integers where it can be. A client in any
 language decodes a block with the kernels (from the model or the .sanc header) and these rules:
   - a quantization step is 2^(step_exp / 8): sint32 step_exp, 8 steps per octave;
-  - a quantized amplitude is level * step;
-  - positions are delta-coded: the first is relative to the block's start_sample, each next one
-    relative to the previous one of the same kernel (or of the residual layer).
+  - a quantized amplitude is level * step; levels are never zero;
+  - positions are delta-coded: the first is relative to the block's start_sample (SAN) or to 0
+    (residual), each next one relative to the previous one of the same kernel or layer;
+  - deltas and levels travel as one Golomb-Rice bit stream (`rice`): `count` deltas with
+    parameter delta_k, then `count` values zigzag(level) - 1 with parameter level_k.
+    A value v is v >> k one-bits, a zero-bit, then the k low bits of v (MSB first); a quotient
+    of 32 or more is 32 one-bits then v in 32 bits. Bits are packed MSB-first, the last byte
+    zero-padded. zigzag maps 0, -1, 1, -2, 2 ... to 0, 1, 2, 3, 4 ...
 """
 
 from collections import abc as _abc
@@ -99,27 +104,30 @@ class KernelSpikes(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KERNEL_ID_FIELD_NUMBER: _builtins.int
-    POSITION_DELTAS_FIELD_NUMBER: _builtins.int
-    LEVELS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    DELTA_K_FIELD_NUMBER: _builtins.int
+    LEVEL_K_FIELD_NUMBER: _builtins.int
+    RICE_FIELD_NUMBER: _builtins.int
     kernel_id: _builtins.int
-    @_builtins.property
-    def position_deltas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Absolute position = block start_sample + running sum of these deltas."""
-
-    @_builtins.property
-    def levels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Quantized amplitudes, one per position; amplitude = level * 2^(step_exp / 8) * scale."""
-
+    count: _builtins.int
+    delta_k: _builtins.int
+    level_k: _builtins.int
+    rice: _builtins.bytes
+    """Position deltas (absolute position = block start_sample + running sum) and levels
+    (amplitude = level * 2^(step_exp / 8) * scale), Rice-coded as described above.
+    """
     def __init__(
         self,
         *,
         kernel_id: _builtins.int = ...,
-        position_deltas: _abc.Iterable[_builtins.int] | None = ...,
-        levels: _abc.Iterable[_builtins.int] | None = ...,
+        count: _builtins.int = ...,
+        delta_k: _builtins.int = ...,
+        level_k: _builtins.int = ...,
+        rice: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kernel_id", b"kernel_id", "levels", b"levels", "position_deltas", b"position_deltas"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "delta_k", b"delta_k", "kernel_id", b"kernel_id", "level_k", b"level_k", "rice", b"rice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -167,25 +175,30 @@ class ResidualLayer(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STEP_EXP_FIELD_NUMBER: _builtins.int
-    POSITION_DELTAS_FIELD_NUMBER: _builtins.int
-    LEVELS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    DELTA_K_FIELD_NUMBER: _builtins.int
+    LEVEL_K_FIELD_NUMBER: _builtins.int
+    RICE_FIELD_NUMBER: _builtins.int
     step_exp: _builtins.int
-    @_builtins.property
-    def position_deltas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Coefficient index = running sum of these deltas (the first is the index itself)."""
-
-    @_builtins.property
-    def levels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    count: _builtins.int
+    delta_k: _builtins.int
+    level_k: _builtins.int
+    rice: _builtins.bytes
+    """Index deltas (coefficient index = running sum; the first is the index itself) and levels,
+    Rice-coded as described above.
+    """
     def __init__(
         self,
         *,
         step_exp: _builtins.int = ...,
-        position_deltas: _abc.Iterable[_builtins.int] | None = ...,
-        levels: _abc.Iterable[_builtins.int] | None = ...,
+        count: _builtins.int = ...,
+        delta_k: _builtins.int = ...,
+        level_k: _builtins.int = ...,
+        rice: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["levels", b"levels", "position_deltas", b"position_deltas", "step_exp", b"step_exp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "delta_k", b"delta_k", "level_k", b"level_k", "rice", b"rice", "step_exp", b"step_exp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,9 +6,14 @@ The sparse code format: what travels on the wire and what a .sanc file stores.
 Every number a decoder needs is here, as compact integers where it can be. A client in any
 language decodes a block with the kernels (from the model or the .sanc header) and these rules:
   - a quantization step is 2^(step_exp / 8): sint32 step_exp, 8 steps per octave;
-  - a quantized amplitude is level * step;
-  - positions are delta-coded: the first is relative to the block's start_sample, each next one
-    relative to the previous one of the same kernel (or of the residual layer).
+  - a quantized amplitude is level * step; levels are never zero;
+  - positions are delta-coded: the first is relative to the block's start_sample (SAN) or to 0
+    (residual), each next one relative to the previous one of the same kernel or layer;
+  - deltas and levels travel as one Golomb-Rice bit stream (`rice`): `count` deltas with
+    parameter delta_k, then `count` values zigzag(level) - 1 with parameter level_k.
+    A value v is v >> k one-bits, a zero-bit, then the k low bits of v (MSB first); a quotient
+    of 32 or more is 32 one-bits then v in 32 bits. Bits are packed MSB-first, the last byte
+    zero-padded. zigzag maps 0, -1, 1, -2, 2 ... to 0, 1, 2, 3, 4 ...
 """
 
 from collections import abc as _abc

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from sancodec import BlockCode, ChannelCode, Quantizer, SanLayer, parse_block
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.metrics import bits_per_sample
+from sancodec.rice import rice_decode, rice_encode
 from sancodec.v1 import codes_pb2
 
 
@@ -31,10 +32,14 @@ def test_positions_are_delta_coded_per_kernel_from_the_block_start() -> None:
     block = BlockCode(5000, 100, (ChannelCode(0, san),))
     message = block.to_proto()
     spikes = {k.kernel_id: k for k in message.channels[0].san.kernels}
-    assert list(spikes[0].position_deltas) == [2, 8]
-    assert list(spikes[0].levels) == [2, -3]
-    assert list(spikes[1].position_deltas) == [1, 4]
-    assert list(spikes[1].levels) == [1, 4]
+
+    def fields(k: codes_pb2.KernelSpikes) -> tuple[list[int], list[int]]:
+        values = rice_decode(k.rice, 2 * k.count, [k.delta_k] * k.count + [k.level_k] * k.count)
+        return values[: k.count].tolist(), values[k.count :].tolist()
+
+    # deltas from the block start, then zigzag(level) - 1: 2 -> 3, -3 -> 4, 1 -> 1, 4 -> 7
+    assert fields(spikes[0]) == ([2, 8], [3, 4])
+    assert fields(spikes[1]) == ([1, 4], [1, 7])
 
 
 def test_encoded_size_is_what_the_rate_counts() -> None:
@@ -70,6 +75,12 @@ def test_invalid_codes_are_refused() -> None:
         BlockCode(0, 10, (ChannelCode(1, empty), ChannelCode(1, empty)))
 
 
+def _spikes(deltas: list[int], levels: list[int], **fields: int) -> codes_pb2.KernelSpikes:
+    values = np.array(deltas + [2 * abs(v) - (v < 0) - 1 for v in levels])  # zigzag - 1
+    packed = rice_encode(values, 4)
+    return codes_pb2.KernelSpikes(count=len(deltas), delta_k=4, level_k=4, rice=packed, **fields)
+
+
 def _malformed_blocks() -> list[codes_pb2.EncodedBlock]:
     def block(**san: object) -> codes_pb2.EncodedBlock:
         return codes_pb2.EncodedBlock(
@@ -78,13 +89,17 @@ def _malformed_blocks() -> list[codes_pb2.EncodedBlock]:
             channels=[codes_pb2.ChannelCode(san=codes_pb2.SanLayer(**san))],
         )
 
+    spikes = _spikes([1, 2], [1, 1])
     return [
-        block(kernels=[codes_pb2.KernelSpikes(position_deltas=[1, 2], levels=[1])]),
-        block(kernels=[codes_pb2.KernelSpikes(position_deltas=[60], levels=[1])]),
-        block(kernels=[codes_pb2.KernelSpikes(position_deltas=[1, 0], levels=[1, 1])]),
-        block(kernels=[codes_pb2.KernelSpikes(kernel_id=2), codes_pb2.KernelSpikes(kernel_id=2)]),
+        block(kernels=[codes_pb2.KernelSpikes(count=2, rice=spikes.rice[:1])]),  # bits run out
+        block(kernels=[codes_pb2.KernelSpikes(count=9, delta_k=4, level_k=4, rice=spikes.rice)]),
+        block(kernels=[codes_pb2.KernelSpikes(count=2**20, rice=b"\x00")]),  # cannot fit
+        block(kernels=[_spikes([60], [1])]),  # beyond the block
+        block(kernels=[_spikes([1, 0], [1, 1])]),  # the same position twice
+        block(kernels=[_spikes([1], [1], kernel_id=2), _spikes([3], [1], kernel_id=2)]),
         block(step_exp=100000),
-        block(kernels=[codes_pb2.KernelSpikes(position_deltas=[1], levels=[2**31 - 1])]),
+        block(kernels=[_spikes([1], [2**31 - 1])]),
+        block(kernels=[codes_pb2.KernelSpikes(count=1, delta_k=40, rice=b"\x00")]),
         codes_pb2.EncodedBlock(start_sample=0, sample_count=0),
     ]
 
