@@ -11,13 +11,14 @@ from google.protobuf.message import DecodeError
 
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT, Quantizer
-from sancodec.rice import MAX_K, best_k, rice_decode, rice_encode, unzigzag, zigzag
+from sancodec.sparse_stream import decode_sparse, dyadic_bands, encode_sparse
 from sancodec.v1 import codes_pb2
 
 __all__ = ["BlockCode", "ChannelCode", "ResidualLayer", "SanLayer", "parse_block"]
 
 MAX_CHANNELS = 4096
 MAX_VALUES = 1 << 24  # spikes or coefficients in one layer of one block
+MAX_SAMPLE = 1 << 62  # positions are int64 everywhere
 
 
 def _frozen_array(values: npt.ArrayLike, dtype: type[np.generic], name: str) -> npt.NDArray[Any]:
@@ -164,9 +165,9 @@ class ChannelCode(_ArrayValue):
         if not 0 <= self.channel < MAX_CHANNELS:
             raise InvalidInputError(f"channel {self.channel} is out of range [0, {MAX_CHANNELS})")
 
-    def to_proto(self, block_start: int) -> codes_pb2.ChannelCode:
-        """The proto form; SAN positions are delta-coded from the block's first sample."""
-        return _channel_to_proto(self, block_start)
+    def to_proto(self, block_start: int, block_length: int) -> codes_pb2.ChannelCode:
+        """The proto form within a block of `block_length` samples from `block_start`."""
+        return _channel_to_proto(self, block_start, block_length)
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,7 +179,7 @@ class BlockCode(_ArrayValue):
     channels: tuple[ChannelCode, ...]
 
     def __post_init__(self) -> None:
-        if self.start_sample < 0 or not 0 < self.sample_count < 2**32:
+        if not 0 <= self.start_sample < MAX_SAMPLE or not 0 < self.sample_count < 2**32:
             raise InvalidInputError(
                 f"bad block range: start {self.start_sample}, {self.sample_count} samples"
             )
@@ -203,7 +204,9 @@ class BlockCode(_ArrayValue):
         return codes_pb2.EncodedBlock(
             start_sample=self.start_sample,
             sample_count=self.sample_count,
-            channels=[_channel_to_proto(c, self.start_sample) for c in self.channels],
+            channels=[
+                _channel_to_proto(c, self.start_sample, self.sample_count) for c in self.channels
+            ],
         )
 
     def to_bytes(self) -> bytes:
@@ -213,14 +216,12 @@ class BlockCode(_ArrayValue):
     @classmethod
     def from_proto(cls, message: codes_pb2.EncodedBlock) -> BlockCode:
         """Validate a received block; any inconsistency raises CorruptCodeError."""
+        start, count = message.start_sample, message.sample_count
         try:
-            return cls(
-                start_sample=message.start_sample,
-                sample_count=message.sample_count,
-                channels=tuple(
-                    _channel_from_proto(c, message.start_sample) for c in message.channels
-                ),
-            )
+            if start >= MAX_SAMPLE:
+                raise InvalidInputError(f"start sample {start} is beyond any stream")
+            channels = tuple(_channel_from_proto(c, start, count) for c in message.channels)
+            return cls(start_sample=start, sample_count=count, channels=channels)
         except InvalidInputError as exc:
             raise CorruptCodeError(f"invalid encoded block: {exc}") from None
 
@@ -235,36 +236,13 @@ def parse_block(data: bytes) -> BlockCode:
     return BlockCode.from_proto(message)
 
 
-def _pack(deltas: npt.NDArray[np.int64], levels: npt.NDArray[np.int32]) -> dict[str, Any]:
-    """Rice fields of a (deltas, levels) stream: levels are never zero, so zigzag - 1 >= 0."""
-    values = zigzag(levels) - 1
-    delta_k, level_k = best_k(deltas), best_k(values)
-    ks = np.repeat([delta_k, level_k], deltas.size)
-    data = rice_encode(np.concatenate([deltas, values]), ks)
-    return {"count": int(deltas.size), "delta_k": delta_k, "level_k": level_k, "rice": data}
-
-
-def _unpack(message: Any, name: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    if message.count > MAX_VALUES or message.delta_k > MAX_K or message.level_k > MAX_K:
-        raise InvalidInputError(f"{name}: count {message.count} or Rice parameters out of range")
-    if 2 * message.count > 8 * len(message.rice):  # every value takes at least one bit
-        raise InvalidInputError(
-            f"{name}: {message.count} values cannot fit in {len(message.rice)} bytes"
-        )
-    ks = np.repeat([message.delta_k, message.level_k], message.count)
-    values = rice_decode(message.rice, 2 * message.count, ks)
-    return values[: message.count], unzigzag(values[message.count :] + 1)
-
-
-def _channel_to_proto(code: ChannelCode, start: int) -> codes_pb2.ChannelCode:
+def _channel_to_proto(code: ChannelCode, start: int, count: int) -> codes_pb2.ChannelCode:
     san = code.san
     kernels = []
     for kid in np.unique(san.kernel_ids):
         mine = san.kernel_ids == kid
-        deltas = np.diff(san.positions[mine], prepend=start)
-        kernels.append(
-            codes_pb2.KernelSpikes(kernel_id=int(kid), **_pack(deltas, san.levels[mine]))
-        )
+        bits = encode_sparse(san.positions[mine], san.levels[mine], start, [count])
+        kernels.append(codes_pb2.KernelSpikes(kernel_id=int(kid), count=int(mine.sum()), bits=bits))
     layer = codes_pb2.SanLayer(
         step_exp=san.step_exp,
         offset_level=san.offset_level,
@@ -274,29 +252,36 @@ def _channel_to_proto(code: ChannelCode, start: int) -> codes_pb2.ChannelCode:
     message = codes_pb2.ChannelCode(channel=code.channel, san=layer)
     if code.residual is not None:
         r = code.residual
-        deltas = np.diff(r.indices, prepend=0)
+        bits = encode_sparse(r.indices, r.levels, 0, dyadic_bands(count))
         message.residual.CopyFrom(
-            codes_pb2.ResidualLayer(step_exp=r.step_exp, **_pack(deltas, r.levels))
+            codes_pb2.ResidualLayer(step_exp=r.step_exp, count=r.indices.size, bits=bits)
         )
     return message
 
 
-def _positions(deltas: npt.NDArray[np.int64], origin: int, name: str) -> npt.NDArray[np.int64]:
-    if deltas.size > 1 and np.any(deltas[1:] == 0):
-        raise InvalidInputError(f"{name} repeats a position (zero delta)")
-    return origin + np.cumsum(deltas, dtype=np.int64)
+def _decode(
+    message: Any, origin: int, bands: list[int], name: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    if message.count > MAX_VALUES:
+        raise InvalidInputError(f"{name}: {message.count} values is more than a layer may hold")
+    try:
+        return decode_sparse(message.bits, message.count, origin, bands)
+    except CorruptCodeError as exc:
+        raise InvalidInputError(f"{name}: {exc}") from None
 
 
-def _channel_from_proto(message: codes_pb2.ChannelCode, start: int) -> ChannelCode:
+def _channel_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) -> ChannelCode:
     ids, positions, levels = [], [], []
     seen: set[int] = set()
     for spikes in message.san.kernels:
         if spikes.kernel_id in seen:
             raise InvalidInputError(f"kernel {spikes.kernel_id} is listed twice")
         seen.add(spikes.kernel_id)
-        deltas, kernel_levels = _unpack(spikes, f"kernel {spikes.kernel_id}")
-        positions.append(_positions(deltas, start, "SAN layer"))
-        ids.append(np.full(deltas.size, spikes.kernel_id, dtype=np.int64))
+        kernel_positions, kernel_levels = _decode(
+            spikes, start, [count], f"kernel {spikes.kernel_id}"
+        )
+        positions.append(kernel_positions)
+        ids.append(np.full(kernel_positions.size, spikes.kernel_id, dtype=np.int64))
         levels.append(kernel_levels)
     empty = np.zeros(0, dtype=np.int64)
     kernel_ids = np.concatenate([empty, *ids])
@@ -313,11 +298,9 @@ def _channel_from_proto(message: codes_pb2.ChannelCode, start: int) -> ChannelCo
     residual = None
     if message.HasField("residual"):
         r = message.residual
-        deltas, coefficient_levels = _unpack(r, "residual layer")
+        indices, coefficient_levels = _decode(r, 0, dyadic_bands(count), "residual layer")
         residual = ResidualLayer(
-            step_exp=r.step_exp,
-            indices=_positions(deltas, 0, "residual layer"),
-            levels=_narrow(coefficient_levels),
+            step_exp=r.step_exp, indices=indices, levels=_narrow(coefficient_levels)
         )
     return ChannelCode(channel=message.channel, san=san, residual=residual)
 

@@ -229,7 +229,7 @@ class ChannelCoder:
             return prdn(x, reconstruction) <= self.plan.max_prdn_percent
         assert self.plan.max_bits_per_sample is not None
         return (
-            bits_per_sample(code.to_proto(start).ByteSize(), x.size)
+            bits_per_sample(code.to_proto(start, x.size).ByteSize(), x.size)
             <= self.plan.max_bits_per_sample
         )
 

@@ -9,11 +9,10 @@ language decodes a block with the kernels (from the model or the .sanc header) a
   - a quantized amplitude is level * step; levels are never zero;
   - positions are delta-coded: the first is relative to the block's start_sample (SAN) or to 0
     (residual), each next one relative to the previous one of the same kernel or layer;
-  - deltas and levels travel as one Golomb-Rice bit stream (`rice`): `count` deltas with
-    parameter delta_k, then `count` values zigzag(level) - 1 with parameter level_k.
-    A value v is v >> k one-bits, a zero-bit, then the k low bits of v (MSB first); a quotient
-    of 32 or more is 32 one-bits then v in 32 bits. Bits are packed MSB-first, the last byte
-    zero-padded. zigzag maps 0, -1, 1, -2, 2 ... to 0, 1, 2, 3, 4 ...
+  - positions and levels travel as one adaptive Golomb-Rice bit stream (`bits`), specified in
+    docs/sanc-format.md and sancodec/sparse_stream.py: per value, the gap to the previous
+    position minus 1, then zigzag(level) - 1, each with a parameter the decoder derives from
+    the values before it (contexts per band of positions, as in JPEG-LS).
 """
 
 from collections import abc as _abc
@@ -105,29 +104,23 @@ class KernelSpikes(_message.Message):
 
     KERNEL_ID_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
-    DELTA_K_FIELD_NUMBER: _builtins.int
-    LEVEL_K_FIELD_NUMBER: _builtins.int
-    RICE_FIELD_NUMBER: _builtins.int
+    BITS_FIELD_NUMBER: _builtins.int
     kernel_id: _builtins.int
     count: _builtins.int
-    delta_k: _builtins.int
-    level_k: _builtins.int
-    rice: _builtins.bytes
-    """Position deltas (absolute position = block start_sample + running sum) and levels
-    (amplitude = level * 2^(step_exp / 8) * scale), Rice-coded as described above.
+    bits: _builtins.bytes
+    """Positions in [start_sample, start_sample + sample_count), one band, and their levels
+    (amplitude = level * 2^(step_exp / 8) * scale).
     """
     def __init__(
         self,
         *,
         kernel_id: _builtins.int = ...,
         count: _builtins.int = ...,
-        delta_k: _builtins.int = ...,
-        level_k: _builtins.int = ...,
-        rice: _builtins.bytes = ...,
+        bits: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "delta_k", b"delta_k", "kernel_id", b"kernel_id", "level_k", b"level_k", "rice", b"rice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bits", b"bits", "count", b"count", "kernel_id", b"kernel_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -176,29 +169,23 @@ class ResidualLayer(_message.Message):
 
     STEP_EXP_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
-    DELTA_K_FIELD_NUMBER: _builtins.int
-    LEVEL_K_FIELD_NUMBER: _builtins.int
-    RICE_FIELD_NUMBER: _builtins.int
+    BITS_FIELD_NUMBER: _builtins.int
     step_exp: _builtins.int
     count: _builtins.int
-    delta_k: _builtins.int
-    level_k: _builtins.int
-    rice: _builtins.bytes
-    """Index deltas (coefficient index = running sum; the first is the index itself) and levels,
-    Rice-coded as described above.
+    bits: _builtins.bytes
+    """Coefficient indices from 0 and their levels; bands L/64, then one per octave up to L/2
+    (L = sample_count), as wavelet sub-bands fall.
     """
     def __init__(
         self,
         *,
         step_exp: _builtins.int = ...,
         count: _builtins.int = ...,
-        delta_k: _builtins.int = ...,
-        level_k: _builtins.int = ...,
-        rice: _builtins.bytes = ...,
+        bits: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "delta_k", b"delta_k", "level_k", b"level_k", "rice", b"rice", "step_exp", b"step_exp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bits", b"bits", "count", b"count", "step_exp", b"step_exp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,11 +9,10 @@ language decodes a block with the kernels (from the model or the .sanc header) a
   - a quantized amplitude is level * step; levels are never zero;
   - positions are delta-coded: the first is relative to the block's start_sample (SAN) or to 0
     (residual), each next one relative to the previous one of the same kernel or layer;
-  - deltas and levels travel as one Golomb-Rice bit stream (`rice`): `count` deltas with
-    parameter delta_k, then `count` values zigzag(level) - 1 with parameter level_k.
-    A value v is v >> k one-bits, a zero-bit, then the k low bits of v (MSB first); a quotient
-    of 32 or more is 32 one-bits then v in 32 bits. Bits are packed MSB-first, the last byte
-    zero-padded. zigzag maps 0, -1, 1, -2, 2 ... to 0, 1, 2, 3, 4 ...
+  - positions and levels travel as one adaptive Golomb-Rice bit stream (`bits`), specified in
+    docs/sanc-format.md and sancodec/sparse_stream.py: per value, the gap to the previous
+    position minus 1, then zigzag(level) - 1, each with a parameter the decoder derives from
+    the values before it (contexts per band of positions, as in JPEG-LS).
 """
 
 from collections import abc as _abc

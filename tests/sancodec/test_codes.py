@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sancodec import BlockCode, ChannelCode, Quantizer, SanLayer, parse_block
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.metrics import bits_per_sample
-from sancodec.rice import rice_decode, rice_encode
+from sancodec.sparse_stream import decode_sparse, encode_sparse
 from sancodec.v1 import codes_pb2
 
 
@@ -22,7 +22,7 @@ def test_proto_round_trip(data: st.DataObject) -> None:
         assert BlockCode.from_proto(block.to_proto()) == block
 
 
-def test_positions_are_delta_coded_per_kernel_from_the_block_start() -> None:
+def test_each_kernel_codes_its_own_positions_within_the_block() -> None:
     san = SanLayer(
         step_exp=0,
         kernel_ids=np.array([1, 0, 0, 1]),
@@ -32,14 +32,13 @@ def test_positions_are_delta_coded_per_kernel_from_the_block_start() -> None:
     block = BlockCode(5000, 100, (ChannelCode(0, san),))
     message = block.to_proto()
     spikes = {k.kernel_id: k for k in message.channels[0].san.kernels}
-
-    def fields(k: codes_pb2.KernelSpikes) -> tuple[list[int], list[int]]:
-        values = rice_decode(k.rice, 2 * k.count, [k.delta_k] * k.count + [k.level_k] * k.count)
-        return values[: k.count].tolist(), values[k.count :].tolist()
-
-    # deltas from the block start, then zigzag(level) - 1: 2 -> 3, -3 -> 4, 1 -> 1, 4 -> 7
-    assert fields(spikes[0]) == ([2, 8], [3, 4])
-    assert fields(spikes[1]) == ([1, 4], [1, 7])
+    assert {kid: k.count for kid, k in spikes.items()} == {0: 2, 1: 2}
+    positions, levels = decode_sparse(spikes[0].bits, 2, 5000, [100])
+    assert positions.tolist() == [5002, 5010]
+    assert levels.tolist() == [2, -3]
+    positions, levels = decode_sparse(spikes[1].bits, 2, 5000, [100])
+    assert positions.tolist() == [5001, 5005]
+    assert levels.tolist() == [1, 4]
 
 
 def test_encoded_size_is_what_the_rate_counts() -> None:
@@ -75,10 +74,9 @@ def test_invalid_codes_are_refused() -> None:
         BlockCode(0, 10, (ChannelCode(1, empty), ChannelCode(1, empty)))
 
 
-def _spikes(deltas: list[int], levels: list[int], **fields: int) -> codes_pb2.KernelSpikes:
-    values = np.array(deltas + [2 * abs(v) - (v < 0) - 1 for v in levels])  # zigzag - 1
-    packed = rice_encode(values, 4)
-    return codes_pb2.KernelSpikes(count=len(deltas), delta_k=4, level_k=4, rice=packed, **fields)
+def _spikes(positions: list[int], levels: list[int], kernel_id: int = 0) -> codes_pb2.KernelSpikes:
+    bits = encode_sparse(positions, levels, 0, [1000])  # coded for a longer block than the test's
+    return codes_pb2.KernelSpikes(kernel_id=kernel_id, count=len(positions), bits=bits)
 
 
 def _malformed_blocks() -> list[codes_pb2.EncodedBlock]:
@@ -89,18 +87,18 @@ def _malformed_blocks() -> list[codes_pb2.EncodedBlock]:
             channels=[codes_pb2.ChannelCode(san=codes_pb2.SanLayer(**san))],
         )
 
-    spikes = _spikes([1, 2], [1, 1])
+    good = encode_sparse([1, 2], [1, 1], 0, [50])
     return [
-        block(kernels=[codes_pb2.KernelSpikes(count=2, rice=spikes.rice[:1])]),  # bits run out
-        block(kernels=[codes_pb2.KernelSpikes(count=9, delta_k=4, level_k=4, rice=spikes.rice)]),
-        block(kernels=[codes_pb2.KernelSpikes(count=2**20, rice=b"\x00")]),  # cannot fit
-        block(kernels=[_spikes([60], [1])]),  # beyond the block
-        block(kernels=[_spikes([1, 0], [1, 1])]),  # the same position twice
+        block(kernels=[codes_pb2.KernelSpikes(count=2, bits=good[:1])]),  # bits run out
+        block(kernels=[codes_pb2.KernelSpikes(count=3, bits=good)]),
+        block(kernels=[codes_pb2.KernelSpikes(count=2**20, bits=b"\x00")]),  # cannot fit
+        block(kernels=[codes_pb2.KernelSpikes(count=2**25, bits=b"\x00" * 10)]),
+        block(kernels=[_spikes([600], [1])]),  # beyond the block
         block(kernels=[_spikes([1], [1], kernel_id=2), _spikes([3], [1], kernel_id=2)]),
         block(step_exp=100000),
         block(kernels=[_spikes([1], [2**31 - 1])]),
-        block(kernels=[codes_pb2.KernelSpikes(count=1, delta_k=40, rice=b"\x00")]),
         codes_pb2.EncodedBlock(start_sample=0, sample_count=0),
+        codes_pb2.EncodedBlock(start_sample=2**63, sample_count=10),
     ]
 
 

@@ -87,7 +87,10 @@ def test_bit_budget_is_met_per_block(mitdb100: np.ndarray) -> None:
     x = mitdb100[:8192]
     coded = run(_plan(x, max_bits_per_sample=0.5), x, 8192)
     for c in coded:
-        assert bits_per_sample(c.code.to_proto(c.start).ByteSize(), c.signal.size) <= 0.5
+        assert (
+            bits_per_sample(c.code.to_proto(c.start, c.signal.size).ByteSize(), c.signal.size)
+            <= 0.5
+        )
 
 
 def test_san_layer_only(mitdb100: np.ndarray) -> None:
