@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: test lint proto demo clean
+.PHONY: test lint proto models demo clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ $(BUF):
 
 proto: $(STAMP)  ## regenerate sancodec/v1 from proto/
 	$(BIN)/python tools/genproto.py
+
+models: $(STAMP)  ## retrain and re-export the shipped bundles in models/ (fixed seeds)
+	$(BIN)/python -m training.shipped --out models
 
 lint: $(STAMP) $(BUF)
 	$(BIN)/ruff format --check .

@@ -50,15 +50,19 @@ def measure(
     plan: CodingPlan, x: npt.ArrayLike, detect: Detector, adc_bits: int = 11
 ) -> dict[str, Any]:
     """PRDN over the recording, bits per sample from the real block bytes (kernels not charged:
-    they ship with the model), and the paper's per-block metrics on mean-removed blocks."""
+    they ship with the model), and the paper's per-block metrics on mean-removed blocks (a
+    constant block, where L~ is undefined, is left out of them and counted)."""
     signal = np.asarray(x, dtype=np.float64)
     coded = code_signal(plan, signal, detect)
     blocks = [BlockCode(c.start, c.signal.size, (c.code,)) for c in coded]
     code_bytes = sum(len(b.to_bytes()) for b in blocks)
     x_hat = np.concatenate([c.reconstruction for c in coded]) * plan.scale
-    per_block = []
+    per_block, flat = [], 0
     for c in coded:
         centred, recon = c.signal - c.signal.mean(), c.reconstruction - c.signal.mean()
+        if not np.any(centred):  # L~ is undefined on a constant block (e.g. a 1-sample tail)
+            flat += 1
+            continue
         inv_cr = metrics.inverse_compression_ratio(
             c.code.san.spike_count, plan.codebook.weight_count, c.signal.size
         )
@@ -77,4 +81,6 @@ def measure(
         "normalized_loss": float(table[:, 1].mean()),
         "flithos": float(table[:, 2].mean()),
         "spikes_per_1000_samples": 1000 * sum(c.code.san.spike_count for c in coded) / n,
+        "blocks": len(coded),
+        "constant_blocks_left_out_of_flithos": flat,
     }
