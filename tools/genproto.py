@@ -15,8 +15,11 @@ def generate(out_dir: Path) -> None:
     """Run protoc on every .proto file, writing modules, type stubs and gRPC stubs to out_dir."""
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
     include = str(Path(protoc.__file__).parent / "_proto")
+    bindir = Path(sys.executable).parent  # the venv's plugins, whether or not it is activated
     args = [
         "protoc",
+        f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
         f"-I{PROTO_ROOT}",
         f"-I{include}",
         f"--python_out={out_dir}",

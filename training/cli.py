@@ -166,17 +166,20 @@ def run_fit(args: argparse.Namespace) -> int:
     env = DistributedEnv.from_env(os.environ)
     if env.launched:
         args.device = _start_distributed(env, args.device)
+    report = None
     try:
         splits, extra = _data(args)
         result = fit(_config(args), splits["train"], splits["val"], progress=sys.stderr.isatty())
-        if env.rank > 0:
-            return 0  # every rank holds the same model; rank 0 reports it
-        report = write_run(result, args.out, splits["test"], extra)
+        if env.rank == 0:  # every rank holds the same model; rank 0 reports it
+            report = write_run(result, args.out, splits["test"], extra)
+        if env.launched:
+            dist.barrier()  # no rank leaves the group while another still uses it
     finally:
         if env.launched:
             dist.destroy_process_group()
-    print(json.dumps({"best_epoch": report["best_epoch"], "test": report["test"]}, indent=2))
-    print(f"wrote {args.out}/report.json, checkpoint.pt, kernels.png, reconstruction.png")
+    if report is not None:
+        print(json.dumps({"best_epoch": report["best_epoch"], "test": report["test"]}, indent=2))
+        print(f"wrote {args.out}/report.json, checkpoint.pt, kernels.png, reconstruction.png")
     return 0
 
 
