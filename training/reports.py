@@ -17,7 +17,7 @@ import torch
 from training.data import WindowSet
 from training.train import FitResult
 
-__all__ = ["git_commit", "plot_kernels", "plot_reconstruction", "write_run"]
+__all__ = ["git_commit", "plot_kernels", "plot_reconstruction", "save_figure", "write_run"]
 
 
 def git_commit() -> str:
@@ -35,6 +35,12 @@ def git_commit() -> str:
     return sha + ("+dirty" if dirty else "")
 
 
+def save_figure(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_kernels(result: FitResult, path: Path) -> None:
     """The kernels as the decoder paints them (flipped in correlation mode)."""
     codebook = result.model.codebook()
@@ -48,9 +54,7 @@ def plot_kernels(result: FitResult, path: Path) -> None:
         title=f"painted kernels ({codebook.decoder_mode})",
     )
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -68,9 +72,7 @@ def plot_reconstruction(result: FitResult, windows: WindowSet, path: Path, index
         ax.plot(where, alpha[0, k].cpu().numpy()[where], "x", ms=5, label=f"spikes, kernel {k}")
     ax.set(xlabel="sample", title=f"window {index} of the test split")
     ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_run(

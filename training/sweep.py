@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from tqdm import tqdm
 
 from training.data import WindowSet
-from training.reports import write_run
+from training.reports import save_figure, write_run
 from training.train import FitResult, TrainConfig, evaluate, fit
 
 __all__ = ["plot_flithos_vs_size", "plot_tradeoff", "sweep"]
@@ -43,9 +43,7 @@ def plot_tradeoff(rows: Sequence[dict[str, Any]], path: Path, split: str = "test
         title=f"{split} split: rate against loss",
     )
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_flithos_vs_size(rows: Sequence[dict[str, Any]], path: Path, split: str = "test") -> None:
@@ -55,9 +53,7 @@ def plot_flithos_vs_size(rows: Sequence[dict[str, Any]], path: Path, split: str 
         ax.plot([m for m, _ in mine], [f for _, f in mine], marker=".", lw=0.8, label=activation)
     ax.set(xlabel="kernel size m", ylabel="φ̄", yscale="log", title=f"φ̄ on the {split} split")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def sweep(
