@@ -1,0 +1,178 @@
+"""Build and run the gRPC server: `sancodec-server --models DIR --port N --metrics-port N`."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
+from grpc_reflection.v1alpha import reflection
+
+from sancodec.errors import InvalidConfigError
+from sancodec.v1 import codec_pb2, codec_pb2_grpc
+from server.batcher import Batcher
+from server.config import ServerConfig
+from server.repository import ModelRepository
+from server.service import CodecService
+from server.telemetry import Telemetry
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+__all__ = ["Runtime", "create_server", "serve"]
+
+log = logging.getLogger(__name__)
+
+SERVICE = codec_pb2.DESCRIPTOR.services_by_name["CodecService"].full_name
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+
+class TokenAuth(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Every call but health needs `authorization: Bearer <token>`."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(HEALTH_PREFIX):
+            return handler
+        given = dict(details.invocation_metadata or ()).get("authorization", "")
+        if hmac.compare_digest(str(given).encode(), self._expected):
+            return handler
+        return _deny(handler)
+
+
+def _deny(handler: Any) -> Any:
+    message = "missing or wrong bearer token (metadata 'authorization: Bearer <token>')"
+
+    async def unary(request: Any, context: Context) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield  # pragma: no cover - makes this an async generator
+
+    kind = (handler.request_streaming, handler.response_streaming)
+    build = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[kind]
+    return build(streaming if kind[1] else unary)
+
+
+@dataclass(eq=False)
+class Runtime:
+    server: grpc.aio.Server
+    port: int
+    service: CodecService
+    health: health_aio.HealthServicer
+    batcher: Batcher
+    telemetry: Telemetry
+    repository: ModelRepository
+
+    async def stop(self, grace_s: float) -> None:
+        """Drain: health NOT_SERVING, refuse new streams, let running ones finish within grace."""
+        self.service.draining = True
+        self.telemetry.set_ready(False)
+        for name in ("", SERVICE):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace_s)
+        await self.batcher.stop()
+
+
+def _options(config: ServerConfig) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.keepalive_time_ms", int(config.keepalive_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+        ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(config.grace_s * 1000)),
+    ]
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+    address = f"{config.host}:{config.port}"
+    if config.tls_cert is None or config.tls_key is None:
+        return int(server.add_insecure_port(address))
+    ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+    credentials = grpc.ssl_server_credentials(
+        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+    return int(server.add_secure_port(address, credentials))
+
+
+async def create_server(config: ServerConfig, telemetry: Telemetry | None = None) -> Runtime:
+    """Start a server on `config.port` (0 picks one), then load and warm up the models; it
+    reports SERVING only once they are. Raises InvalidConfigError when no model loads."""
+    telemetry = telemetry or Telemetry()
+    repository = ModelRepository(config.models, config.providers, config.threads)
+    batcher = Batcher(config.max_batch, config.max_wait_ms / 1000, config.queue_windows, telemetry)
+    service = CodecService(repository, config, batcher, telemetry)
+    interceptors = [TokenAuth(config.token)] if config.token else []
+    server = grpc.aio.server(options=_options(config), interceptors=interceptors)
+    codec_pb2_grpc.add_CodecServiceServicer_to_server(service, server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (SERVICE, "grpc.health.v1.Health", reflection.SERVICE_NAME), server
+    )
+    for name in ("", SERVICE):
+        await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    port = _bind(server, config)
+    if port == 0:
+        raise InvalidConfigError(f"cannot listen on {config.host}:{config.port}")
+    await server.start()
+    batcher.start()
+    await asyncio.get_running_loop().run_in_executor(None, repository.load)
+    if not repository.models():
+        await server.stop(0)
+        await batcher.stop()
+        raise InvalidConfigError(
+            f"no model could be loaded from {config.models}: {'; '.join(repository.errors) or 'it is empty'}"
+        )
+    telemetry.set_models([(*m.key, m.provider) for m in repository.models()])
+    service.ready = True
+    telemetry.set_ready(True)
+    for name in ("", SERVICE):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return Runtime(server, port, service, health, batcher, telemetry, repository)
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run until SIGTERM or SIGINT, then drain within the grace period."""
+    telemetry = Telemetry()
+    if config.metrics_port >= 0:
+        log.info(
+            "metrics on http://%s:%d/metrics",
+            config.host.strip("[]") or "0.0.0.0",
+            telemetry.serve(config.metrics_port),
+        )
+    runtime = await create_server(config, telemetry)
+    for model in runtime.repository.models():
+        log.info("serving %s/%s (%s)", *model.key, model.provider)
+    log.info(
+        "listening on %s:%d%s", config.host, runtime.port, " with TLS" if config.tls_cert else ""
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining (grace %.1f s)", config.grace_s)
+    await runtime.stop(config.grace_s)
+    log.info("stopped")

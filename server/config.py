@@ -1,0 +1,107 @@
+"""Server settings, read once at the edge from flags or `SANCODEC_*` environment variables."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from sancodec.errors import InvalidConfigError
+
+__all__ = ["ServerConfig"]
+
+PREFIX = "SANCODEC_"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Every knob of the server; each field is also `--flag-name` and `SANCODEC_FIELD_NAME`."""
+
+    models: Path = Path("models")
+    host: str = "[::]"
+    port: int = 50051
+    metrics_port: int = 9464  # 0 picks a free port; -1 turns the HTTP exposition off
+    max_batch: int = 64  # windows per ONNX Runtime call
+    max_wait_ms: float = 2.0  # how long a window waits for others to join its batch
+    queue_windows: int = 4096  # windows waiting for the encoder; beyond, RESOURCE_EXHAUSTED
+    max_streams: int = 2048
+    max_chunk_bytes: int = 4 << 20
+    max_message_bytes: int = 8 << 20
+    max_stream_seconds: float = 24 * 3600.0  # a stream's recording length, in seconds of signal
+    grace_s: float = 10.0
+    keepalive_s: float = 30.0
+    max_connection_age_s: float = 3600.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # set: clients must present a certificate it signed (mTLS)
+    token: str | None = None  # set: every call but health needs "authorization: Bearer <token>"
+    providers: str = "auto"  # "auto" (CUDA first when present), "cpu" or "cuda"
+    threads: int = 0  # ONNX Runtime intra-op threads; 0 lets it choose
+
+    def __post_init__(self) -> None:
+        checks = {
+            "port must be in 0..65535": 0 <= self.port <= 65535,
+            "metrics port must be in -1..65535": -1 <= self.metrics_port <= 65535,
+            "max batch, queue, streams and sizes must be positive": min(
+                self.max_batch,
+                self.queue_windows,
+                self.max_streams,
+                self.max_chunk_bytes,
+                self.max_message_bytes,
+            )
+            > 0,
+            "waits and grace must be non-negative": min(self.max_wait_ms, self.grace_s) >= 0,
+            "tls cert and key go together": (self.tls_cert is None) == (self.tls_key is None),
+            "mTLS needs tls cert and key": self.tls_client_ca is None or self.tls_cert is not None,
+            "providers must be auto, cpu or cuda": self.providers in ("auto", "cpu", "cuda"),
+        }
+        failed = [message for message, ok in checks.items() if not ok]
+        if failed:
+            raise InvalidConfigError("; ".join(failed))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:
+        """Settings from `SANCODEC_*` variables; the rest keep their defaults."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, cls)
+        return cls(**values)
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:
+        """Flags override the environment, which overrides the defaults."""
+        base = cls.from_env(environ)
+        parser = argparse.ArgumentParser(
+            prog="sancodec-server", description="The sancodec gRPC codec server."
+        )
+        for f in fields(cls):
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                                help=f"default {getattr(base, f.name)!s} (env {PREFIX}{f.name.upper()})")  # fmt: skip
+        args = parser.parse_args(list(argv))
+        values: dict[str, Any] = {f.name: getattr(base, f.name) for f in fields(cls)}
+        for name, raw in vars(args).items():
+            if raw is not None:
+                values[name] = _parse(name, raw, cls)
+        return cls(**values)
+
+
+def _parse(name: str, raw: str, cls: type[ServerConfig]) -> object:
+    default = next(f for f in fields(cls) if f.name == name).default
+    try:
+        if name in ("models", "tls_cert", "tls_key", "tls_client_ca"):
+            return Path(raw)
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        return raw
+    except ValueError:
+        raise InvalidConfigError(
+            f"{name}: {raw!r} is not a valid {type(default).__name__}"
+        ) from None

@@ -1,0 +1,160 @@
+"""The model repository: bundles under `<root>/<name>/<version>/`, verified, loaded and warmed up."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from sancodec.bundle import NAME, Bundle, Manifest, load_bundle
+from sancodec.errors import BundleError, InvalidConfigError, NotFoundError
+from sancodec.streamcoder import Spikes
+
+__all__ = ["LoadedModel", "ModelRepository", "session_providers"]
+
+log = logging.getLogger(__name__)
+
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+@lru_cache(maxsize=1)
+def cuda_runs() -> bool:
+    """Whether a session really runs on CUDA here: the GPU build lists the provider even on a
+    machine without a GPU or CUDA libraries, and would fall back to the CPU with loud errors."""
+    if CUDA not in ort.get_available_providers():
+        return False
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    ort.set_default_logger_severity(4)  # the probe's failure is expected on CPU-only machines
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), providers=[CUDA, CPU])
+        return bool(session.get_providers()[0] == CUDA)
+    except Exception:  # no usable CUDA: the CPU it is
+        return False
+    finally:
+        ort.set_default_logger_severity(2)
+
+
+def session_providers(choice: str) -> list[str]:
+    """ONNX Runtime providers to ask for: CUDA first when it really runs here."""
+    if choice == "cuda":
+        if not cuda_runs():
+            raise InvalidConfigError(
+                f"CUDA was asked for, but ONNX Runtime cannot run on it here (it offers {ort.get_available_providers()})"
+            )
+        return [CUDA, CPU]
+    if choice == "auto" and cuda_runs():
+        return [CUDA, CPU]
+    return [CPU]
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    bundle: Bundle
+    encoder: ort.InferenceSession
+    provider: str  # what actually runs the encoder
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.bundle.manifest
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.manifest.name, self.manifest.version
+
+    def detect(self, batch: npt.NDArray[np.float32]) -> list[Spikes]:
+        """Run the encoder on (B, 1, T) windows; the spikes of each row, positions in the row."""
+        positions, amplitudes = self.encoder.run(["positions", "amplitudes"], {"signal": batch})
+        out = []
+        for row in range(batch.shape[0]):
+            mine = positions[:, 0] == row
+            out.append(
+                Spikes(
+                    positions[mine, 1].astype(np.int32),
+                    positions[mine, 2].astype(np.int64),
+                    amplitudes[mine].astype(np.float64),
+                )
+            )
+        return out
+
+
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[._-]", version))
+
+
+class ModelRepository:
+    def __init__(self, root: Path, providers: str = "auto", threads: int = 0) -> None:
+        self.root = root
+        self._providers = session_providers(providers)
+        self._threads = threads
+        self._models: dict[tuple[str, str], LoadedModel] = {}
+        self.errors: list[str] = []
+
+    def load(self) -> None:
+        """Load every bundle; a broken one is logged, listed in `errors` and skipped."""
+        if not self.root.is_dir():
+            raise InvalidConfigError(f"model repository {self.root} is not a directory")
+        root = self.root.resolve()
+        for directory in sorted(p for p in self.root.glob("*/*") if p.is_dir()):
+            try:
+                if not (NAME.match(directory.parent.name) and NAME.match(directory.name)):
+                    raise BundleError(
+                        f"{directory}: not a <name>/<version> directory of valid names"
+                    )
+                if not directory.resolve().is_relative_to(root):
+                    raise BundleError(f"{directory}: points outside the model repository")
+                model = self._load_one(directory)
+            except BundleError as exc:
+                log.error("skipping bundle: %s", exc)
+                self.errors.append(str(exc))
+                continue
+            self._models[model.key] = model
+            log.info("loaded %s/%s on %s", *model.key, model.provider)
+
+    def _load_one(self, directory: Path) -> LoadedModel:
+        bundle = load_bundle(directory)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        try:
+            session = ort.InferenceSession(
+                str(bundle.encoder_path), options, providers=self._providers
+            )
+            model = LoadedModel(bundle, session, session.get_providers()[0])
+            m = bundle.manifest
+            warm = np.random.default_rng(0).normal(size=(2, 1, m.block_length + 2 * m.context))
+            model.detect(warm.astype(np.float32))
+        except Exception as exc:  # ORT raises its own types; any failure here means a broken bundle
+            raise BundleError(f"{directory}: the encoder does not run: {exc}") from None
+        return model
+
+    def models(self) -> list[LoadedModel]:
+        return [self._models[k] for k in sorted(self._models)]
+
+    def get(self, name: str, version: str = "") -> LoadedModel:
+        """The named model at `version`, or its latest version when version is empty."""
+        if not NAME.match(name) or (version and not NAME.match(version)):
+            raise NotFoundError(f"no model {name!r} version {version!r}: not a valid name")
+        versions = [v for n, v in self._models if n == name]
+        if not versions:
+            known = sorted({n for n, _ in self._models})
+            raise NotFoundError(
+                f"no model named {name!r}; loaded models: {', '.join(known) or 'none'}"
+            )
+        if not version:
+            version = max(versions, key=_version_key)
+        if (name, version) not in self._models:
+            raise NotFoundError(
+                f"model {name!r} has no version {version!r}; it has {', '.join(sorted(versions))}"
+            )
+        return self._models[(name, version)]

@@ -1,0 +1,129 @@
+"""The codec service against a real server on loopback, with the shipped bundles and real ECG."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import wfdb
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sancodec import BlockCode, Codebook, decode, metrics
+from sancodec.samples import SampleDtype, pack_samples
+from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
+
+FLOAT32, INT16 = codes_pb2.SAMPLE_DTYPE_FLOAT32, codes_pb2.SAMPLE_DTYPE_INT16
+
+
+@pytest.fixture(scope="module")
+def ecg(shared_data: Path) -> np.ndarray:
+    """MIT-BIH 100, both leads, 12000 samples, in mV: (2, n)."""
+    return wfdb.rdrecord(
+        str(shared_data / "wfdb" / "mitdb" / "100"), sampto=12000
+    ).p_signal.T.copy()
+
+
+def _requests(
+    signal: np.ndarray, chunk: int, dtype: int = FLOAT32, **config: object
+) -> Iterator[codec_pb2.EncodeRequest]:
+    settings = {
+        "model": "ecg",
+        "sample_rate_hz": 360.0,
+        "channel_count": signal.shape[0],
+        "dtype": dtype,
+    } | config
+    yield codec_pb2.EncodeRequest(config=codec_pb2.EncodeConfig(**settings))  # type: ignore[arg-type]
+    kind = SampleDtype.FLOAT32 if dtype == FLOAT32 else SampleDtype.INT16
+    for lo in range(0, signal.shape[1], chunk):
+        yield codec_pb2.EncodeRequest(
+            chunk=codec_pb2.SignalChunk(samples=pack_samples(signal[:, lo : lo + chunk], kind))
+        )
+
+
+def encode(
+    channel: grpc.Channel, signal: np.ndarray, chunk: int, **config: object
+) -> list[codec_pb2.EncodeResponse]:
+    return list(codec_pb2_grpc.CodecServiceStub(channel).Encode(_requests(signal, chunk, **config)))
+
+
+def blocks(responses: list[codec_pb2.EncodeResponse]) -> list[codes_pb2.EncodedBlock]:
+    return [r.block for r in responses if r.WhichOneof("payload") == "block"]
+
+
+def test_models_are_listed_with_their_provider(channel: grpc.Channel) -> None:
+    stub = codec_pb2_grpc.CodecServiceStub(channel)
+    models = {m.ref.name: m for m in stub.ListModels(codec_pb2.ListModelsRequest()).models}
+    assert set(models) == {"ecg", "ecg-lowrate", "eeg"}
+    assert models["ecg"].execution_provider == "CPUExecutionProvider"
+    assert models["ecg"].test_metrics["bits_per_sample"] > 0
+    assert stub.GetModel(codec_pb2.GetModelRequest(name="ecg")).model.ref.version == "1"
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GetModel(codec_pb2.GetModelRequest(name="ecg", version="9"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "has no version '9'" in caught.value.details()
+
+
+def test_health_and_reflection(channel: grpc.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "sancodec.v1.CodecService"):
+        status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_encode_decode_round_trip_matches_the_offline_decoder(
+    channel: grpc.Channel, ecg: np.ndarray
+) -> None:
+    responses = encode(channel, ecg, 997)
+    started = responses[0].started
+    assert started.execution_provider == "CPUExecutionProvider"
+    summary = responses[-1].summary
+    coded = blocks(responses)
+    assert summary.block_count == len(coded) == 6
+    assert summary.sample_count == 12000
+    codebook = Codebook.from_proto(started.codebook)
+    scale = started.channels[0].scale
+    offline = decode([BlockCode.from_proto(b) for b in coded], codebook, 2) * scale
+    stub = codec_pb2_grpc.CodecServiceStub(channel)
+    config = codec_pb2.DecodeConfig(model="ecg", channel_count=2)
+    requests = [codec_pb2.DecodeRequest(config=config)] + [
+        codec_pb2.DecodeRequest(block=b) for b in coded
+    ]
+    chunks = [r.chunk for r in stub.Decode(iter(requests))]
+    assert [c.start_sample for c in chunks] == sorted(c.start_sample for c in chunks)
+    served = np.concatenate(
+        [np.frombuffer(c.samples, "<f4").reshape(-1, 2).T for c in chunks], axis=1
+    )
+    assert np.allclose(served, offline, atol=1e-5)
+    assert metrics.prdn(ecg[0], served[0]) < 25
+    qualities = [r.quality for r in responses if r.WhichOneof("payload") == "block"]
+    assert all(q.bits_per_sample > 0 and q.spike_count > 0 for q in qualities)
+
+
+def test_codes_do_not_depend_on_chunking(channel: grpc.Channel, ecg: np.ndarray) -> None:
+    signal = ecg[:, :5000]
+    reference = blocks(encode(channel, signal, signal.shape[1]))
+    for chunk in (1, 997, 5000):
+        assert blocks(encode(channel, signal, chunk)) == reference
+
+
+def test_int16_counts_with_their_adc_map(channel: grpc.Channel, shared_data: Path) -> None:
+    record = wfdb.rdrecord(str(shared_data / "wfdb" / "mitdb" / "100"), sampto=6000, physical=False)
+    counts = record.d_signal.T.astype(np.int16)
+    infos = [
+        codes_pb2.ChannelInfo(name=n, units="mV", adc_gain=200, adc_baseline=1024)
+        for n in record.sig_name
+    ]
+    as_counts = blocks(encode(channel, counts, 2048, dtype=INT16, channels=infos))
+    physical = (counts.astype(np.float64) - 1024) / 200
+    assert len(as_counts) == len(blocks(encode(channel, physical, 2048)))
+
+
+def test_prdn_target_is_met_and_reported(channel: grpc.Channel, ecg: np.ndarray) -> None:
+    target = codec_pb2.QualityTarget(max_prdn_percent=5.0)
+    responses = encode(channel, ecg[:1, :8192], 4096, quality=target)
+    qualities = [r.quality for r in responses if r.WhichOneof("payload") == "block"]
+    assert qualities
+    assert all(q.prdn_percent <= 5.0 for q in qualities)
