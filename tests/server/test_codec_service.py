@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -10,9 +9,9 @@ import numpy as np
 import pytest
 import wfdb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from server_harness import encode_requests
 
 from sancodec import BlockCode, Codebook, decode, metrics
-from sancodec.samples import SampleDtype, pack_samples
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
 
 FLOAT32, INT16 = codes_pb2.SAMPLE_DTYPE_FLOAT32, codes_pb2.SAMPLE_DTYPE_INT16
@@ -26,27 +25,12 @@ def ecg(shared_data: Path) -> np.ndarray:
     ).p_signal.T.copy()
 
 
-def _requests(
-    signal: np.ndarray, chunk: int, dtype: int = FLOAT32, **config: object
-) -> Iterator[codec_pb2.EncodeRequest]:
-    settings = {
-        "model": "ecg",
-        "sample_rate_hz": 360.0,
-        "channel_count": signal.shape[0],
-        "dtype": dtype,
-    } | config
-    yield codec_pb2.EncodeRequest(config=codec_pb2.EncodeConfig(**settings))  # type: ignore[arg-type]
-    kind = SampleDtype.FLOAT32 if dtype == FLOAT32 else SampleDtype.INT16
-    for lo in range(0, signal.shape[1], chunk):
-        yield codec_pb2.EncodeRequest(
-            chunk=codec_pb2.SignalChunk(samples=pack_samples(signal[:, lo : lo + chunk], kind))
-        )
-
-
 def encode(
     channel: grpc.Channel, signal: np.ndarray, chunk: int, **config: object
 ) -> list[codec_pb2.EncodeResponse]:
-    return list(codec_pb2_grpc.CodecServiceStub(channel).Encode(_requests(signal, chunk, **config)))
+    return list(
+        codec_pb2_grpc.CodecServiceStub(channel).Encode(encode_requests(signal, chunk, **config))
+    )
 
 
 def blocks(responses: list[codec_pb2.EncodeResponse]) -> list[codes_pb2.EncodedBlock]:
