@@ -111,3 +111,49 @@ def test_prdn_target_is_met_and_reported(channel: grpc.Channel, ecg: np.ndarray)
     qualities = [r.quality for r in responses if r.WhichOneof("payload") == "block"]
     assert qualities
     assert all(q.prdn_percent <= 5.0 for q in qualities)
+
+
+def test_no_seams_at_block_borders(channel: grpc.Channel, ecg: np.ndarray) -> None:
+    """The error within 32 samples of a block border is no worse than elsewhere."""
+    responses = encode(channel, ecg[:1], 3000)
+    started, coded = responses[0].started, blocks(responses)
+    decoded = decode(
+        [BlockCode.from_proto(b) for b in coded], Codebook.from_proto(started.codebook), 1
+    )
+    error = ecg[0] - decoded[0] * started.channels[0].scale
+    near = np.zeros(error.size, dtype=bool)
+    for block in coded[1:]:
+        near[block.start_sample - 32 : block.start_sample + 32] = True
+    rms_near = np.sqrt(np.mean(error[near] ** 2))
+    rms_far = np.sqrt(np.mean(error[~near] ** 2))
+    assert near.sum() == 64 * (len(coded) - 1)
+    assert rms_near <= 1.25 * rms_far
+
+
+def test_bit_budget_is_met_and_reported(channel: grpc.Channel, ecg: np.ndarray) -> None:
+    target = codec_pb2.QualityTarget(max_bits_per_sample=1.0)
+    responses = encode(channel, ecg[:1, :8192], 4096, quality=target)
+    qualities = [r.quality for r in responses if r.WhichOneof("payload") == "block"]
+    assert len(qualities) == 4
+    # the budget governs each channel's code; the block header adds a few bytes on top
+    assert all(q.bits_per_sample <= 1.05 for q in qualities)
+
+
+def test_telemetry_counts_what_was_served(
+    server: object, channel: grpc.Channel, ecg: np.ndarray
+) -> None:
+    registry = server.telemetry.registry  # type: ignore[attr-defined]
+    labels = {"model": "ecg", "version": "1"}
+    before = registry.get_sample_value("sancodec_blocks_total", labels) or 0.0
+    responses = encode(channel, ecg[:, :6144], 2048)
+    produced = len(blocks(responses))
+    assert registry.get_sample_value("sancodec_blocks_total", labels) == before + produced
+    assert registry.get_sample_value("sancodec_block_prdn_percent_count", labels) >= produced
+    assert (
+        registry.get_sample_value(
+            "sancodec_model_loaded", {**labels, "provider": "CPUExecutionProvider"}
+        )
+        == 1
+    )
+    assert registry.get_sample_value("sancodec_ready") == 1
+    assert registry.get_sample_value("sancodec_rpcs_total", {"method": "Encode", "code": "OK"}) >= 1
