@@ -1,0 +1,253 @@
+"""`sancodec` (= `python -m client`): encode, decode, stream, inspect, compare, plot, models, health.
+
+Exit codes: 0 done; 2 bad input (a file, a record, a setting, an unknown model); 3 no server;
+4 damaged codes or files; 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from client.codec import CodecClient
+from client.commands import decode_file_to, encode_recording, encode_summary, load_recording
+from client.config import ClientConfig
+from client.offline import compare, inspect_file, plot, to_json
+from client.recordings import read_recording
+from sancodec.errors import (
+    CorruptDataError,
+    InvalidInputError,
+    NotFoundError,
+    ProtocolError,
+    SancodecError,
+    UnavailableError,
+)
+from sancodec.v1 import codec_pb2
+
+__all__ = ["main"]
+
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (UnavailableError, 3), (CorruptDataError, 4), (InvalidInputError, 2), (NotFoundError, 2), (ProtocolError, 2),
+    (OSError, 2), (SancodecError, 1),
+)  # fmt: skip
+
+
+def _connection(p: argparse.ArgumentParser, config: ClientConfig) -> None:
+    p.add_argument(
+        "--server",
+        default=config.server,
+        help=f"host:port (default {config.server}; env SANCODEC_SERVER)",
+    )
+    p.add_argument("--token", default=config.token, help="bearer token (env SANCODEC_TOKEN)")
+    p.add_argument("--tls-ca", type=Path, default=config.tls_ca, help="CA certificate: use TLS")
+    p.add_argument(
+        "--client-cert", type=Path, default=config.client_cert, help="client certificate (mTLS)"
+    )
+    p.add_argument("--client-key", type=Path, default=config.client_key, help="client key (mTLS)")
+    p.add_argument(
+        "--timeout", type=float, default=config.timeout_s, help="seconds per call or connection"
+    )
+
+
+def _input(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, help="WFDB .hea, EDF, CSV, NPY or Bonn .txt")
+    p.add_argument("--channels", help="comma-separated channel indices or names (default: all)")
+    p.add_argument(
+        "--sample-rate-hz", type=float, help="needed for NPY and CSV without a time column"
+    )
+    p.add_argument(
+        "--fill-missing", action="store_true", help="hold the last value over missing samples"
+    )
+    p.add_argument(
+        "--model", default="ecg", help="NAME or NAME@VERSION (default ecg, latest version)"
+    )
+    p.add_argument(
+        "--max-prdn",
+        type=float,
+        help="per-block PRDN target in percent (models with a residual layer)",
+    )
+    p.add_argument("--max-bits", type=float, help="per-block budget in bits per sample")
+
+
+def build_parser(config: ClientConfig) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sancodec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("encode", help="code a recording into a .sanc file through the server")
+    _input(p)
+    _connection(p, config)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p = sub.add_parser(
+        "stream", help="stream a recording like a device would, showing live quality"
+    )
+    _input(p)
+    _connection(p, config)
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", help="at the recording's own rate")
+    pace.add_argument("--speed", type=float, help="this many times faster than real time")
+    p.add_argument("-o", "--output", type=Path, help="also store the .sanc")
+    p = sub.add_parser("decode", help="decode a .sanc to .npy, .csv, WFDB (.hea) or .edf")
+    p.add_argument("input", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument(
+        "--salvage", action="store_true", help="recover every intact block of a damaged file"
+    )
+    p.add_argument(
+        "--via-server", action="store_true", help="decode on the server instead of offline"
+    )
+    _connection(p, config)
+    p = sub.add_parser("inspect", help="header, model, channels and rates of a .sanc")
+    p.add_argument("input", type=Path)
+    p.add_argument("--salvage", action="store_true")
+    p = sub.add_parser("compare", help="fidelity of a decoded recording against the original")
+    p.add_argument("original", type=Path)
+    p.add_argument("decoded", type=Path)
+    p.add_argument("--sample-rate-hz", type=float, help="for NPY inputs")
+    p = sub.add_parser("plot", help="PNG of original, reconstruction and spikes")
+    p.add_argument("input", type=Path, help="the .sanc")
+    p.add_argument("--original", type=Path, help="the recording it came from")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--channel", type=int, default=0)
+    p.add_argument("--start", type=float, default=0.0, help="seconds")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    for name, text in (("models", "the server's models"), ("health", "the server's health")):
+        _connection(sub.add_parser(name, help=text), config)
+    return parser
+
+
+def _client(args: argparse.Namespace) -> CodecClient:
+    return CodecClient(args.server, tls_ca=args.tls_ca, client_cert=args.client_cert, client_key=args.client_key,
+                       token=args.token, timeout_s=args.timeout)  # fmt: skip
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+def _encode(args: argparse.Namespace) -> int:
+    recording = load_recording(args.input, args.sample_rate_hz, args.channels, args.fill_missing)
+    name, _, version = args.model.partition("@")
+    show = sys.stderr.isatty() and not args.json
+    live = args.command == "stream" and not args.json
+    speed = 1.0 if getattr(args, "realtime", False) else getattr(args, "speed", None)
+
+    def on_block(start: int, q: codec_pb2.BlockQuality) -> None:
+        print(f"t={start / recording.sample_rate_hz:8.1f} s  {q.bits_per_sample:6.3f} bit/sample  "
+              f"CR {q.compression_ratio:7.1f}  PRDN {q.prdn_percent:6.2f}%  phi {q.flithos:.3f}", flush=True)  # fmt: skip
+
+    with _client(args) as client:
+        report = encode_recording(client, recording, args.output, model=name, version=version, frames=4096 if speed is None else max(1, int(recording.sample_rate_hz / 2)),
+                                  speed=speed, show=show and not live, on_block=on_block if live else None,
+                                  max_prdn_percent=args.max_prdn, max_bits_per_sample=args.max_bits)  # fmt: skip
+    for problem in report.problems:
+        print(f"sancodec: chunk {problem.index} refused: {problem.message}", file=sys.stderr)
+    if args.output is None:
+        bits = sum(q.bits_per_sample for q in report.qualities) / max(len(report.qualities), 1)
+        prdn = sum(q.prdn_percent for q in report.qualities) / max(len(report.qualities), 1)
+        _emit(args, {"blocks": report.blocks, "bits_per_sample": bits, "prdn_percent": prdn},
+              f"{report.blocks} blocks, mean {bits:.3f} bit/sample, PRDN {prdn:.2f}%")  # fmt: skip
+        return 0
+    summary = encode_summary(args.output, recording, report)
+    lines = [f"{args.output}: {summary['model']}, {summary['blocks']} blocks, {summary['duration_s']:.1f} s, "
+             f"file {summary['file_bits_per_sample']:.3f} bit/sample, mean phi {summary['flithos_mean']:.3f}"]  # fmt: skip
+    for c in summary["channels"]:
+        adc = f", CR vs ADC {c['compression_ratio_adc']:.1f}" if c["compression_ratio_adc"] else ""
+        lines.append(
+            f"  {c['channel']}: {c['bits_per_sample']:.3f} bit/sample, CR {c['compression_ratio']:.1f}{adc}, PRDN {c['prdn_percent']:.2f}%"
+        )
+    _emit(args, summary, "\n".join(lines))
+    return 1 if report.problems else 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    if args.via_server:
+        with _client(args) as client:
+            recording, damaged = decode_file_to(
+                args.input, args.output, client=client, salvage=args.salvage
+            )
+    else:
+        recording, damaged = decode_file_to(
+            args.input, args.output, client=None, salvage=args.salvage
+        )
+    if damaged:
+        print(
+            f"sancodec: {args.input} is damaged; kept the intact blocks before it: {damaged}",
+            file=sys.stderr,
+        )
+    _emit(args, {"output": str(args.output), "samples": recording.samples.shape[1], "channels": recording.channel_count, "damaged": damaged},
+          f"{args.output}: {recording.channel_count} channels, {recording.samples.shape[1]} samples")  # fmt: skip
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    summary = inspect_file(args.input, salvage=args.salvage)
+    data = to_json(summary)
+    lines = [f"{k}: {v}" for k, v in data.items() if k != "channels"]
+    lines += [f"  {json.dumps(c, default=str)}" for c in data.get("channels", [])]
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    original = read_recording(args.original, sample_rate_hz=args.sample_rate_hz)
+    decoded = read_recording(
+        args.decoded, sample_rate_hz=args.sample_rate_hz or original.sample_rate_hz
+    )
+    data = to_json(compare(original, decoded))
+    _emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    original = read_recording(args.original) if args.original else None
+    out = plot(
+        original,
+        args.input,
+        args.output,
+        channel=args.channel,
+        start_s=args.start,
+        duration_s=args.duration,
+    )
+    _emit(args, {"output": str(out)}, f"wrote {out}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        models = client.models()
+    lines = [f"{m.name}@{m.version}: {m.description} [{m.activation}, kernels {m.kernel_sizes}, {m.sample_rate_hz:g} Hz, "
+             f"residual {m.residual}, {m.execution_provider}]" for m in models]  # fmt: skip
+    _emit(args, {"models": [asdict(m) for m in models]}, "\n".join(lines))
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        status = client.health()
+    _emit(args, {"server": args.server, "status": status}, f"{args.server}: {status}")
+    return 0 if status == "SERVING" else 3
+
+
+COMMANDS = {"encode": _encode, "stream": _encode, "decode": _decode, "inspect": _inspect, "compare": _compare,
+            "plot": _plot, "models": _models, "health": _health}  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser(ClientConfig.from_env(os.environ)).parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (SancodecError, OSError) as exc:
+        code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
+        print(f"sancodec: error: {exc}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        print("sancodec: interrupted", file=sys.stderr)
+        return 130
