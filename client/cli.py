@@ -18,7 +18,8 @@ from typing import Any
 from client.codec import CodecClient
 from client.commands import decode_file_to, encode_recording, encode_summary, load_recording
 from client.config import ClientConfig
-from client.offline import compare, inspect_file, plot, to_json
+from client.offline import compare, inspect_file, to_json
+from client.offline_plot import plot
 from client.recordings import read_recording
 from sancodec.errors import (
     CorruptDataError,

@@ -29,7 +29,7 @@ __all__ = ["ACTIVATIONS", "Bundle", "Manifest", "Normalization", "load_bundle", 
 SCHEMA_VERSION = 1
 ONNX_FILES = ("encoder.onnx", "decoder.onnx")
 ACTIVATIONS = ("identity", "relu", "topk_absolutes", "extrema_pool_indices", "extrema", "ksparse")
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")  # \Z: "$" would allow a trailing newline
 
 
 def sha256_file(path: Path) -> str:

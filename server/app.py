@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -103,22 +104,36 @@ def _options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
-def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
-    address = f"{config.host}:{config.port}"
+def _read_tls(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidConfigError(f"cannot read TLS file {path}: {exc.strerror}") from None
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials (None for plaintext), read before anything starts."""
     if config.tls_cert is None or config.tls_key is None:
-        return int(server.add_insecure_port(address))
-    ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
-    credentials = grpc.ssl_server_credentials(
-        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
-        root_certificates=ca,
-        require_client_auth=ca is not None,
+        return None
+    ca = _read_tls(config.tls_client_ca) if config.tls_client_ca else None
+    pair = (_read_tls(config.tls_key), _read_tls(config.tls_cert))
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=ca, require_client_auth=ca is not None
     )
+
+
+def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    if credentials is None:
+        return int(server.add_insecure_port(address))
     return int(server.add_secure_port(address, credentials))
 
 
 async def create_server(config: ServerConfig, telemetry: Telemetry | None = None) -> Runtime:
     """Start a server on `config.port` (0 picks one), then load and warm up the models; it
     reports SERVING only once they are. Raises InvalidConfigError when no model loads."""
+    if not config.models.is_dir():
+        raise InvalidConfigError(f"model repository {config.models} is not a directory")
+    credentials = _credentials(config)  # a missing TLS file fails here, before anything starts
     telemetry = telemetry or Telemetry()
     repository = ModelRepository(config.models, config.providers, config.threads)
     batcher = Batcher(config.max_batch, config.max_wait_ms / 1000, config.queue_windows, telemetry)
@@ -133,7 +148,7 @@ async def create_server(config: ServerConfig, telemetry: Telemetry | None = None
     )
     for name in ("", SERVICE):
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    port = _bind(server, config)
+    port = _bind(server, f"{config.host}:{config.port}", credentials)
     if port == 0:
         raise InvalidConfigError(f"cannot listen on {config.host}:{config.port}")
     await server.start()

@@ -1,0 +1,233 @@
+"""The `sancodec` command line against a real server, on real recordings in every input format."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from server_harness import BASE, RunningServer
+
+from client.cli import main
+from client.recordings import read_recording, write_recording
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "data" / "demo" / "mitdb100_excerpt.hea"
+
+
+@pytest.fixture(scope="module")
+def address() -> Iterator[str]:
+    server = RunningServer(BASE)
+    yield server.address
+    server.stop()
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_encode_inspect_decode_compare_plot(
+    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sanc = tmp_path / "demo.sanc"
+    code, out, _ = run(capsys, "--json", "encode", str(DEMO), "-o", str(sanc), "--server", address)
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["model"] == "ecg/1"
+    assert [c["channel"] for c in summary["channels"]] == ["MLII", "V5"]
+    assert all(0 < c["bits_per_sample"] < 2 and c["prdn_percent"] < 30 for c in summary["channels"])
+    code, out, _ = run(capsys, "--json", "inspect", str(sanc))
+    inspected = json.loads(out)
+    assert inspected["block_count"] == summary["blocks"] == 22
+    assert inspected["channels"][0]["bits_per_sample"] == pytest.approx(
+        summary["channels"][0]["bits_per_sample"]
+    )
+    for suffix in (".npy", ".csv", ".hea", ".edf"):
+        target = tmp_path / f"offline{suffix}"
+        assert run(capsys, "decode", str(sanc), "-o", str(target))[0] == 0
+    assert (
+        run(
+            capsys,
+            "decode",
+            str(sanc),
+            "--via-server",
+            "--server",
+            address,
+            "-o",
+            str(tmp_path / "served.npy"),
+        )[0]
+        == 0
+    )
+    assert np.allclose(
+        np.load(tmp_path / "offline.npy"), np.load(tmp_path / "served.npy"), atol=1e-6
+    )
+    wfdb_back = read_recording(tmp_path / "offline.hea")
+    assert wfdb_back.sample_rate_hz == 360.0
+    assert [c.name for c in wfdb_back.channels] == ["MLII", "V5"]
+    code, out, _ = run(capsys, "--json", "compare", str(DEMO), str(tmp_path / "offline.hea"))
+    assert code == 0
+    fidelity = json.loads(out)
+    assert fidelity["channels"][0]["prdn_percent"] == pytest.approx(
+        summary["channels"][0]["prdn_percent"], rel=0.02
+    )
+    assert (
+        run(capsys, "plot", str(sanc), "--original", str(DEMO), "-o", str(tmp_path / "p.png"))[0]
+        == 0
+    )
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("relative", "extra", "model"),
+    [
+        ("edf/eegmat/Subject00_2.edf", ["--channels", "0", "--sample-rate-hz", "173.61"], "eeg"),
+        ("csv/bidmc/bidmc_01_Signals.csv", ["--channels", "II", "--sample-rate-hz", "360"], "ecg"),
+        ("bonn_eeg/Z/Z001.txt", [], "eeg"),
+    ],
+)
+def test_every_input_format_encodes(
+    tmp_path: Path,
+    address: str,
+    capsys: pytest.CaptureFixture[str],
+    shared_data: Path,
+    relative: str,
+    extra: list[str],
+    model: str,
+) -> None:
+    code, out, err = run(
+        capsys,
+        "--json",
+        "encode",
+        str(shared_data / relative),
+        "-o",
+        str(tmp_path / "x.sanc"),
+        "--server",
+        address,
+        "--model",
+        model,
+        *extra,
+    )
+    assert code == 0, err
+    assert json.loads(out)["blocks"] > 0
+
+
+def test_npy_input_needs_its_rate(
+    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_recording(read_recording(DEMO, sampto=5000), tmp_path / "x.npy")
+    code, _, err = run(
+        capsys,
+        "encode",
+        str(tmp_path / "x.npy"),
+        "-o",
+        str(tmp_path / "x.sanc"),
+        "--server",
+        address,
+    )
+    assert code == 2
+    assert "sample_rate_hz" in err or "sample rate" in err
+    code, out, _ = run(
+        capsys,
+        "--json",
+        "encode",
+        str(tmp_path / "x.npy"),
+        "--sample-rate-hz",
+        "360",
+        "-o",
+        str(tmp_path / "x.sanc"),
+        "--server",
+        address,
+    )
+    assert code == 0
+    assert json.loads(out)["channels"][1]["bits_per_sample"] > 0
+
+
+def test_errors_are_one_line_with_meaningful_exit_codes(
+    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str], shared_data: Path
+) -> None:
+    code, _, err = run(
+        capsys,
+        "encode",
+        str(tmp_path / "missing.hea"),
+        "-o",
+        str(tmp_path / "x.sanc"),
+        "--server",
+        address,
+    )
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "missing" in err
+    bonn = str(shared_data / "bonn_eeg" / "Z" / "Z001.txt")
+    code, _, err = run(capsys, "encode", bonn, "-o", str(tmp_path / "x.sanc"), "--server", address)
+    assert code == 2
+    assert "360 Hz" in err
+    assert "173.61 Hz" in err
+    code, _, err = run(capsys, "models", "--server", "127.0.0.1:1", "--timeout", "1")
+    assert code == 3
+    assert "127.0.0.1:1" in err
+    code, _, err = run(
+        capsys,
+        "encode",
+        str(DEMO),
+        "-o",
+        str(tmp_path / "x.sanc"),
+        "--server",
+        address,
+        "--model",
+        "nope",
+    )
+    assert code == 2
+    assert "no model named 'nope'" in err
+
+
+def test_a_damaged_file_names_its_block_and_salvage_recovers(
+    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sanc = tmp_path / "d.sanc"
+    assert run(capsys, "encode", str(DEMO), "-o", str(sanc), "--server", address)[0] == 0
+    data = bytearray(sanc.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    sanc.write_bytes(bytes(data))
+    code, _, err = run(capsys, "decode", str(sanc), "-o", str(tmp_path / "d.npy"))
+    assert code == 4
+    assert "block" in err
+    code, _, err = run(capsys, "decode", str(sanc), "--salvage", "-o", str(tmp_path / "d.npy"))
+    assert code == 0
+    assert "damaged" in err
+    assert 0 < np.load(tmp_path / "d.npy").shape[1] < 43200
+
+
+def test_stream_shows_live_blocks(
+    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "stream",
+        str(DEMO),
+        "--speed",
+        "200",
+        "--server",
+        address,
+        "-o",
+        str(tmp_path / "s.sanc"),
+    )
+    assert code == 0
+    assert sum(line.startswith("t=") for line in out.splitlines()) == 22
+    assert "bit/sample" in out
+
+
+def test_the_entry_point_runs(address: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "client", "health", "--server", address],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "SERVING" in done.stdout
