@@ -101,10 +101,8 @@ def build_parser(config: ClientConfig) -> argparse.ArgumentParser:
     p.add_argument(
         "--salvage", action="store_true", help="recover every intact block of a damaged file"
     )
-    p.add_argument(
-        "--via-server", action="store_true", help="decode on the server instead of offline"
-    )
     _connection(p, config)
+    p.set_defaults(server=None)  # offline unless --server names one
     p = sub.add_parser("inspect", help="header, model, channels and rates of a .sanc")
     p.add_argument("input", type=Path)
     p.add_argument("--salvage", action="store_true")
@@ -169,7 +167,7 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    if args.via_server:
+    if args.server is not None:  # decode on the server; otherwise the offline reference decoder
         with _client(args) as client:
             recording, damaged = decode_file_to(
                 args.input, args.output, client=client, salvage=args.salvage

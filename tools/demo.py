@@ -76,7 +76,6 @@ def main() -> int:
         sancodec(
             "decode",
             str(sanc),
-            "--via-server",
             "--server",
             address,
             "-o",

@@ -56,7 +56,6 @@ def test_encode_inspect_decode_compare_plot(
             capsys,
             "decode",
             str(sanc),
-            "--via-server",
             "--server",
             address,
             "-o",

@@ -75,3 +75,40 @@ def test_no_server_is_a_clear_unavailable_error() -> None:
             nobody.models()
         with pytest.raises(UnavailableError, match="no sancodec server answers"):
             nobody.encode(np.zeros((1, 10)), sample_rate_hz=360.0)
+
+
+def test_mtls_and_token(tmp_path: Path, ecg: np.ndarray) -> None:
+    from server_certs import have_openssl, make_certs
+    from server_harness import start
+
+    from sancodec.errors import AuthenticationError
+
+    if not have_openssl():
+        pytest.skip("openssl is needed to make test certificates")
+    certs = make_certs(tmp_path / "certs")
+    server = start(
+        tls_cert=certs.server_cert, tls_key=certs.server_key, tls_client_ca=certs.ca, token="t0k"
+    )
+    address = f"localhost:{server.runtime.port}"
+    try:
+        with CodecClient(
+            address,
+            tls_ca=certs.ca,
+            client_cert=certs.client_cert,
+            client_key=certs.client_key,
+            token="t0k",
+        ) as good:
+            assert good.health() == "SERVING"
+            assert good.encode(ecg[:, :3000], sample_rate_hz=360.0).summary is not None
+        with (
+            CodecClient(
+                address, tls_ca=certs.ca, client_cert=certs.client_cert, client_key=certs.client_key
+            ) as tokenless,
+            pytest.raises(AuthenticationError, match="bearer token"),
+        ):
+            tokenless.models()
+        certless = CodecClient(address, tls_ca=certs.ca, token="t0k", timeout_s=2)
+        with certless, pytest.raises(UnavailableError):
+            certless.models()
+    finally:
+        server.stop()
