@@ -137,10 +137,15 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
     async def _stream(self, method: str, requests: AsyncIterator[Any], context: Context,
                       body: Callable[[AsyncIterator[Any]], AsyncIterator[Any]]) -> AsyncIterator[Any]:  # fmt: skip
         started, code = time.perf_counter(), "OK"
+        try:
+            self._admit()  # a refused stream is never counted as active
+        except SancodecError as exc:
+            self.telemetry.observe_rpc(method, grpc_code(exc).name, time.perf_counter() - started)
+            await self._abort(context, method, exc)
+            raise
         self.active += 1
         self.telemetry.stream_started(method)
         try:
-            self._admit()
             async for response in body(requests):
                 yield response
         except BaseException as exc:
