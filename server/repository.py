@@ -126,6 +126,8 @@ class ModelRepository:
         bundle = load_bundle(directory)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._threads
+        # spinning ORT threads compete with the event loop for the cores (bench/serving.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(
                 str(bundle.encoder_path), options, providers=self._providers
