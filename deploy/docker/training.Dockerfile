@@ -5,8 +5,8 @@
 # so the base stays the same; the host needs a driver and the NVIDIA Container Toolkit):
 #   docker build -f deploy/docker/training.Dockerfile \
 #     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130 -t sancodec/training-cuda:0.1.0 .
-# Run (recordings read-only at /data, results in the runs volume at /work/runs):
-#   docker run --rm -v "$PWD/data:/data:ro" -v sancodec-runs:/work/runs sancodec/training:0.1.0 \
+# Run (recordings read-only at /data, results in the runs volume at /srv/runs):
+#   docker run --rm -v "$PWD/data:/data:ro" -v sancodec-runs:/srv/runs sancodec/training:0.1.0 \
 #     fit /data/demo/mitdb100_excerpt.hea --kernel-sizes 256 --out runs/demo
 #   docker run --rm --gpus all --shm-size 2g --entrypoint torchrun ... sancodec/training-cuda:0.1.0 \
 #     --standalone --nproc-per-node 2 -m training fit /data/REC.hea --device cuda --out runs/ddp
@@ -43,11 +43,11 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --gid 10001 sancodec \
     && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/sancodec \
         --shell /usr/sbin/nologin --no-log-init sancodec \
-    && mkdir -p /data /work/runs \
-    && chown -R 10001:10001 /work
+    && mkdir -p /data /srv/runs \
+    && chown -R 10001:10001 /srv
 COPY --from=build /opt/venv /opt/venv
-WORKDIR /work
-VOLUME ["/work/runs"]
+WORKDIR /srv
+VOLUME ["/srv/runs"]
 USER 10001:10001
 ENTRYPOINT ["sancodec-train"]
 CMD ["--help"]
