@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: test lint proto models demo clean
+.PHONY: test lint proto models bench demo clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ proto: $(STAMP)  ## regenerate sancodec/v1 from proto/
 
 models: $(STAMP)  ## retrain and re-export the shipped bundles in models/ (fixed seeds)
 	$(BIN)/python -m training.shipped --out models
+
+bench: $(STAMP)  ## rate-distortion against wavelet, DCT and lossless coders -> docs/rate-distortion.md
+	$(BIN)/python bench/rate_distortion.py
 
 lint: $(STAMP) $(BUF)
 	$(BIN)/ruff format --check .
