@@ -1,7 +1,7 @@
 """Rate-distortion benchmark (compression.md §8): shipped SAN ECG models vs wavelet, DCT and
 lossless coders on the MIT-BIH records the models never saw.
 
-`cd /work/main && PYTHONPATH=. python bench/rate_distortion.py [--records 100 105 ...]`
+From the repository root: `make bench`, or `PYTHONPATH=. python bench/rate_distortion.py [--records 100 105 ...]`
 
 Protocol (docs/rate-distortion.md):
 - data: channel 0 (MLII), samples [108000, 216000) of each unseen record (the 5 minutes the
