@@ -8,35 +8,28 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pytest
+from beat_codes import AFTER, BEFORE, beat_blocks, beat_kernel
 
 from client.offline import compare, decode_to_recording, inspect_file, to_json
 from client.offline_plot import plot
 from client.recordings import Recording, read_recording
 from sancodec import (
     BlockCode,
-    ChannelCode,
     ChannelInfo,
     Codebook,
     ModelRef,
-    Quantizer,
     ResidualSpec,
     SampleDtype,
     SancWriter,
-    SanLayer,
     StreamHeader,
-    WaveletTransform,
-    decode,
     decode_file,
-    encode_residual,
     read_sanc,
 )
 from sancodec.errors import CorruptFileError, InvalidInputError
 from sancodec.metrics import normalized_loss, prd, prdn
 
 N, BLOCK, RATE_HZ = 6000, 2048, 360.0
-BEFORE, AFTER = 100, 156  # beat template window around each annotation
 
 
 @dataclass(frozen=True)
@@ -47,33 +40,6 @@ class Coded:
     original: Recording
 
 
-def _kernel(row: npt.NDArray[np.float64], beats: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-    template = np.stack([row[b - BEFORE : b + AFTER] for b in beats]).mean(axis=0)
-    template -= template.mean()
-    return np.asarray(template / np.linalg.norm(template), dtype=np.float32)
-
-
-def _san_blocks(
-    x: npt.NDArray[np.float64], beats: npt.NDArray[np.int64], kernels: list[npt.NDArray[np.float32]]
-) -> list[BlockCode]:
-    """One spike per annotated beat and channel, kernel c for channel c."""
-    centre = (BEFORE + AFTER - 1) // 2
-    positions = beats - BEFORE + centre
-    blocks = []
-    for start in range(0, N, BLOCK):
-        count = min(BLOCK, N - start)
-        mine = positions[(positions >= start) & (positions < start + count)]
-        codes = []
-        for c, (row, w) in enumerate(zip(x, kernels, strict=True)):
-            amplitudes = [row[p - centre : p - centre + w.size] @ w for p in mine]
-            san = SanLayer.from_spikes(
-                np.full(mine.size, c), mine, amplitudes, Quantizer.from_step(0.02)
-            )
-            codes.append(ChannelCode(c, san))
-        blocks.append(BlockCode(start, count, tuple(codes)))
-    return blocks
-
-
 @pytest.fixture(scope="module")
 def coded(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Coded:
     import wfdb
@@ -82,30 +48,18 @@ def coded(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Coded:
     x = wfdb.rdrecord(record, sampto=N).p_signal.T.astype(np.float64)  # (2, N) mV
     beats = wfdb.rdann(record, "atr", sampto=N).sample
     beats = beats[(beats >= BEFORE) & (beats + AFTER <= N)]
-    kernels = [_kernel(row, beats) for row in x]
+    kernels = [beat_kernel(row, beats) for row in x]
     codebook = Codebook(tuple(kernels), residual=ResidualSpec("bior4.4", 5))
     channels = tuple(ChannelInfo(n, "mV", 0.0, 1.0, 200.0, 1024, 11) for n in ("MLII", "V5"))
     header = StreamHeader(
         ModelRef("beat-template", "1", "ab" * 32), codebook, RATE_HZ, BLOCK, channels,
         source_dtype=SampleDtype.INT16, metadata={"record": "mitdb/100"},
     )  # fmt: skip
-    san_blocks = _san_blocks(x, beats, kernels)
-    # spikes paint across block borders, so the residual is taken against all of them
-    missed = x - decode(san_blocks, codebook, 2)
-    transform, q_res = WaveletTransform(codebook.residual), Quantizer.from_step(0.06)  # type: ignore[arg-type]
     path = tmp_path_factory.mktemp("offline") / "mitdb100.sanc"
-    blocks = []
+    blocks = beat_blocks(x, beats, codebook, BLOCK)
     with SancWriter(path, header) as writer:
-        for block in san_blocks:
-            span = slice(block.start_sample, block.end_sample)
-            codes = tuple(
-                ChannelCode(
-                    c.channel, c.san, encode_residual(missed[c.channel, span], transform, q_res)
-                )
-                for c in block.channels
-            )
-            blocks.append(BlockCode(block.start_sample, block.sample_count, codes))
-            writer.write(blocks[-1])
+        for block in blocks:
+            writer.write(block)
     original = read_recording(shared_data / "wfdb" / "mitdb" / "100", sampto=N)
     return Coded(path, tuple(blocks), int(beats.size), original)
 

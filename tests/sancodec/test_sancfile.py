@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from beat_codes import beat_blocks, beat_kernel
 from code_strategies import block_streams, codebooks, headers
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -170,46 +171,15 @@ def test_real_ecg_through_san_and_residual_layers(
     beats = wfdb.rdann(str(shared_data / "wfdb" / "mitdb" / "100"), "atr", sampto=20000).sample
     beats = beats[(beats > 200) & (beats < 19800)]
     x = mitdb100 / 200.0  # counts to mV (gain 200)
-    template = np.mean([x[b - 100 : b + 156] for b in beats], axis=0)
-    template -= template.mean()
-    w = (template / np.linalg.norm(template)).astype(np.float32)
-    centre = (w.size - 1) // 2
-    codebook = Codebook((w,), residual=ResidualSpec("bior4.4", 5))
-    header = StreamHeader(
-        ModelRef("test", "1"),
-        codebook,
-        360.0,
-        2048,
-        (ChannelInfo("MLII", "mV", 0.0, 1.0, 200.0, 1024, 11),),
-    )
-    q_san, q_res = Quantizer.from_step(0.02), Quantizer.from_step(0.06)
-    transform = WaveletTransform(codebook.residual)  # type: ignore[arg-type]
+    codebook = Codebook((beat_kernel(x, beats),), residual=ResidualSpec("bior4.4", 5))
+    channels = (ChannelInfo("MLII", "mV", 0.0, 1.0, 200.0, 1024, 11),)
+    header = StreamHeader(ModelRef("test", "1"), codebook, 360.0, 2048, channels)
+    blocks = beat_blocks(x[None, :], beats, codebook)
+    assert sum(b.channels[0].san.spike_count for b in blocks) == beats.size
     path, n = tmp_path / "ecg.sanc", x.size
-    sans = []
-    for start in range(0, n, 2048):
-        count = min(2048, n - start)
-        positions = beats - 100 + centre
-        positions = positions[(positions >= start) & (positions < start + count)]
-        amplitudes = [x[p - centre : p - centre + w.size] @ w for p in positions]
-        sans.append(SanLayer.from_spikes(np.zeros(len(positions)), positions, amplitudes, q_san))
-        assert sans[-1].spike_count == len(positions)
-    # spikes paint across block borders, so the residual is taken against all of them
-    san_blocks = [
-        BlockCode(s * 2048, min(2048, n - s * 2048), (ChannelCode(0, san),))
-        for s, san in enumerate(sans)
-    ]
-    missed = x - decode(san_blocks, codebook, 1)[0]
     with SancWriter(path, header) as writer:
-        for block in san_blocks:
-            span = slice(block.start_sample, block.end_sample)
-            residual = encode_residual(missed[span], transform, q_res)
-            writer.write(
-                BlockCode(
-                    block.start_sample,
-                    block.sample_count,
-                    (ChannelCode(0, block.channels[0].san, residual),),
-                )
-            )
+        for block in blocks:
+            writer.write(block)
     _, decoded = decode_file(path)
     contents = read_sanc(path)
     assert contents.trailer is not None
