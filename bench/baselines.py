@@ -197,7 +197,7 @@ def sweep(x: npt.ArrayLike, coder: Coder, steps: Iterable[float], **kwargs: Any)
     return points
 
 
-def _envelope(points: Sequence[dict]) -> list[tuple[float, float]]:
+def pareto_envelope(points: Sequence[dict]) -> list[tuple[float, float]]:
     """Lower (Pareto) envelope as (bps, prdn) pairs, bps increasing and prdn strictly decreasing."""
     pts = sorted((p["bps"], p["prdn"]) for p in points if p["bps"] > 0 and p["prdn"] > 0)
     env: list[tuple[float, float]] = []
@@ -210,7 +210,7 @@ def _envelope(points: Sequence[dict]) -> list[tuple[float, float]]:
 def interpolate_bps_at_prdn(points: Sequence[dict], target_prdn: float) -> float:
     """bps at a PRDN by linear interpolation in log(bps)-log(PRDN) on the lower envelope of the
     points; NaN when the target lies outside the PRDN range the points span."""
-    env = _envelope(points)
+    env = pareto_envelope(points)
     if not env or target_prdn <= 0:
         return math.nan
     b = np.log([e[0] for e in env])[::-1]
@@ -223,7 +223,7 @@ def interpolate_bps_at_prdn(points: Sequence[dict], target_prdn: float) -> float
 
 def interpolate_prdn_at_bps(points: Sequence[dict], target_bps: float) -> float:
     """PRDN at a bitrate by log-log interpolation on the lower envelope; NaN outside the range."""
-    env = _envelope(points)
+    env = pareto_envelope(points)
     if not env or target_bps <= 0:
         return math.nan
     b = np.log([e[0] for e in env])

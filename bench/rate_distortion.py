@@ -32,13 +32,13 @@ import onnxruntime as ort
 import scipy.interpolate
 
 from bench.baselines import (
-    _envelope,
     dct_coder,
     flac_bps,
     h0_bits,
     interpolate_bps_at_prdn,
     interpolate_prdn_at_bps,
     load_mitdb_adc,
+    pareto_envelope,
     sweep,
     wavelet_coder,
     zstd_bps,
@@ -48,8 +48,7 @@ from sancodec.metrics import bits_per_sample
 from sancodec.quantization import Quantizer
 from sancodec.sparse_stream import dyadic_bands, encode_sparse
 from sancodec.streamcoder import CodingPlan
-from training.codec_eval import code_signal, measure
-from training.shipped import _onnx_detector
+from training.codec_eval import code_signal, measure, onnx_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "wfdb" / "mitdb"
@@ -112,7 +111,7 @@ def san_sweep(bundle_dir: Path, x_mv: np.ndarray, which: str, steps: tuple[float
     session = ort.InferenceSession(
         str(bundle_dir / "encoder.onnx"), providers=["CPUExecutionProvider"]
     )
-    detect = _onnx_detector(session)
+    detect = onnx_detector(session)
     n = x_mv.size
     kernel_bits = 16 * m.codebook.weight_count
     blocks = math.ceil(n / m.block_length)
@@ -150,7 +149,7 @@ def bd_rate(test: list[dict], anchor: list[dict]) -> float:
     SNR_N = -20 log10(PRDN/100) on each lower envelope, mean over the overlapping SNR range."""
 
     def curve(points: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        env = _envelope(points)
+        env = pareto_envelope(points)
         snr = np.array([-20 * math.log10(d / 100) for _, d in env])
         lr = np.array([math.log10(b) for b, _ in env])
         return snr, lr  # snr increases with bps

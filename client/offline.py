@@ -110,12 +110,12 @@ class Comparison:
 
 def inspect_file(path: Path, *, salvage: bool = False) -> FileSummary:
     """Sizes, rates and layout of a .sanc file; a damaged one raises unless `salvage`."""
-    contents, file_bytes = _read(Path(path), salvage)
+    contents, file_bytes = read_contents(Path(path), salvage)
     header, n = contents.header, contents.sample_count
     count = header.channel_count
     code_bytes, spikes, coefficients = [0] * count, [0] * count, [0] * count
     for block in contents.blocks:
-        for c, size in enumerate(_channel_bytes(block, count)):
+        for c, size in enumerate(channel_bytes(block, count)):
             code_bytes[c] += size
         for code in block.channels:
             spikes[code.channel] += code.san.spike_count
@@ -133,7 +133,7 @@ def inspect_file(path: Path, *, salvage: bool = False) -> FileSummary:
         str(path), FORMAT_VERSION, f"{model.name}/{model.version}", model.manifest_sha256,
         header.sample_rate_hz, n / header.sample_rate_hz, header.block_length,
         len(contents.blocks), stats, file_bytes, sum(code_bytes),
-        _bits_per_sample(file_bytes, n * count), codebook.decoder_mode.value,
+        bits_per_sample_or_nan(file_bytes, n * count), codebook.decoder_mode.value,
         len(codebook.kernels), tuple(int(w.size) for w in codebook.kernels),
         None if spec is None else f"{spec.wavelet}/{spec.level}", header.source_dtype.value,
         header.start_time, dict(header.metadata),
@@ -143,16 +143,16 @@ def inspect_file(path: Path, *, salvage: bool = False) -> FileSummary:
 
 def decode_to_recording(path: Path, *, salvage: bool = False) -> tuple[Recording, str | None]:
     """The decoded samples in physical units, and the salvage error message (None if intact)."""
-    contents, _ = _read(Path(path), salvage)
+    contents, _ = read_contents(Path(path), salvage)
     error = None if contents.error is None else str(contents.error)
-    return _recording(contents, Path(path)), error
+    return to_recording(contents, Path(path)), error
 
 
 def compare(original: Recording, decoded: Recording) -> Comparison:
     """Fidelity of `decoded` against `original` over their common length (NaN samples skipped)."""
-    _check_pair(original, decoded)
+    check_pair(original, decoded)
     n = min(original.n_samples, decoded.n_samples)
-    pairs = [_finite_pair(original, decoded, c, 0, n) for c in range(original.channel_count)]
+    pairs = [finite_pair(original, decoded, c, 0, n) for c in range(original.channel_count)]
     channels = tuple(
         _fidelity(name or f"channel {c}", x, x_hat)
         for c, (name, (x, x_hat)) in enumerate(zip(original.channel_names, pairs, strict=True))
@@ -182,7 +182,7 @@ def to_json(obj: FileSummary | Comparison) -> dict[str, Any]:
     return plain
 
 
-def _read(path: Path, salvage: bool) -> tuple[SancContents, int]:
+def read_contents(path: Path, salvage: bool) -> tuple[SancContents, int]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -192,7 +192,7 @@ def _read(path: Path, salvage: bool) -> tuple[SancContents, int]:
     return read_sanc(data, salvage=salvage), len(data)
 
 
-def _recording(contents: SancContents, path: Path) -> Recording:
+def to_recording(contents: SancContents, path: Path) -> Recording:
     header = contents.header
     if not contents.blocks:
         reason = f": {contents.error}" if contents.error is not None else ""
@@ -205,7 +205,7 @@ def _recording(contents: SancContents, path: Path) -> Recording:
         return Recording(samples, rate, channels, "", str(path))
 
 
-def _channel_bytes(block: BlockCode, channel_count: int) -> list[int]:
+def channel_bytes(block: BlockCode, channel_count: int) -> list[int]:
     """Each channel's share of a block: its own code, plus the block's framing split evenly."""
     shares = [0] * channel_count
     for code in block.channels:
@@ -214,7 +214,7 @@ def _channel_bytes(block: BlockCode, channel_count: int) -> list[int]:
     return [share + base + int(c < extra) for c, share in enumerate(shares)]
 
 
-def _bits_per_sample(code_bytes: int, samples: int) -> float:
+def bits_per_sample_or_nan(code_bytes: int, samples: int) -> float:
     return metrics.bits_per_sample(code_bytes, samples) if samples else math.nan
 
 
@@ -226,12 +226,12 @@ def _channel_stats(
 
     adc_bits = info.adc_resolution_bits
     return ChannelStats(
-        info.name, info.units, n, code_bytes, _bits_per_sample(code_bytes, n), ratio(dtype_bits),
+        info.name, info.units, n, code_bytes, bits_per_sample_or_nan(code_bytes, n), ratio(dtype_bits),
         ratio(adc_bits) if adc_bits > 0 else None, spikes, coefficients,
     )  # fmt: skip
 
 
-def _check_pair(original: Recording, decoded: Recording) -> None:
+def check_pair(original: Recording, decoded: Recording) -> None:
     if original.channel_count != decoded.channel_count:
         raise InvalidInputError(
             f"the original has {original.channel_count} channels, "
@@ -244,7 +244,7 @@ def _check_pair(original: Recording, decoded: Recording) -> None:
         )
 
 
-def _finite_pair(
+def finite_pair(
     original: Recording, decoded: Recording, channel: int, start: int, stop: int
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     x = original.samples[channel, start:stop]

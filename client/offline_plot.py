@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from client.offline import (  # helpers shared with inspect and compare
-    _bits_per_sample,
-    _channel_bytes,
-    _check_pair,
-    _finite_pair,
-    _read,
-    _recording,
+from client.offline import (
+    bits_per_sample_or_nan,
+    channel_bytes,
+    check_pair,
+    finite_pair,
+    read_contents,
+    to_recording,
 )
 from client.recordings import Recording
 from sancodec import metrics
@@ -38,26 +38,26 @@ def plot(
     out_png = Path(out_png)
     if not out_png.parent.is_dir():
         raise InvalidInputError(f"{out_png}: directory {out_png.parent} does not exist")
-    contents, _ = _read(Path(path_sanc), salvage=False)
-    decoded = _recording(contents, Path(path_sanc))
+    contents, _ = read_contents(Path(path_sanc), salvage=False)
+    decoded = to_recording(contents, Path(path_sanc))
     if isinstance(channel, bool) or not 0 <= channel < decoded.channel_count:
         raise InvalidInputError(
             f"channel {channel} is out of range (0..{decoded.channel_count - 1})"
         )
     limit = decoded.n_samples
     if original is not None:
-        _check_pair(original, decoded)
+        check_pair(original, decoded)
         limit = min(limit, original.n_samples)
     start, stop = _span(start_s, duration_s, decoded.sample_rate_hz, limit)
     header = contents.header
     title = f"{header.model.name}/{header.model.version}  {decoded.channels[channel].name}"
     if original is not None:
-        x, x_hat = _finite_pair(original, decoded, channel, start, stop)
+        x, x_hat = finite_pair(original, decoded, channel, start, stop)
         title += f"  PRDN {metrics.prdn(x, x_hat):.2f}%"
     overlapping = [b for b in contents.blocks if b.start_sample < stop and b.end_sample > start]
-    span_bytes = sum(_channel_bytes(b, header.channel_count)[channel] for b in overlapping)
+    span_bytes = sum(channel_bytes(b, header.channel_count)[channel] for b in overlapping)
     span_samples = sum(b.sample_count for b in overlapping)
-    title += f"  {_bits_per_sample(span_bytes, span_samples):.3f} bit/sample"
+    title += f"  {bits_per_sample_or_nan(span_bytes, span_samples):.3f} bit/sample"
     spikes = _spikes(contents.blocks, channel, start, stop, header.channels[channel])
     _draw(out_png, decoded, original, channel, (start, stop), spikes, title)
     return out_png

@@ -10,7 +10,7 @@ import numpy.typing as npt
 from sancodec.codebook import Codebook
 from sancodec.codes import BlockCode, ChannelCode
 from sancodec.errors import CorruptCodeError, InvalidInputError
-from sancodec.residual import WaveletTransform
+from sancodec.residual import transform_for
 
 __all__ = ["StreamingDecoder", "check_block", "decode", "paint_spikes"]
 
@@ -54,7 +54,7 @@ def check_block(block: BlockCode, codebook: Codebook, channel_count: int) -> Non
             continue
         if codebook.residual is None:
             raise CorruptCodeError("block has a residual layer but the codebook names no transform")
-        WaveletTransform(codebook.residual).check_layer(code.residual, block.sample_count)
+        transform_for(codebook.residual).check_layer(code.residual, block.sample_count)
 
 
 class StreamingDecoder:
@@ -68,7 +68,7 @@ class StreamingDecoder:
             raise InvalidInputError(f"channel_count must be positive, got {channel_count}")
         self.codebook = codebook
         self.channel_count = channel_count
-        self._transform = WaveletTransform(codebook.residual) if codebook.residual else None
+        self._transform = transform_for(codebook.residual) if codebook.residual else None
         self._left, self._right = codebook.reach
         self._emitted = first_sample  # first sample not yet returned
         self._end = first_sample  # end of the last block pushed

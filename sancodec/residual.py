@@ -13,7 +13,7 @@ from sancodec.codes import ResidualLayer
 from sancodec.errors import CorruptCodeError, InvalidConfigError, InvalidInputError
 from sancodec.quantization import Quantizer
 
-__all__ = ["ResidualSpec", "WaveletTransform", "encode_residual"]
+__all__ = ["ResidualSpec", "WaveletTransform", "encode_residual", "transform_for"]
 
 MODE = "periodization"
 MAX_LEVEL = 16
@@ -80,6 +80,12 @@ class WaveletTransform:
         flat = np.zeros(count, dtype=np.float64)
         flat[layer.indices] = layer.coefficients()
         return self.inverse(flat, sample_count)
+
+
+@lru_cache(maxsize=64)
+def transform_for(spec: ResidualSpec) -> WaveletTransform:
+    """One transform per spec: building a pywt.Wavelet per block costs more than decoding it."""
+    return WaveletTransform(spec)
 
 
 @lru_cache(maxsize=256)

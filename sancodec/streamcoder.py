@@ -21,7 +21,7 @@ from sancodec.decoder import paint_spikes
 from sancodec.errors import InvalidConfigError, InvalidInputError, ProtocolError
 from sancodec.metrics import bits_per_sample, prdn
 from sancodec.quantization import Quantizer
-from sancodec.residual import WaveletTransform, encode_residual
+from sancodec.residual import encode_residual, transform_for
 
 __all__ = ["ChannelCoder", "CodedChannel", "CodingPlan", "Spikes", "Window"]
 
@@ -100,9 +100,7 @@ class ChannelCoder:
         self._next_final = 0
         self._accepted = 0  # index of the next block whose spikes we expect
         self._san = Quantizer(plan.san_step_exp)
-        self._transform = (
-            WaveletTransform(plan.codebook.residual) if plan.codebook.residual else None
-        )
+        self._transform = transform_for(plan.codebook.residual) if plan.codebook.residual else None
 
     def push(self, samples: npt.ArrayLike) -> list[Window]:
         """Add physical samples; returns the windows that now have their right context."""

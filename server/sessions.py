@@ -211,8 +211,13 @@ class DecodeSession:
                 model.manifest.normalization.scale,
             )
             self.key = model.key
-        self.channels = _channels(list(config.channels), config.channel_count, units, scale)
-        if config.channels:  # the caller's own mapping to physical units wins
+        if not config.channels:  # the model's own mapping to physical units
+            self.channels = _channels([], config.channel_count, units, scale)
+        elif len(config.channels) != config.channel_count:
+            raise InvalidConfigError(
+                f"{len(config.channels)} channel descriptions for {config.channel_count} channels"
+            )
+        else:  # the caller's mapping, as a .sanc header carries it
             self.channels = [ChannelInfo.from_proto(c) for c in config.channels]
         self.decoder = StreamingDecoder(codebook, config.channel_count)
         self.telemetry = telemetry

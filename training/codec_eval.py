@@ -11,13 +11,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import onnxruntime as ort
 import torch
 
 from sancodec import BlockCode, metrics
 from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
+from training.export import encode_with_onnx
 from training.model import SAN
 
-__all__ = ["code_signal", "measure", "torch_detector"]
+__all__ = ["code_signal", "measure", "onnx_detector", "torch_detector"]
 
 Detector = Callable[[Window], Spikes]
 
@@ -33,6 +35,18 @@ def torch_detector(model: SAN) -> Detector:
         amplitudes = alpha[kernels, positions].double().numpy()
         return Spikes(
             kernels.numpy().astype(np.int32), positions.numpy().astype(np.int64), amplitudes
+        )
+
+    return detect
+
+
+def onnx_detector(session: ort.InferenceSession) -> Detector:
+    """The exported encoder as the detector: what the server runs, one window at a time."""
+
+    def detect(window: Window) -> Spikes:
+        positions, amplitudes = encode_with_onnx(session, window.samples[None, None, :])
+        return Spikes(
+            positions[:, 1].astype(np.int32), positions[:, 2], amplitudes.astype(np.float64)
         )
 
     return detect

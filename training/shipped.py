@@ -22,10 +22,10 @@ from client.recordings import read_recording
 from sancodec import Codebook, ResidualSpec
 from sancodec.bundle import Manifest, Normalization, load_bundle
 from sancodec.quantization import Quantizer
-from sancodec.streamcoder import CodingPlan, Spikes, Window
-from training.codec_eval import measure
+from sancodec.streamcoder import CodingPlan
+from training.codec_eval import measure, onnx_detector
 from training.data import record_splits
-from training.export import encode_with_onnx, export_model
+from training.export import export_model
 from training.reports import git_commit
 from training.train import TrainConfig, fit
 
@@ -126,16 +126,6 @@ def _signals(
     }
 
 
-def _onnx_detector(session: ort.InferenceSession) -> Any:
-    def detect(window: Window) -> Spikes:
-        positions, amplitudes = encode_with_onnx(session, window.samples[None, None, :])
-        return Spikes(
-            positions[:, 1].astype(np.int32), positions[:, 2], amplitudes.astype(np.float64)
-        )
-
-    return detect
-
-
 def _plan(recipe: Recipe, codebook: Codebook, scale: float) -> CodingPlan:
     residual_exp = (
         None if recipe.residual_step is None else Quantizer.from_step(recipe.residual_step).step_exp
@@ -163,7 +153,7 @@ def build(recipe: Recipe, data_root: Path, models_dir: Path, command: str) -> di
     plan = _plan(recipe, codebook, scale)
     tests = _signals(data_root, src.test, src, src.test_span)
     per_record = {
-        Path(p).stem: measure(plan, x, _onnx_detector(session), src.adc_bits)
+        Path(p).stem: measure(plan, x, onnx_detector(session), src.adc_bits)
         for p, x in tests.items()
     }
     manifest = Manifest(

@@ -230,3 +230,39 @@ def test_the_entry_point_runs(address: str) -> None:
     )
     assert done.returncode == 0
     assert "SERVING" in done.stdout
+
+
+def test_missing_samples_are_refused_unless_filled(
+    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from client.commands import load_recording
+    from client.recordings import Recording
+
+    demo = read_recording(DEMO, sampto=6000)
+    samples = demo.samples.copy()
+    samples[0, :3] = np.nan  # a leading gap: nothing to hold, so zero
+    samples[1, 100:105] = np.nan
+    gappy = tmp_path / "gappy.csv"
+    write_recording(Recording(samples, demo.sample_rate_hz, demo.channels), gappy)
+    code, _, err = run(
+        capsys, "encode", str(gappy), "-o", str(tmp_path / "g.sanc"), "--server", address
+    )
+    assert code == 2
+    assert "8 missing samples" in err
+    filled = load_recording(gappy, None, None, fill_missing=True)
+    assert filled.missing_count() == 0
+    assert filled.samples[0, :3].tolist() == [0.0, 0.0, 0.0]
+    assert np.all(filled.samples[1, 100:105] == filled.samples[1, 99])
+    assert (
+        run(
+            capsys,
+            "encode",
+            str(gappy),
+            "--fill-missing",
+            "-o",
+            str(tmp_path / "g.sanc"),
+            "--server",
+            address,
+        )[0]
+        == 0
+    )
