@@ -15,6 +15,7 @@ tracks the same state, so no parameter is sent.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,16 +33,15 @@ RAW_BITS = 32
 
 
 class _Context:
+    """A context's running statistics, for the decoder (the encoder runs `_parameters`)."""
+
     __slots__ = ("a", "n")
 
     def __init__(self, a0: int) -> None:
         self.a, self.n = a0, 1
 
     def k(self) -> int:
-        k = 0
-        while (self.n << k) < self.a and k < MAX_K:
-            k += 1
-        return k
+        return _k(self.a, self.n)
 
     def update(self, v: int) -> None:
         self.a += v
@@ -50,12 +50,29 @@ class _Context:
             self.a, self.n = (self.a + 1) >> 1, self.n >> 1
 
 
-def _contexts(bands: Sequence[int]) -> tuple[list[_Context], list[_Context], npt.NDArray[np.int64]]:
-    edges = np.cumsum(bands)
-    sizes = np.diff(edges, prepend=0)
-    gaps = [_Context(max(2, int(s) // 4)) for s in sizes]
-    levels = [_Context(LEVEL_A0) for _ in sizes]
-    return gaps, levels, edges
+def _k(a: int, n: int) -> int:
+    """The least k with n * 2^k >= a (at most MAX_K): k bits hold ceil(a / n) - 1."""
+    return min((-(-a // n) - 1).bit_length(), MAX_K)
+
+
+def _parameters(values: list[int], contexts: list[int], a0: list[int]) -> list[int]:
+    """The k of every value, each context's statistics updated as `_Context` does."""
+    a, n = list(a0), [1] * len(a0)
+    ks = []
+    for v, c in zip(values, contexts, strict=True):
+        ac, nc = a[c], n[c]
+        ks.append(min((-(-ac // nc) - 1).bit_length(), MAX_K))  # _k, inlined: the hot loop
+        ac, nc = ac + v, nc + 1
+        if nc >= RESET:
+            ac, nc = (ac + 1) >> 1, nc >> 1
+        a[c], n[c] = ac, nc
+    return ks
+
+
+def _contexts(bands: Sequence[int]) -> tuple[list[_Context], list[_Context], list[int]]:
+    gaps = [_Context(max(2, int(s) // 4)) for s in bands]
+    levels = [_Context(LEVEL_A0) for _ in bands]
+    return gaps, levels, np.cumsum(bands).tolist()
 
 
 def dyadic_bands(length: int, octaves: int = 6, slack: int = 64) -> list[int]:
@@ -65,8 +82,8 @@ def dyadic_bands(length: int, octaves: int = 6, slack: int = 64) -> list[int]:
     return [b - a for a, b in zip([0, *edges[:-1]], edges, strict=True)]
 
 
-def _band(edges: npt.NDArray[np.int64], offset: int) -> int:
-    return min(int(np.searchsorted(edges, offset, side="right")), edges.size - 1)
+def _band(edges: list[int], offset: int) -> int:
+    return min(bisect.bisect_right(edges, offset), len(edges) - 1)
 
 
 def encode_sparse(
@@ -81,13 +98,54 @@ def encode_sparse(
         raise InvalidInputError("positions must rise strictly inside the bands, one level each")
     if np.any(lv == 0):
         raise InvalidInputError("levels must be non-zero")
-    gap_ctx, level_ctx, edges = _contexts(bands)
-    writer, previous = _BitWriter(), -1
-    for pos, level in zip(p.tolist(), lv.tolist(), strict=True):
-        _put(writer, gap_ctx[_band(edges, previous + 1)], pos - previous - 1)
-        _put(writer, level_ctx[_band(edges, pos)], 2 * level - 1 if level > 0 else -2 * level - 2)
-        previous = pos
-    return writer.bytes()
+    edges = np.cumsum(bands)
+    sizes = np.diff(edges, prepend=0)
+    last = edges.size - 1
+    previous = np.concatenate([[-1], p[:-1]])
+    values = np.empty(2 * p.size, dtype=np.int64)  # gap, level, gap, level ...
+    values[0::2] = p - previous - 1
+    values[1::2] = np.where(lv > 0, 2 * lv - 1, -2 * lv - 2)
+    contexts = np.empty(2 * p.size, dtype=np.int64)  # gap contexts, then level contexts
+    contexts[0::2] = np.minimum(np.searchsorted(edges, previous + 1, side="right"), last)
+    contexts[1::2] = edges.size + np.minimum(np.searchsorted(edges, p, side="right"), last)
+    a0 = [max(2, int(s) // 4) for s in sizes] + [LEVEL_A0] * edges.size
+    k = np.array(_parameters(values.tolist(), contexts.tolist(), a0), dtype=np.int64)
+    q = values >> k
+    escaped = q >= ESCAPE
+    if np.any(values[escaped] >= 1 << RAW_BITS):
+        raise InvalidInputError(f"value {int(values[escaped].max())} is too large to code")
+    return _pack(
+        ones=np.where(escaped, ESCAPE, q),
+        zeros=(~escaped).astype(np.int64),
+        raw_bits=np.where(escaped, RAW_BITS, k),
+        raw=np.where(escaped, values, values & ((1 << k) - 1)),
+    )
+
+
+def _pack(
+    ones: npt.NDArray[np.int64],
+    zeros: npt.NDArray[np.int64],
+    raw_bits: npt.NDArray[np.int64],
+    raw: npt.NDArray[np.int64],
+) -> bytes:
+    """Each value's code: `ones` one-bits, `zeros` zero-bits, then `raw` in `raw_bits` bits MSB
+    first; all of them one after another, packed MSB-first, the last byte zero-padded."""
+    lengths = ones + zeros + raw_bits
+    starts = np.cumsum(lengths) - lengths
+    bits = np.zeros(int(lengths.sum()), dtype=np.uint8)
+    bits[_runs(starts, ones)] = 1
+    owner = np.repeat(np.arange(raw.size), raw_bits)
+    at = _runs(starts + ones + zeros, raw_bits)
+    shift = (starts + ones + zeros + raw_bits)[owner] - 1 - at  # bit j of raw_bits: shift n-1-j
+    bits[at] = (raw[owner] >> shift) & 1
+    return np.packbits(bits).tobytes()
+
+
+def _runs(starts: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """starts[i], starts[i] + 1 ... starts[i] + counts[i] - 1 for every i, in order."""
+    total = int(counts.sum())
+    first = np.cumsum(counts) - counts
+    return np.repeat(starts - first, counts) + np.arange(total, dtype=np.int64)
 
 
 def decode_sparse(
@@ -98,30 +156,16 @@ def decode_sparse(
         raise CorruptCodeError(f"{count} values cannot fit in {len(data)} bytes")
     gap_ctx, level_ctx, edges = _contexts(bands)
     reader, previous = _BitReader(data), -1
-    positions = np.empty(count, dtype=np.int64)
-    levels = np.empty(count, dtype=np.int64)
-    for i in range(count):
+    positions, levels = [], []
+    for _ in range(count):
         previous += 1 + _get(reader, gap_ctx[_band(edges, previous + 1)])
         if previous >= edges[-1]:
             raise CorruptCodeError(f"position {origin + previous} lies beyond the layer's range")
         v = _get(reader, level_ctx[_band(edges, previous)])
-        positions[i], levels[i] = previous, -(v + 2) // 2 if v % 2 == 0 else (v + 1) // 2
+        positions.append(previous)
+        levels.append(-(v + 2) // 2 if v % 2 == 0 else (v + 1) // 2)
     reader.finish()
-    return positions + origin, levels
-
-
-def _put(writer: _BitWriter, context: _Context, v: int) -> None:
-    k = context.k()
-    q = v >> k
-    if q >= ESCAPE:
-        if v >= 1 << RAW_BITS:
-            raise InvalidInputError(f"value {v} is too large to code")
-        writer.write((1 << ESCAPE) - 1, ESCAPE)
-        writer.write(v, RAW_BITS)
-    else:
-        writer.write(((1 << q) - 1) << 1, q + 1)  # q ones, then a zero
-        writer.write(v & ((1 << k) - 1), k)
-    context.update(v)
+    return np.array(positions, dtype=np.int64) + origin, np.array(levels, dtype=np.int64)
 
 
 def _get(reader: _BitReader, context: _Context) -> int:
@@ -130,19 +174,6 @@ def _get(reader: _BitReader, context: _Context) -> int:
     v = reader.read(RAW_BITS) if q == ESCAPE else (q << k) | reader.read(k)
     context.update(v)
     return v
-
-
-class _BitWriter:
-    def __init__(self) -> None:
-        self._value, self._bits = 0, 0
-
-    def write(self, value: int, bits: int) -> None:
-        self._value = (self._value << bits) | value
-        self._bits += bits
-
-    def bytes(self) -> bytes:
-        pad = -self._bits % 8
-        return (self._value << pad).to_bytes((self._bits + pad) // 8, "big")
 
 
 class _BitReader:
@@ -158,12 +189,17 @@ class _BitReader:
 
     def ones(self, limit: int) -> int:
         """Read ones up to a zero (consumed) or `limit` ones (no zero follows)."""
-        count = 0
-        while count < limit:
-            if self.read(1) == 0:
-                return count
-            count += 1
-        return count
+        m = min(limit, self._left)
+        mask = (1 << m) - 1
+        window = (self._value >> (self._left - m)) & mask  # the next m bits
+        run = m - (window ^ mask).bit_length()  # its leading ones
+        if run < m:
+            self._left -= run + 1
+            return run
+        if m < limit:
+            raise CorruptCodeError("the code ends before its last value")
+        self._left -= m
+        return m
 
     def finish(self) -> None:
         if self._left >= 8 or self._value & ((1 << self._left) - 1):

@@ -6,9 +6,60 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sancodec.errors import CorruptCodeError, InvalidInputError
-from sancodec.sparse_stream import decode_sparse, dyadic_bands, encode_sparse
+from sancodec.sparse_stream import (
+    ESCAPE,
+    LEVEL_A0,
+    MAX_K,
+    RAW_BITS,
+    RESET,
+    decode_sparse,
+    dyadic_bands,
+    encode_sparse,
+)
 
 LEVEL = st.integers(-(2**29), 2**29).filter(bool)
+
+
+def reference_encode(positions: list[int], levels: list[int], bands: list[int]) -> bytes:
+    """The module docstring's code written out one value at a time, as plainly as it reads."""
+    edges = np.cumsum(bands).tolist()
+    state = {("gap", b): [max(2, s // 4), 1] for b, s in enumerate(bands)}
+    state |= {("level", b): [LEVEL_A0, 1] for b in range(len(bands))}
+    bits: list[str] = []
+
+    def band(offset: int) -> int:
+        return min(sum(e <= offset for e in edges), len(edges) - 1)
+
+    def put(context: list[int], v: int) -> None:
+        a, n = context
+        k = 0
+        while n * 2**k < a and k < MAX_K:
+            k += 1
+        if v >> k >= ESCAPE:
+            bits.append("1" * ESCAPE + format(v, f"0{RAW_BITS}b"))
+        else:
+            bits.append("1" * (v >> k) + "0" + (format(v % 2**k, f"0{k}b") if k else ""))
+        a, n = a + v, n + 1
+        context[:] = [(a + 1) // 2, n // 2] if n >= RESET else [a, n]
+
+    previous = -1
+    for pos, level in zip(positions, levels, strict=True):
+        put(state["gap", band(previous + 1)], pos - previous - 1)
+        put(state["level", band(pos)], 2 * level - 1 if level > 0 else -2 * level - 2)
+        previous = pos
+    text = "".join(bits)
+    text += "0" * (-len(text) % 8)
+    return bytes(int(text[i : i + 8], 2) for i in range(0, len(text), 8))
+
+
+@given(st.data(), st.integers(1, 3000))
+def test_code_is_the_documented_one_bit_for_bit(data: st.DataObject, length: int) -> None:
+    bands = dyadic_bands(length)
+    positions = sorted(data.draw(st.sets(st.integers(0, sum(bands) - 1), max_size=80)))
+    # small levels adapt k down; then huge ones take the escape
+    small_or_huge = st.one_of(st.integers(-3, 3), st.integers(-(2**31), 2**31 - 1)).filter(bool)
+    levels = data.draw(st.lists(small_or_huge, min_size=len(positions), max_size=len(positions)))
+    assert encode_sparse(positions, levels, 0, bands) == reference_encode(positions, levels, bands)
 
 
 @given(st.data(), st.integers(1, 3000), st.integers(0, 10**7))
@@ -20,6 +71,21 @@ def test_round_trip(data: st.DataObject, length: int, origin: int) -> None:
     p, lv = decode_sparse(coded, len(positions), origin, bands)
     assert (p - origin).tolist() == positions
     assert lv.tolist() == levels
+
+
+@pytest.mark.parametrize("step", [4, 24, 200])
+def test_code_of_real_wavelet_coefficients_is_the_documented_one(
+    mitdb100: np.ndarray, step: int
+) -> None:
+    import pywt
+
+    block = mitdb100[2048:4096]  # hundreds of values per context: many resets of the statistics
+    flat = np.concatenate(pywt.wavedec(block, "bior4.4", mode="periodization", level=5))
+    levels = np.rint(flat / step).astype(np.int64)
+    (where,) = np.nonzero(levels)
+    bands = dyadic_bands(2048)
+    expected = reference_encode(where.tolist(), levels[where].tolist(), bands)
+    assert encode_sparse(where + 7, levels[where], 7, bands) == expected
 
 
 def test_bands_cover_the_block() -> None:
@@ -62,3 +128,5 @@ def test_damaged_or_invalid_input_is_refused() -> None:
         encode_sparse([5, 5], [1, 1], 0, [64])
     with pytest.raises(InvalidInputError, match="non-zero"):
         encode_sparse([5], [0], 0, [64])
+    with pytest.raises(InvalidInputError, match="too large"):
+        encode_sparse([5], [2**31 + 1], 0, [64])
