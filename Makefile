@@ -22,8 +22,8 @@ proto: $(STAMP)  ## regenerate sancodec/v1 from proto/
 models: $(STAMP)  ## retrain and re-export the shipped bundles in models/ (fixed seeds)
 	$(BIN)/python -m training.shipped --out models
 
-bench: $(STAMP)  ## rate-distortion against wavelet, DCT and lossless coders -> docs/rate-distortion.md
-	$(BIN)/python bench/rate_distortion.py
+bench: $(STAMP)  ## rate-distortion vs wavelet, DCT, lossless; the paper's metric -> docs/benchmarks.md
+	$(BIN)/python bench/rate_distortion.py --write-docs
 
 lint: $(STAMP) $(BUF)
 	$(BIN)/ruff format --check .

@@ -21,7 +21,9 @@ Protocol (docs/rate-distortion.md):
 from __future__ import annotations
 
 import argparse
+import io
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -29,8 +31,10 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import pywt
 import scipy.interpolate
 
+from bench import paper_metric
 from bench.baselines import (
     dct_coder,
     flac_bps,
@@ -44,19 +48,25 @@ from bench.baselines import (
     zstd_bps,
 )
 from sancodec.bundle import load_bundle
+from sancodec.codes import BlockCode, parse_block
+from sancodec.decoder import decode
+from sancodec.header import ChannelInfo, StreamHeader
 from sancodec.metrics import bits_per_sample
 from sancodec.quantization import Quantizer
-from sancodec.sparse_stream import dyadic_bands, encode_sparse
+from sancodec.sancfile import SIGNATURE, SancWriter
+from sancodec.sparse_stream import decode_sparse, dyadic_bands, encode_sparse
 from sancodec.streamcoder import CodingPlan
 from training.codec_eval import code_signal, measure, onnx_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "wfdb" / "mitdb"
-OUT_DIR = ROOT / "docs" / "rate-distortion"
+DOCS = ROOT / "docs"
+OUT_DIR = DOCS / "rate-distortion"
 UNSEEN = ("100", "105", "200", "210", "233", "234")
 SPAN = (108000, 216000)
 BLOCK = 2048
 COUNTS_PER_MV = 200.0
+MITDB_HZ = 360.0
 WAVELET_STEPS = (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 DCT_STEPS = WAVELET_STEPS
 # residual steps in model units; the SAN step stays the manifest's
@@ -116,7 +126,6 @@ def san_sweep(bundle_dir: Path, x_mv: np.ndarray, which: str, steps: tuple[float
     kernel_bits = 16 * m.codebook.weight_count
     blocks = math.ceil(n / m.block_length)
     curves: dict[str, list[dict]] = {"real": [], "per_record": [], "per_block": [], "h0": []}
-    seconds = 0.0
     for step in steps:
         san_exp, res_exp = m.san_step_exp, m.residual_step_exp
         if which == "residual":
@@ -126,9 +135,7 @@ def san_sweep(bundle_dir: Path, x_mv: np.ndarray, which: str, steps: tuple[float
         plan = CodingPlan(
             m.codebook, m.block_length, m.context, m.normalization.scale, san_exp, res_exp
         )
-        t0 = time.perf_counter()
         r = measure(plan, x_mv, detect)
-        seconds += time.perf_counter() - t0
         h0 = _code_h0_bits(code_signal(plan, x_mv, detect))
         base = {"step": float(step), "prdn": r["prdn_percent"], "prd": math.nan}
         bps = r["bits_per_sample"]
@@ -138,10 +145,71 @@ def san_sweep(bundle_dir: Path, x_mv: np.ndarray, which: str, steps: tuple[float
         curves["h0"].append({**base, "bps": h0 / n + kernel_bits / n})
     return {
         "curves": curves,
-        "samples_per_s": n * len(steps) / seconds,
+        "shipped": shipped_point(bundle_dir, x_mv, detect),
         "kernel_bps_record": kernel_bits / n,
         "kernel_bps_block": kernel_bits * blocks / n,
     }
+
+
+def shipped_point(bundle_dir: Path, x_mv: np.ndarray, detect: Any) -> dict[str, float]:
+    """At the model's shipped steps: samples/s of encoding (detector, both layers, serialized
+    block bytes) and of decoding (parse and check the bytes, reference decoder), one after the
+    other on one thread; and the bits per sample of the block codes alone and of the same blocks
+    in a real .sanc file (signature, header with the codebook, per-block framing and CRC, trailer)."""
+    bundle = load_bundle(bundle_dir)
+    m = bundle.manifest
+    plan = CodingPlan(
+        m.codebook, m.block_length, m.context, m.normalization.scale, m.san_step_exp,
+        m.residual_step_exp,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    coded = code_signal(plan, x_mv, detect)
+    blocks = [BlockCode(c.start, c.signal.size, (c.code,)) for c in coded]
+    data = [b.to_bytes() for b in blocks]
+    t1 = time.perf_counter()
+    decoded = decode([parse_block(b) for b in data], plan.codebook, 1)
+    t2 = time.perf_counter()
+    assert decoded.shape == (1, x_mv.size)
+    header = StreamHeader(
+        bundle.ref, m.codebook,
+        MITDB_HZ, m.block_length, (ChannelInfo("MLII", "mV", 0.0, m.normalization.scale),),
+    )  # fmt: skip
+    file = io.BytesIO()
+    with SancWriter(file, header) as writer:
+        for block in blocks:
+            writer.write(block)
+    header_bytes = len(SIGNATURE) + len(header.to_proto().SerializeToString(deterministic=True))
+    n = x_mv.size
+    return {
+        "encode": n / (t1 - t0),
+        "decode": n / (t2 - t1),
+        "code_bps": bits_per_sample(sum(len(d) for d in data), n),
+        "file_bps": bits_per_sample(len(file.getvalue()), n),
+        "header_bps": bits_per_sample(header_bytes, n),
+    }
+
+
+def wavelet_sparse_speed(x: np.ndarray, step: float) -> tuple[float, float]:
+    """Samples/s of the sparse-coded wavelet: transform, quantize and code; decode and invert."""
+    bands = dyadic_bands(BLOCK)
+    t0 = time.perf_counter()
+    codes = []
+    for block in x.reshape(-1, BLOCK):
+        flat = np.concatenate(pywt.wavedec(block, "bior4.4", mode="periodization", level=5))
+        levels = np.rint(flat / step).astype(np.int64)
+        (idx,) = np.nonzero(levels)
+        codes.append((idx.size, encode_sparse(idx, levels[idx], 0, bands)))
+    t1 = time.perf_counter()
+    layout = [
+        c.size for c in pywt.wavedec(np.zeros(BLOCK), "bior4.4", mode="periodization", level=5)
+    ]
+    for count, data in codes:
+        idx, levels = decode_sparse(data, count, 0, bands)
+        flat = np.zeros(sum(layout))
+        flat[idx] = levels * step
+        pywt.waverec(np.split(flat, np.cumsum(layout)[:-1]), "bior4.4", mode="periodization")
+    t2 = time.perf_counter()
+    return x.size / (t1 - t0), x.size / (t2 - t1)
 
 
 def bd_rate(test: list[dict], anchor: list[dict]) -> float:
@@ -195,7 +263,8 @@ def run_record(record: str) -> dict[str, Any]:
         "n": int(x.size),
         "methods": methods,
         "lossless": lossless,
-        "speed": {"ecg": ecg["samples_per_s"], "ecg-lowrate": low["samples_per_s"]},
+        "shipped": {"ecg": ecg["shipped"], "ecg-lowrate": low["shipped"]},
+        "wavelet_speed": wavelet_sparse_speed(x, 24.0),
         "kernel_bps": {
             n: (r["kernel_bps_record"], r["kernel_bps_block"])
             for n, r in (("ecg", ecg), ("ecg-lowrate", low))
@@ -254,6 +323,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", nargs="*", default=list(UNSEEN))
+    parser.add_argument("--write-docs", action="store_true",
+                        help="regenerate the results in docs/benchmarks.md and docs/rate-distortion.md")  # fmt: skip
     args = parser.parse_args()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -264,6 +335,11 @@ def main() -> int:
         plot(r, OUT_DIR / f"{record}.png")
         results.append(r)
         print(f"record {record}: {time.perf_counter() - t0:.1f} s", flush=True)
+    return report(results, args, t_start)
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace, t_start: float) -> int:
+    """Print the tables (the pooled one last) and, with --write-docs, put them in the docs."""
     names = list(results[0]["methods"])
     out = []
     pooled = {n: np.mean([summarize(r["methods"][n]) for r in results], axis=0) for n in names}
@@ -290,27 +366,79 @@ def main() -> int:
             bd_lines.append(f"| {n} | {a} | " + " | ".join(cells) + " |")
     lossless_mean = {k: float(np.mean([r["lossless"][k] for r in results])) for k in
                      results[0]["lossless"]}  # fmt: skip
-    speed = {k: float(np.mean([r["speed"][k] for r in results])) for k in ("ecg", "ecg-lowrate")}
+    speed_lines = ["| coder | encode samples/s | decode samples/s |", "|---|---|---|"]
+    sanc_lines = ["| model (shipped steps) | block codes b/s | .sanc file b/s | of which header (codebook) b/s | framing, CRCs, trailer b/s |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+    for name in results[0]["shipped"]:
+        k = {key: float(np.mean([r["shipped"][name][key] for r in results])) for key in
+             results[0]["shipped"][name]}  # fmt: skip
+        speed_lines.append(f"| {name} | {k['encode']:,.0f} | {k['decode']:,.0f} |")
+        sanc_lines.append(
+            f"| {name} | {k['code_bps']:.4f} | {k['file_bps']:.4f} | {k['header_bps']:.4f} | "
+            f"{k['file_bps'] - k['code_bps'] - k['header_bps']:.4f} |"
+        )
+    enc, dec = np.mean([r["wavelet_speed"] for r in results], axis=0)
+    speed_lines.append(f"| wavelet bior4.4 L5, our sparse coder, Δ 24 | {enc:,.0f} | {dec:,.0f} |")
     kern = results[0]["kernel_bps"]
+    print("φ̄ beside Table I (bench/paper_metric.py) ...", flush=True)
+    phi_table = paper_metric.report()
     total = time.perf_counter() - t_start
-    report = "\n".join([
-        f"<!-- generated by bench/rate_distortion.py on {time.strftime('%Y-%m-%d %H:%M %Z')}, "
-        f"{platform.node()} ({platform.machine()}, {platform.processor() or 'cpu'}), "
-        f"{total:.0f} s -->",
-        "## Per record", *out,
-        "## BD-rate (Bjøntegaard, % rate change vs the anchor; negative = SAN cheaper)\n",
+    stamp = (
+        f"Generated by `make bench` on {time.strftime('%Y-%m-%d %H:%M %Z')}: "
+        f"{platform.platform()} ({os.cpu_count()} CPUs), Python {platform.python_version()}, "
+        f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())}), {total:.0f} s; "
+        f"records {', '.join(r['record'] for r in results)}."
+    )
+    pooled_text = "\n".join([
+        "### Pooled rate–distortion (mean over the records; – if undefined on any)\n",
+        table(pooled), "",
+        "Lossless (mean): " + ", ".join(f"{k} {v:.3f} b/s" for k, v in lossless_mean.items()),
+    ])  # fmt: skip
+    summary = "\n".join([
+        stamp, "",
+        "### BD-rate (Bjøntegaard, % rate change vs the anchor; negative = SAN cheaper)\n",
         "\n".join(bd_lines), "",
-        f"SAN code+decode throughput inside measure() (ONNX encoder, CPU, both layers): "
-        f"ecg {speed['ecg']:.0f} samples/s, ecg-lowrate {speed['ecg-lowrate']:.0f} samples/s.",
+        "### Encode and decode speed (one thread, mean over the records)\n",
+        "SAN models at their shipped steps: encode = ONNX Runtime detector (CPU) and both layers "
+        "to serialized block bytes; decode = parse and check the bytes, reference decoder. "
+        "Wavelet: transform, quantize and sparse-code; decode and invert.\n",
+        "\n".join(speed_lines), "",
+        "### What a .sanc file adds to the block codes (mean over the records)\n",
+        "\n".join(sanc_lines), "",
         f"Kernel charge (fp16): ecg {kern['ecg'][0]:.4f} b/s once per record, "
         f"{kern['ecg'][1]:.3f} b/s per block; ecg-lowrate {kern['ecg-lowrate'][0]:.4f} / "
         f"{kern['ecg-lowrate'][1]:.3f} b/s.", "",
-        "## Pooled (mean over all records; – if undefined on any record)\n", table(pooled), "",
-        "Lossless (mean): " + ", ".join(f"{k} {v:.3f} b/s" for k, v in lossless_mean.items()),
+        "### The paper's metric: Table I's SAN rows beside a fixed wavelet on the same windows\n",
+        "Each cell is m (or k) / CR⁻¹ / L̃ / φ̄ on the test windows; protocol in "
+        "bench/paper_metric.py.\n",
+        phi_table, "",
+        pooled_text,
     ])  # fmt: skip
-    print(report)
-    print(f"total {total:.0f} s")
+    per_record = "\n".join([stamp, "", "## Per record", *out])
+    if args.write_docs:
+        replace_section(DOCS / "benchmarks.md", "rate-distortion", summary)
+        replace_section(DOCS / "rate-distortion.md", "per-record", per_record)
+        print(f"wrote {DOCS / 'benchmarks.md'} and {DOCS / 'rate-distortion.md'}")
+    print(per_record)
+    print(summary.replace(pooled_text, ""))
+    print(pooled_text)  # the summary table last
     return 0
+
+
+def replace_section(path: Path, name: str, text: str) -> None:
+    """Put `text` between the file's `<!-- begin NAME -->` and `<!-- end NAME -->` markers,
+    appending both if the file has none; the rest of the file is left as it is."""
+    begin, end = (
+        f"<!-- begin {name} (generated: edit the benchmark, not this) -->",
+        f"<!-- end {name} -->",
+    )
+    old = path.read_text() if path.exists() else ""
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+    else:
+        head, tail = old.rstrip("\n") + "\n\n", "\n"
+    path.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
 
 
 if __name__ == "__main__":
