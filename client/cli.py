@@ -16,11 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from client.codec import CodecClient
-from client.commands import decode_file_to, encode_recording, encode_summary, load_recording
+from client.commands import (
+    EncodeReport,
+    decode_file_to,
+    encode_adapted_recording,
+    encode_recording,
+    encode_summary,
+    load_recording,
+)
 from client.config import ClientConfig
 from client.offline import compare, inspect_file, to_json
 from client.offline_plot import plot
-from client.recordings import read_recording
+from client.recordings import Recording, read_recording
 from sancodec.errors import (
     CorruptDataError,
     InvalidInputError,
@@ -86,6 +93,17 @@ def build_parser(config: ClientConfig) -> argparse.ArgumentParser:
     _input(p)
     _connection(p, config)
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument(
+        "--adapt",
+        action="store_true",
+        help="fit the model's kernels to this recording and code it locally (needs PyTorch: "
+        "the training extra); the kernels travel in the .sanc header",
+    )
+    p.add_argument(
+        "--models", type=Path, default=config.models,
+        help="bundle directory for --adapt (env SANCODEC_MODELS, default ./models)",
+    )  # fmt: skip
+    p.add_argument("--epochs", type=int, help="--adapt: training epochs (default: the model's)")
     p = sub.add_parser(
         "stream", help="stream a recording like a device would, showing live quality"
     )
@@ -142,10 +160,23 @@ def _encode(args: argparse.Namespace) -> int:
         print(f"t={start / recording.sample_rate_hz:8.1f} s  {q.bits_per_sample:6.3f} bit/sample  "
               f"CR {q.compression_ratio:7.1f}  PRDN {q.prdn_percent:6.2f}%  phi {q.flithos:.3f}", flush=True)  # fmt: skip
 
+    if getattr(args, "adapt", False):
+        if show:
+            print(
+                f"sancodec: fitting {args.model} kernels to {args.input.name} ...", file=sys.stderr
+            )
+        report = encode_adapted_recording(recording, args.output, models=args.models, model=name, version=version,
+                                          epochs=args.epochs, max_prdn_percent=args.max_prdn,
+                                          max_bits_per_sample=args.max_bits)  # fmt: skip
+        return _encode_result(args, recording, report)
     with _client(args) as client:
         report = encode_recording(client, recording, args.output, model=name, version=version, frames=4096 if speed is None else max(1, int(recording.sample_rate_hz / 2)),
                                   speed=speed, show=show and not live, on_block=on_block if live else None,
                                   max_prdn_percent=args.max_prdn, max_bits_per_sample=args.max_bits)  # fmt: skip
+    return _encode_result(args, recording, report)
+
+
+def _encode_result(args: argparse.Namespace, recording: Recording, report: EncodeReport) -> int:
     for problem in report.problems:
         print(f"sancodec: chunk {problem.index} refused: {problem.message}", file=sys.stderr)
     if args.output is None:

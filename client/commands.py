@@ -16,11 +16,18 @@ from client.codec import CodecClient, EncodeEvent
 from client.offline import compare, decode_to_recording, inspect_file
 from client.recordings import Recording, read_recording, write_recording
 from sancodec import StreamHeader, read_sanc
-from sancodec.errors import InvalidInputError
+from sancodec.bundle import find_bundle
+from sancodec.errors import InvalidConfigError, InvalidInputError
 from sancodec.sancfile import SancWriter
 from sancodec.v1 import codec_pb2
 
-__all__ = ["EncodeReport", "decode_file_to", "encode_recording", "load_recording"]
+__all__ = [
+    "EncodeReport",
+    "decode_file_to",
+    "encode_adapted_recording",
+    "encode_recording",
+    "load_recording",
+]
 
 
 def load_recording(
@@ -126,6 +133,31 @@ def encode_recording(client: CodecClient, recording: Recording, out: Path | None
     finally:
         bar.close()
     return report
+
+
+def encode_adapted_recording(recording: Recording, out: Path, *, models: Path, model: str, version: str,
+                             epochs: int | None, max_prdn_percent: float | None = None,
+                             max_bits_per_sample: float | None = None) -> EncodeReport:  # fmt: skip
+    """Fit the model's kernels to the recording and code it here, not on a server
+    (training.adapt); the `.sanc` is written once the whole recording is coded."""
+    try:
+        from training.adapt import encode_adapted, write_sanc
+    except ModuleNotFoundError as exc:
+        raise InvalidConfigError(
+            f"--adapt fits kernels with PyTorch, and {exc.name} is not installed: "
+            "pip install 'sancodec[training]'"
+        ) from None
+    if epochs is not None and epochs < 1:
+        raise InvalidConfigError(f"--epochs must be at least 1, got {epochs}")
+    bundle = find_bundle(models, model, version)
+    metadata = {"source": Path(recording.source).name, "start_time": recording.start_time}
+    code = encode_adapted(
+        bundle, recording.samples, recording.sample_rate_hz, recording.channels, epochs=epochs,
+        max_prdn_percent=max_prdn_percent, max_bits_per_sample=max_bits_per_sample, metadata=metadata,
+    )  # fmt: skip
+    write_sanc(code, out)
+    qualities = [codec_pb2.BlockQuality(flithos=phi) for phi in code.flithos]
+    return EncodeReport(code.header, len(code.blocks), qualities)
 
 
 def encode_summary(path: Path, recording: Recording, report: EncodeReport) -> dict[str, Any]:

@@ -17,6 +17,7 @@ class ClientConfig:
     client_cert: Path | None = None
     client_key: Path | None = None
     timeout_s: float = 30.0
+    models: Path = Path("models")  # bundles for `encode --adapt`, which codes locally
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ClientConfig:
@@ -30,4 +31,5 @@ class ClientConfig:
             tls_ca=path("SANCODEC_TLS_CA"),
             client_cert=path("SANCODEC_CLIENT_CERT"),
             client_key=path("SANCODEC_CLIENT_KEY"),
+            models=path("SANCODEC_MODELS") or cls.models,
         )

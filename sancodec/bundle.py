@@ -19,12 +19,21 @@ from typing import Any
 import numpy as np
 
 from sancodec.codebook import Codebook, DecoderMode
-from sancodec.errors import BundleError, InvalidInputError
+from sancodec.errors import BundleError, InvalidInputError, NotFoundError
 from sancodec.header import ModelRef
 from sancodec.quantization import Quantizer
 from sancodec.residual import ResidualSpec
 
-__all__ = ["ACTIVATIONS", "Bundle", "Manifest", "Normalization", "load_bundle", "sha256_file"]
+__all__ = [
+    "ACTIVATIONS",
+    "Bundle",
+    "Manifest",
+    "Normalization",
+    "find_bundle",
+    "load_bundle",
+    "sha256_file",
+    "version_key",
+]
 
 SCHEMA_VERSION = 1
 ONNX_FILES = ("encoder.onnx", "decoder.onnx")
@@ -198,3 +207,25 @@ def load_bundle(directory: str | Path) -> Bundle:
                 f"{file}: sha256 {actual[:12]}... does not match the manifest's {expected[:12]}..."
             )
     return Bundle(root, manifest, hashlib.sha256(raw).hexdigest())
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Order versions as people read them: "10" after "9", "1.10" after "1.9"."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[._-]", version))
+
+
+def find_bundle(root: str | Path, name: str, version: str = "") -> Bundle:
+    """The bundle `root/name/version` (the latest version when version is empty), verified.
+    Names are checked, so nothing outside `root` is ever read."""
+    if not NAME.match(name) or (version and not NAME.match(version)):
+        raise NotFoundError(f"no model {name!r} version {version!r}: not a valid name")
+    directory = Path(root) / name
+    versions = sorted((p.name for p in directory.glob("*") if p.is_dir() and NAME.match(p.name)),
+                      key=version_key)  # fmt: skip
+    if not versions:
+        raise NotFoundError(f"no model named {name!r} in {root}")
+    if version and version not in versions:
+        raise NotFoundError(
+            f"model {name!r} has no version {version!r}; it has {', '.join(versions)}"
+        )
+    return load_bundle(directory / (version or versions[-1]))

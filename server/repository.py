@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from sancodec.bundle import NAME, Bundle, Manifest, load_bundle
+from sancodec.bundle import NAME, Bundle, Manifest, load_bundle, version_key
 from sancodec.errors import BundleError, InvalidConfigError, NotFoundError
 from sancodec.streamcoder import Spikes
 
@@ -89,10 +88,6 @@ class LoadedModel:
         return out
 
 
-def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[._-]", version))
-
-
 class ModelRepository:
     def __init__(self, root: Path, providers: str = "auto", threads: int = 0) -> None:
         self.root = root
@@ -154,7 +149,7 @@ class ModelRepository:
                 f"no model named {name!r}; loaded models: {', '.join(known) or 'none'}"
             )
         if not version:
-            version = max(versions, key=_version_key)
+            version = max(versions, key=version_key)
         if (name, version) not in self._models:
             raise NotFoundError(
                 f"model {name!r} has no version {version!r}; it has {', '.join(sorted(versions))}"

@@ -118,7 +118,7 @@ def time_splits(
     scale = float(np.nanstd(x[: cuts[1]])) if normalization == "global" else 1.0
     if not scale > 0:
         raise ValueError("the training stretch is constant or empty: nothing to learn")
-    out = {}
+    out: dict[str, WindowSet] = {}
     for name, lo, hi in zip(("train", "val", "test"), cuts[:-1], cuts[1:], strict=True):
         ws = make_windows(x[lo:hi], length, zscore=normalization == "window", offset=int(lo))
         if normalization == "global":

@@ -173,7 +173,7 @@ def _epoch(
     rank, world = _rank_and_world()
     model.train()
     total = 0.0
-    for batch in torch.randperm(len(data), generator=order).split(config.batch_size):
+    for batch in torch.split(torch.randperm(len(data), generator=order), config.batch_size):
         mine = batch[rank::world]
         x = data[mine.to(data.device)]  # (b, 1, L)
         x_hat, alpha = model(x)

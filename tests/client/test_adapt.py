@@ -1,0 +1,101 @@
+"""`sancodec encode --adapt`: kernels fitted to the recording, carried in the .sanc header."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from server_harness import BASE, RunningServer
+
+from client.cli import main
+from sancodec import read_sanc
+from sancodec.bundle import find_bundle
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "data" / "demo" / "mitdb100_excerpt.hea"
+MODELS = REPO / "models"
+
+
+@pytest.fixture(scope="module")
+def address() -> Iterator[str]:
+    server = RunningServer(BASE)
+    yield server.address
+    server.stop()
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_adapted_kernels_code_better_and_decode_anywhere(
+    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped, adapted = tmp_path / "shipped.sanc", tmp_path / "adapted.sanc"
+    code, out, _ = run(
+        capsys, "--json", "encode", str(DEMO), "-o", str(shipped), "--server", address
+    )
+    assert code == 0
+    base = json.loads(out)
+    code, out, err = run(
+        capsys,
+        "--json",
+        "encode",
+        str(DEMO),
+        "-o",
+        str(adapted),
+        "--adapt",
+        "--models",
+        str(MODELS),
+    )
+    assert code == 0, err
+    mine = json.loads(out)
+    assert mine["model"] == base["model"] == "ecg/1"
+    assert mine["blocks"] == base["blocks"]
+    assert 0 < mine["flithos_mean"] < base["flithos_mean"]
+    for b, m in zip(base["channels"], mine["channels"], strict=True):
+        # same steps, kernels of this very recording: a much closer fit for about the same bits
+        assert m["prdn_percent"] < 0.8 * b["prdn_percent"]
+        assert m["bits_per_sample"] < 1.1 * b["bits_per_sample"]
+    header = read_sanc(adapted).header
+    kernels = find_bundle(MODELS, "ecg").manifest.codebook.kernels
+    assert [k.size for k in header.codebook.kernels] == [k.size for k in kernels]
+    assert not np.allclose(header.codebook.kernels[0], kernels[0])
+    assert "adapted to this recording" in header.metadata["kernels"]
+    # the server decodes it with the header's kernels, exactly as the offline decoder does
+    offline, served = tmp_path / "offline.npy", tmp_path / "served.npy"
+    assert run(capsys, "decode", str(adapted), "-o", str(offline))[0] == 0
+    assert run(capsys, "decode", str(adapted), "-o", str(served), "--server", address)[0] == 0
+    np.testing.assert_allclose(np.load(served), np.load(offline), atol=1e-4)
+
+
+def test_adapt_refuses_what_it_cannot_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "x.sanc")
+    models = ("--models", str(MODELS))
+    code, _, err = run(
+        capsys, "encode", str(DEMO), "-o", out, "--adapt", *models, "--model", "nope"
+    )
+    assert code == 2
+    assert "no model named 'nope'" in err
+    code, _, err = run(capsys, "encode", str(DEMO), "-o", out, "--adapt", *models, "--epochs", "0")
+    assert code == 2
+    assert "--epochs must be at least 1" in err
+    short = tmp_path / "short.npy"
+    np.save(short, np.sin(np.arange(500) / 20.0)[None, :])
+    code, _, err = run(
+        capsys, "encode", str(short), "-o", out, "--adapt", *models, "--sample-rate-hz", "360"
+    )
+    assert code == 2
+    assert "needs at least 2048 samples" in err
+    code, _, err = run(
+        capsys, "encode", str(short), "-o", out, "--adapt", *models, "--sample-rate-hz", "250"
+    )
+    assert code == 2
+    assert "360 Hz" in err
+    assert "Traceback" not in err

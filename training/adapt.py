@@ -1,0 +1,210 @@
+"""Kernels fitted to one recording (`sancodec encode --adapt`).
+
+A shipped model's kernels were learned on other people's beats. Here the bundle's own training
+recipe (its manifest's `training.config`, one restart) runs on the recording itself, and the
+recording is then coded, offline, with the kernels it produced. Those kernels travel in the
+`.sanc` header's codebook, as every codebook does, so every decoder (offline, or the server's,
+which is sent the header's codebook) decodes the file unchanged, and the rate of the file counts
+them. Everything else (blocks, context, quantization, the residual layer) is the bundle's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from sancodec import metrics
+from sancodec.bundle import Bundle
+from sancodec.codebook import Codebook
+from sancodec.codes import BlockCode
+from sancodec.errors import InvalidConfigError, InvalidInputError
+from sancodec.header import ChannelInfo, StreamHeader
+from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan
+from training.codec_eval import Detector, torch_detector
+from training.data import record_splits
+from training.model import SAN
+from training.train import TrainConfig, fit
+
+__all__ = ["AdaptedCode", "adapt_codebook", "encode_adapted", "plans_for"]
+
+log = logging.getLogger(__name__)
+
+RATE_TOLERANCE = 0.005  # as the server: a 360 Hz model takes 358.2 to 361.8 Hz
+MAX_WINDOW = 2048
+
+
+@dataclass(frozen=True)
+class Adapted:
+    model: SAN
+    codebook: Codebook
+    scales: tuple[float, ...]  # physical units per model unit, per channel
+    best_epoch: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AdaptedCode:
+    header: StreamHeader
+    blocks: list[BlockCode]
+    flithos: list[float]  # the paper's phi of each non-constant block, all channels together
+    adapted: Adapted
+
+
+def _window(bundle: Bundle) -> int:
+    return min(bundle.manifest.block_length, MAX_WINDOW)
+
+
+def adapt_codebook(
+    bundle: Bundle, samples: npt.ArrayLike, *, epochs: int | None = None, seed: int = 0
+) -> Adapted:
+    """Run the bundle's training recipe (one restart) on (channels, n) physical samples, every
+    channel scaled by its own standard deviation; the windows train and pick the epoch."""
+    x = np.atleast_2d(np.asarray(samples, dtype=np.float64))
+    m = bundle.manifest
+    window = _window(bundle)
+    if x.shape[1] < window:
+        raise InvalidInputError(
+            f"--adapt needs at least {window} samples per channel ({window / m.sample_rate_hz:.1f} s) "
+            f"to fit kernels; the recording has {x.shape[1]}"
+        )
+    if not np.all(np.isfinite(x)):
+        raise InvalidInputError("--adapt needs finite samples (fill missing ones first)")
+    stds = [float(np.std(row)) for row in x]
+    if not all(s > 0 for s in stds):
+        raise InvalidInputError("--adapt cannot fit kernels to a flat channel (zero variance)")
+    signals = {f"ch{c}": row / s for c, (row, s) in enumerate(zip(x, stds, strict=True))}
+    names = list(signals)
+    splits = record_splits(
+        signals, {"train": names, "val": names, "test": names}, window, normalization="global"
+    )
+    pooled = float(splits["train"].stds[0])  # about 1: channels are already scaled
+    recipe = m.training.get("config")
+    if not isinstance(recipe, Mapping):
+        raise InvalidConfigError(f"model {m.name}/{m.version} names no training recipe to adapt")
+    try:
+        config = TrainConfig(**dict(recipe))
+    except (TypeError, ValueError) as exc:
+        raise InvalidConfigError(
+            f"model {m.name}/{m.version}: its training recipe is unusable: {exc}"
+        ) from None
+    config = dataclasses.replace(
+        config, restarts=1, seed=seed, device="cpu", epochs=epochs or config.epochs
+    )
+    started = time.perf_counter()
+    result = fit(config, splits["train"], splits["val"])
+    model = result.model.eval()
+    seconds = time.perf_counter() - started
+    log.info("adapted %d kernels in %.1f s (best epoch %d)", len(config.kernel_sizes), seconds,
+             result.best_epoch)  # fmt: skip
+    codebook = Codebook(model.codebook().kernels, model.decoder_mode, m.codebook.residual)
+    return Adapted(model, codebook, tuple(s * pooled for s in stds), result.best_epoch, seconds)
+
+
+def plans_for(
+    bundle: Bundle,
+    adapted: Adapted,
+    *,
+    max_prdn_percent: float | None = None,
+    max_bits_per_sample: float | None = None,
+) -> list[CodingPlan]:
+    """One plan per channel: the adapted kernels and scale, the bundle's blocks and steps."""
+    m = bundle.manifest
+    return [
+        CodingPlan(
+            adapted.codebook,
+            m.block_length,
+            m.context,
+            scale,
+            m.san_step_exp,
+            m.residual_step_exp,
+            max_prdn_percent,
+            max_bits_per_sample,
+        )
+        for scale in adapted.scales
+    ]
+
+
+def code_channels(plans: list[CodingPlan], x: npt.NDArray[np.float64], detect: Detector
+                  ) -> list[list[CodedChannel]]:  # fmt: skip
+    """Every channel through its own ChannelCoder: (channels, blocks) coded blocks."""
+    out = []
+    for c, (plan, row) in enumerate(zip(plans, x, strict=True)):
+        coder = ChannelCoder(plan, c)
+        windows = coder.push(row) + coder.finish()
+        coded = [block for w in windows for block in coder.accept(w, detect(w))]
+        out.append(coded + coder.ready())
+    return out
+
+
+def encode_adapted(
+    bundle: Bundle,
+    samples: npt.ArrayLike,
+    sample_rate_hz: float,
+    channels: tuple[ChannelInfo, ...],
+    *,
+    epochs: int | None = None,
+    max_prdn_percent: float | None = None,
+    max_bits_per_sample: float | None = None,
+    metadata: dict[str, str] | None = None,
+) -> AdaptedCode:
+    """Fit kernels to the recording, then code it with them: the .sanc header and blocks."""
+    m = bundle.manifest
+    if not abs(sample_rate_hz - m.sample_rate_hz) <= RATE_TOLERANCE * m.sample_rate_hz:
+        raise InvalidConfigError(
+            f"model {m.name}/{m.version} codes {m.sample_rate_hz:g} Hz signals; the recording is "
+            f"{sample_rate_hz:g} Hz (resample it, or pick a model for that rate)"
+        )
+    x = np.atleast_2d(np.asarray(samples, dtype=np.float64))
+    if len(channels) != x.shape[0]:
+        raise InvalidInputError(f"{len(channels)} channel descriptions for {x.shape[0]} channels")
+    adapted = adapt_codebook(bundle, x, epochs=epochs)
+    plans = plans_for(bundle, adapted, max_prdn_percent=max_prdn_percent,
+                      max_bits_per_sample=max_bits_per_sample)  # fmt: skip
+    coded = code_channels(plans, x, torch_detector(adapted.model))
+    blocks, phis = [], []
+    for parts in zip(*coded, strict=True):
+        blocks.append(BlockCode(parts[0].start, parts[0].signal.size, tuple(p.code for p in parts)))
+        centred = np.concatenate([p.signal - p.signal.mean() for p in parts])
+        recon = np.concatenate([p.reconstruction - p.signal.mean() for p in parts])
+        if not np.any(centred):  # L~ is undefined on a constant block (e.g. a 1-sample tail)
+            continue
+        inv_cr = metrics.inverse_compression_ratio(
+            sum(p.code.san.spike_count for p in parts), adapted.codebook.weight_count, centred.size
+        )
+        phis.append(metrics.flithos(inv_cr, metrics.normalized_loss(centred, recon)))
+    infos = tuple(
+        ChannelInfo(
+            c.name,
+            c.units or m.normalization.units,
+            0.0,
+            scale,
+            c.adc_gain,
+            c.adc_baseline,
+            c.adc_resolution_bits,
+        )
+        for c, scale in zip(channels, adapted.scales, strict=True)
+    )
+    note = (
+        f"kernels adapted to this recording from {m.name}/{m.version}: its recipe, one restart, "
+        f"best epoch {adapted.best_epoch}"
+    )
+    header = StreamHeader(
+        bundle.ref, adapted.codebook, sample_rate_hz, m.block_length, infos,
+        metadata={**(metadata or {}), "kernels": note},
+    )  # fmt: skip
+    return AdaptedCode(header, blocks, phis, adapted)
+
+
+def write_sanc(code: AdaptedCode, path: Path) -> None:
+    from sancodec.sancfile import SancWriter
+
+    with SancWriter(path, code.header) as writer:
+        for block in code.blocks:
+            writer.write(block)
