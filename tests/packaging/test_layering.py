@@ -28,7 +28,12 @@ FORBIDDEN = {
     "training": {"server", "client"},
 }
 # The recording readers live in client/ (DESIGN.md) and need no gRPC; training reads data with them.
-ALLOWED = {"training": {"client.recordings", "client.recording_formats"}}
+# `sancodec encode --adapt` fits kernels with PyTorch: client.commands imports training.adapt
+# inside that one function, so the client itself never loads torch (checked below).
+ALLOWED = {
+    "training": {"client.recordings", "client.recording_formats"},
+    "client": {"training.adapt"},
+}
 
 
 def _imports(path: Path) -> set[str]:
@@ -65,3 +70,13 @@ def test_importing_the_core_loads_no_heavy_dependency() -> None:
         ).stdout.split()
     )
     assert not {"torch", "grpc", "onnxruntime", "wfdb"} & loaded
+
+
+def test_the_client_loads_torch_only_for_adapt() -> None:
+    code = "import sys, client.cli, client.commands; print(' '.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout.split()
+    )
+    assert not {"torch", "training", "training.adapt"} & loaded
