@@ -55,7 +55,7 @@ from sancodec.metrics import bits_per_sample
 from sancodec.quantization import Quantizer
 from sancodec.sancfile import SIGNATURE, SancWriter
 from sancodec.sparse_stream import decode_sparse, dyadic_bands, encode_sparse
-from sancodec.streamcoder import CodingPlan
+from sancodec.streamcoder import CodingPlan, Spikes
 from training.adapt import adapt_codebook
 from training.codec_eval import code_signal, measure, onnx_detector, torch_detector
 
@@ -75,6 +75,7 @@ ECG_RESIDUAL_STEPS = (0.05, 0.1, 0.15, 0.3, 0.6, 1.0, 2.0, 4.0, 8.0)
 LOWRATE_SAN_STEPS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 PRDN_TARGETS = (2.0, 5.0, 9.0, 20.0, 30.0)
 BPS_TARGETS = (0.1, 0.25, 0.5, 1.0)
+THINNING = (1.0, 0.75, 0.5, 0.25, 0.0)  # share of each window's spikes kept (sparsity sweep)
 COUNT_BYTES = 2  # per-block coefficient count of the sparse wavelet coder
 
 
@@ -233,6 +234,35 @@ def adapted_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...]) 
     return points
 
 
+def thinned_sweep(bundle_dir: Path, x_mv: np.ndarray, ratios: tuple[float, ...]) -> list[dict]:
+    """Sparsity apart from the amplitude step: at the shipped steps, keep only the largest
+    `ratio` of each window's spikes (by |amplitude|); ratio 0 leaves the residual layer alone."""
+    m = load_bundle(bundle_dir).manifest
+    session = ort.InferenceSession(
+        str(bundle_dir / "encoder.onnx"), providers=["CPUExecutionProvider"]
+    )
+    detect = onnx_detector(session)
+    plan = CodingPlan(
+        m.codebook, m.block_length, m.context, m.normalization.scale, m.san_step_exp,
+        m.residual_step_exp,
+    )  # fmt: skip
+    points = []
+    for ratio in ratios:
+
+        def thinned(window: Any, ratio: float = ratio) -> Spikes:
+            s = detect(window)
+            keep = np.argsort(-np.abs(s.amplitudes), kind="stable")[
+                : round(ratio * s.amplitudes.size)
+            ]
+            keep.sort()
+            return Spikes(s.kernel_ids[keep], s.positions[keep], s.amplitudes[keep])
+
+        r = measure(plan, x_mv, thinned)
+        points.append({"ratio": ratio, "bps": r["bits_per_sample"], "prdn": r["prdn_percent"],
+                       "spikes": r["spikes_per_1000_samples"]})  # fmt: skip
+    return points
+
+
 def bd_rate(test: list[dict], anchor: list[dict]) -> float:
     """Bjøntegaard rate difference (%) of `test` vs `anchor`: pchip of log10(bps) over
     SNR_N = -20 log10(PRDN/100) on each lower envelope, mean over the overlapping SNR range."""
@@ -275,6 +305,7 @@ def run_record(record: str) -> dict[str, Any]:
         methods[f"{name} (+kernels/record)"] = c["per_record"]
         methods[f"{name} (+kernels/block)"] = c["per_block"]
         methods[f"{name} (H0 +kernels/record)"] = c["h0"]
+    thinning = thinned_sweep(ROOT / "models" / "ecg" / "1", x_mv, THINNING)
     methods["ecg adapted to the record (+kernels in the header)"] = adapted_sweep(
         ROOT / "models" / "ecg" / "1", x_mv, ECG_RESIDUAL_STEPS
     )
@@ -289,6 +320,7 @@ def run_record(record: str) -> dict[str, Any]:
         "lossless": lossless,
         "shipped": {"ecg": ecg["shipped"], "ecg-lowrate": low["shipped"]},
         "wavelet_speed": wavelet_sparse_speed(x, 24.0),
+        "thinning": thinning,
         "kernel_bps": {
             n: (r["kernel_bps_record"], r["kernel_bps_block"])
             for n, r in (("ecg", ecg), ("ecg-lowrate", low))
@@ -402,6 +434,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, t_start: flo
             f"| {name} | {k['code_bps']:.4f} | {k['file_bps']:.4f} | {k['header_bps']:.4f} | "
             f"{k['file_bps'] - k['code_bps'] - k['header_bps']:.4f} |"
         )
+    thin_lines = ["| spikes kept | spikes / 1000 samples | b/s | PRDN % |", "|---|---|---|---|"]
+    for i, ratio in enumerate(THINNING):
+        row = [np.mean([r["thinning"][i][k] for r in results]) for k in ("spikes", "bps", "prdn")]
+        thin_lines.append(f"| {ratio:.0%} | {row[0]:.2f} | {row[1]:.3f} | {row[2]:.1f} |")
     enc, dec = np.mean([r["wavelet_speed"] for r in results], axis=0)
     speed_lines.append(f"| wavelet bior4.4 L5, our sparse coder, Δ 24 | {enc:,.0f} | {dec:,.0f} |")
     kern = results[0]["kernel_bps"]
@@ -428,6 +464,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, t_start: flo
         "to serialized block bytes; decode = parse and check the bytes, reference decoder. "
         "Wavelet: transform, quantize and sparse-code; decode and invert.\n",
         "\n".join(speed_lines), "",
+        "### Sparsity apart from the step: `ecg` with each window's largest spikes only "
+        "(shipped steps, mean over the records)\n",
+        "\n".join(thin_lines), "",
         "### What a .sanc file adds to the block codes (mean over the records)\n",
         "\n".join(sanc_lines), "",
         f"Kernel charge (fp16): ecg {kern['ecg'][0]:.4f} b/s once per record, "
