@@ -51,13 +51,13 @@ from sancodec.bundle import load_bundle
 from sancodec.codes import BlockCode, parse_block
 from sancodec.decoder import decode
 from sancodec.header import ChannelInfo, StreamHeader
-from sancodec.metrics import bits_per_sample
+from sancodec.metrics import bits_per_sample, prdn
 from sancodec.quantization import Quantizer
 from sancodec.sancfile import SIGNATURE, SancWriter
 from sancodec.sparse_stream import decode_sparse, dyadic_bands, encode_sparse
 from sancodec.streamcoder import CodingPlan, Spikes
-from training.adapt import adapt_codebook
-from training.codec_eval import code_signal, measure, onnx_detector, torch_detector
+from training.adapt import adapt_codebook, code_recording, plans_for, residual_only_codebook
+from training.codec_eval import code_signal, measure, onnx_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "wfdb" / "mitdb"
@@ -215,22 +215,26 @@ def wavelet_sparse_speed(x: np.ndarray, step: float) -> tuple[float, float]:
 
 
 def adapted_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...]) -> list[dict]:
-    """`sancodec encode --adapt`: the model's recipe fitted to this record (training.adapt), then
-    the residual step swept; the rate adds the codebook as the .sanc header carries it."""
+    """`sancodec encode --adapt`: the model's recipe fitted to this record (training.adapt),
+    then the residual step swept, each step coded as --adapt codes (adapted kernels, or the
+    residual layer alone where they do not pay); the rate adds the codebook the .sanc header
+    carries."""
     bundle = load_bundle(bundle_dir)
-    m = bundle.manifest
     adapted = adapt_codebook(bundle, x_mv[None, :])
-    detect = torch_detector(adapted.model)
-    header_bits = 8 * adapted.codebook.to_proto().ByteSize()
     points = []
     for step in steps:
-        plan = CodingPlan(
-            adapted.codebook, m.block_length, m.context, adapted.scales[0], m.san_step_exp,
-            Quantizer.from_step(step).step_exp,
-        )  # fmt: skip
-        r = measure(plan, x_mv, detect)
-        bps = r["bits_per_sample"] + header_bits / x_mv.size
-        points.append({"step": float(step), "bps": bps, "prdn": r["prdn_percent"], "prd": math.nan})
+        step_exp = Quantizer.from_step(step).step_exp
+        coded = code_recording(plans_for(bundle, adapted, residual_step_exp=step_exp),
+                               x_mv[None, :], adapted)  # fmt: skip
+        codebook = (
+            adapted.codebook
+            if coded.with_spikes
+            else residual_only_codebook(bundle.manifest.codebook)
+        )
+        bits = coded.bits + 8 * codebook.to_proto().ByteSize()
+        x_hat = coded.reconstruction(adapted.scales)[0]
+        points.append({"step": float(step), "bps": bits / x_mv.size, "prdn": prdn(x_mv, x_hat),
+                       "prd": math.nan, "spikes": coded.with_spikes})  # fmt: skip
     return points
 
 
@@ -406,9 +410,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, t_start: flo
         for n in ("ecg (real bytes)", "ecg adapted to the record (+kernels in the header)",
                   "ecg-lowrate (real bytes)"):  # fmt: skip
             pts = ", ".join(
-                f"{p['step']:g}: {p['bps']:.3f}/{p['prdn']:.1f}" for p in r["methods"][n]
+                f"{p['step']:g}: {p['bps']:.3f}/{p['prdn']:.1f}{'' if p.get('spikes', True) else '*'}"
+                for p in r["methods"][n]
             )
-            san.append(f"- {n}, step: b/s / PRDN %: {pts}")
+            san.append(f"- {n}, step: b/s / PRDN % (*: no spikes, the residual layer alone): {pts}")
         out.append(f"### Record {r['record']}\n\n{table(rows)}\n\nLossless: {lossless}.\n")
         out.append("\n".join(san) + "\n")
     bd_names = [n for n in names if n.startswith("ecg")]

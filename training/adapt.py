@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,13 +27,22 @@ from sancodec.codebook import Codebook
 from sancodec.codes import BlockCode
 from sancodec.errors import InvalidConfigError, InvalidInputError
 from sancodec.header import ChannelInfo, StreamHeader
-from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan
+from sancodec.quantization import Quantizer
+from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
 from training.codec_eval import Detector, torch_detector
 from training.data import record_splits
 from training.model import SAN
 from training.train import TrainConfig, fit
 
-__all__ = ["AdaptedCode", "adapt_codebook", "encode_adapted", "plans_for"]
+__all__ = [
+    "AdaptedCode",
+    "CodedRecording",
+    "adapt_codebook",
+    "code_recording",
+    "encode_adapted",
+    "plans_for",
+    "write_sanc",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +121,14 @@ def plans_for(
     bundle: Bundle,
     adapted: Adapted,
     *,
+    residual_step_exp: int | None = None,
     max_prdn_percent: float | None = None,
     max_bits_per_sample: float | None = None,
 ) -> list[CodingPlan]:
-    """One plan per channel: the adapted kernels and scale, the bundle's blocks and steps."""
+    """One plan per channel: the adapted kernels and scale, the bundle's blocks and steps (or
+    this residual step)."""
     m = bundle.manifest
+    residual = m.residual_step_exp if residual_step_exp is None else residual_step_exp
     return [
         CodingPlan(
             adapted.codebook,
@@ -123,7 +136,7 @@ def plans_for(
             m.context,
             scale,
             m.san_step_exp,
-            m.residual_step_exp,
+            residual,
             max_prdn_percent,
             max_bits_per_sample,
         )
@@ -141,6 +154,61 @@ def code_channels(plans: list[CodingPlan], x: npt.NDArray[np.float64], detect: D
         coded = [block for w in windows for block in coder.accept(w, detect(w))]
         out.append(coded + coder.ready())
     return out
+
+
+def _no_spikes(window: Window) -> Spikes:
+    empty = np.zeros(0)
+    return Spikes(empty.astype(np.int32), empty.astype(np.int64), empty)
+
+
+@dataclass(frozen=True)
+class CodedRecording:
+    blocks: list[BlockCode]
+    parts: list[tuple[CodedChannel, ...]]  # per block, its channels
+    with_spikes: bool
+    bits: int  # of the block codes
+    squared_error: float  # model domain, all channels
+
+    def reconstruction(self, scales: tuple[float, ...]) -> npt.NDArray[np.float64]:
+        """(channels, n) in physical units."""
+        return np.stack([
+            np.concatenate([p[c].reconstruction for p in self.parts]) * s
+            for c, s in enumerate(scales)
+        ])  # fmt: skip
+
+
+def _coded(coded: list[list[CodedChannel]], with_spikes: bool) -> CodedRecording:
+    parts = list(zip(*coded, strict=True))
+    blocks = [BlockCode(p[0].start, p[0].signal.size, tuple(c.code for c in p)) for p in parts]
+    error = sum(float(np.sum((c.signal - c.reconstruction) ** 2)) for p in parts for c in p)
+    return CodedRecording(blocks, parts, with_spikes, 8 * sum(len(b.to_bytes()) for b in blocks),
+                          error)  # fmt: skip
+
+
+def code_recording(plans: list[CodingPlan], x: npt.NDArray[np.float64], adapted: Adapted
+                   ) -> CodedRecording:  # fmt: skip
+    """Code the recording with the adapted kernels and, where there is a residual layer, also
+    with no spikes at all (the residual layer alone), and keep the better: the lower
+    distortion + λ·bits at the residual step Δ (λ = Δ² ln2 / 6, the slope of a uniform
+    quantizer's D(R)), the fewer bits under a PRDN target, the lower distortion under a budget.
+    Kernels that do not pay for themselves on a recording are then not used on it."""
+    spikes = _coded(code_channels(plans, x, torch_detector(adapted.model)), True)
+    plan = plans[0]
+    if plan.residual_step_exp is None:
+        return spikes
+    alone = _coded(code_channels(plans, x, _no_spikes), False)
+    if plan.max_prdn_percent is not None:
+        return min(spikes, alone, key=lambda c: c.bits)
+    if plan.max_bits_per_sample is not None:
+        return min(spikes, alone, key=lambda c: c.squared_error)
+    lam = Quantizer(plan.residual_step_exp).step ** 2 * math.log(2) / 6
+    return min(spikes, alone, key=lambda c: c.squared_error + lam * c.bits)
+
+
+def residual_only_codebook(codebook: Codebook) -> Codebook:
+    """For a code with no spikes: one 1-weight kernel (the format needs a kernel, and no spike
+    refers to it) and the model's residual transform, so the header costs a few bytes."""
+    return Codebook((np.ones(1, dtype=np.float32),), codebook.decoder_mode, codebook.residual)
 
 
 def encode_adapted(
@@ -167,10 +235,9 @@ def encode_adapted(
     adapted = adapt_codebook(bundle, x, epochs=epochs)
     plans = plans_for(bundle, adapted, max_prdn_percent=max_prdn_percent,
                       max_bits_per_sample=max_bits_per_sample)  # fmt: skip
-    coded = code_channels(plans, x, torch_detector(adapted.model))
-    blocks, phis = [], []
-    for parts in zip(*coded, strict=True):
-        blocks.append(BlockCode(parts[0].start, parts[0].signal.size, tuple(p.code for p in parts)))
+    coded = code_recording(plans, x, adapted)
+    phis = []
+    for parts in coded.parts:
         centred = np.concatenate([p.signal - p.signal.mean() for p in parts])
         recon = np.concatenate([p.reconstruction - p.signal.mean() for p in parts])
         if not np.any(centred):  # L~ is undefined on a constant block (e.g. a 1-sample tail)
@@ -191,15 +258,19 @@ def encode_adapted(
         )
         for c, scale in zip(channels, adapted.scales, strict=True)
     )
-    note = (
-        f"kernels adapted to this recording from {m.name}/{m.version}: its recipe, one restart, "
-        f"best epoch {adapted.best_epoch}"
-    )
+    if coded.with_spikes:
+        codebook = adapted.codebook
+        note = (f"adapted to this recording from {m.name}/{m.version}: its recipe, one restart, "
+                f"best epoch {adapted.best_epoch}")  # fmt: skip
+    else:  # no spike refers to a kernel: the header carries the smallest valid codebook
+        codebook = residual_only_codebook(m.codebook)
+        note = (f"not used: the residual layer alone coded this recording better than kernels "
+                f"adapted from {m.name}/{m.version}")  # fmt: skip
     header = StreamHeader(
-        bundle.ref, adapted.codebook, sample_rate_hz, m.block_length, infos,
+        bundle.ref, codebook, sample_rate_hz, m.block_length, infos,
         metadata={**(metadata or {}), "kernels": note},
     )  # fmt: skip
-    return AdaptedCode(header, blocks, phis, adapted)
+    return AdaptedCode(header, coded.blocks, phis, adapted)
 
 
 def write_sanc(code: AdaptedCode, path: Path) -> None:

@@ -99,3 +99,25 @@ def test_adapt_refuses_what_it_cannot_fit(
     assert code == 2
     assert "360 Hz" in err
     assert "Traceback" not in err
+
+
+def test_kernels_that_do_not_pay_are_left_out(shared_data: Path, tmp_path: Path) -> None:
+    """On PVC-rich MIT-BIH 233, kernels fitted to the record cost more bits than they save at
+    the shipped steps: --adapt codes it with the residual layer alone and a 1-weight codebook."""
+    from client.recordings import read_recording
+    from training.adapt import encode_adapted, write_sanc
+
+    record = read_recording(shared_data / "wfdb" / "mitdb" / "233.hea", sampto=43200)
+    code = encode_adapted(
+        find_bundle(MODELS, "ecg"), record.samples[:1], record.sample_rate_hz, record.channels[:1]
+    )
+    assert code.header.metadata["kernels"].startswith("not used")
+    assert [k.size for k in code.header.codebook.kernels] == [1]
+    assert all(c.san.spike_count == 0 for b in code.blocks for c in b.channels)
+    path = tmp_path / "233.sanc"
+    write_sanc(code, path)
+    assert main(["decode", str(path), "-o", str(tmp_path / "233.npy")]) == 0
+    decoded = np.load(tmp_path / "233.npy")
+    x = record.samples[0]
+    prdn = 100 * np.linalg.norm(decoded[0] - x) / np.linalg.norm(x - x.mean())
+    assert prdn < 15  # the residual layer at the shipped step alone keeps the waveform
