@@ -56,7 +56,7 @@ from sancodec.quantization import Quantizer
 from sancodec.sancfile import SIGNATURE, SancWriter
 from sancodec.sparse_stream import decode_sparse, dyadic_bands, encode_sparse
 from sancodec.streamcoder import CodingPlan, Spikes
-from training.adapt import adapt_codebook, code_recording, plans_for, residual_only_codebook
+from training.adapt import adapt_codebook, code_recording, plans_for
 from training.codec_eval import code_signal, measure, onnx_detector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,12 +226,7 @@ def adapted_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...]) 
         step_exp = Quantizer.from_step(step).step_exp
         coded = code_recording(plans_for(bundle, adapted, residual_step_exp=step_exp),
                                x_mv[None, :], adapted)  # fmt: skip
-        codebook = (
-            adapted.codebook
-            if coded.with_spikes
-            else residual_only_codebook(bundle.manifest.codebook)
-        )
-        bits = coded.bits + 8 * codebook.to_proto().ByteSize()
+        bits = coded.bits  # the block codes and the codebook the header carries
         x_hat = coded.reconstruction(adapted.scales)[0]
         points.append({"step": float(step), "bps": bits / x_mv.size, "prdn": prdn(x_mv, x_hat),
                        "prd": math.nan, "spikes": coded.with_spikes})  # fmt: skip

@@ -98,6 +98,10 @@ def encode_sparse(
         raise InvalidInputError("positions must rise strictly inside the bands, one level each")
     if np.any(lv == 0):
         raise InvalidInputError("levels must be non-zero")
+    limit = 1 << (RAW_BITS - 1)  # |level| <= 2^31 zigzags below 2^32 (and no int64 overflows)
+    too_large = (lv > limit) | (lv < -limit)
+    if np.any(too_large):
+        raise InvalidInputError(f"level {int(lv[too_large][0])} is too large to code")
     edges = np.cumsum(bands)
     sizes = np.diff(edges, prepend=0)
     last = edges.size - 1
@@ -152,6 +156,8 @@ def decode_sparse(
     data: bytes, count: int, origin: int, bands: Sequence[int]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The inverse of encode_sparse; CorruptCodeError for anything that does not decode exactly."""
+    if not bands or min(bands) < 0:
+        raise InvalidInputError(f"bands must be one or more sizes >= 0, got {list(bands)}")
     if count < 0 or 2 * count > 8 * len(data):  # every value takes at least one bit
         raise CorruptCodeError(f"{count} values cannot fit in {len(data)} bytes")
     gap_ctx, level_ctx, edges = _contexts(bands)
@@ -177,30 +183,41 @@ def _get(reader: _BitReader, context: _Context) -> int:
 
 
 class _BitReader:
+    """MSB-first bits of `data`; each read looks only at the bytes it spans, so decoding costs
+    time in proportion to the code's length, however long it is."""
+
     def __init__(self, data: bytes) -> None:
-        self._value = int.from_bytes(data, "big")
-        self._left = 8 * len(data)
+        self._data = data
+        self._pos = 0  # bits consumed
+        self._size = 8 * len(data)
+
+    def _peek(self, bits: int) -> int:
+        """The next `bits` bits (all of them there) as an integer, not consumed."""
+        first, end = self._pos >> 3, self._pos + bits
+        chunk = int.from_bytes(self._data[first : (end + 7) >> 3], "big")
+        return (chunk >> (-end % 8)) & ((1 << bits) - 1)
 
     def read(self, bits: int) -> int:
-        if bits > self._left:
+        if bits > self._size - self._pos:
             raise CorruptCodeError("the code ends before its last value")
-        self._left -= bits
-        return (self._value >> self._left) & ((1 << bits) - 1)
+        value = self._peek(bits)
+        self._pos += bits
+        return value
 
     def ones(self, limit: int) -> int:
         """Read ones up to a zero (consumed) or `limit` ones (no zero follows)."""
-        m = min(limit, self._left)
+        m = min(limit, self._size - self._pos)
         mask = (1 << m) - 1
-        window = (self._value >> (self._left - m)) & mask  # the next m bits
-        run = m - (window ^ mask).bit_length()  # its leading ones
+        run = m - (self._peek(m) ^ mask).bit_length()  # leading ones of the next m bits
         if run < m:
-            self._left -= run + 1
+            self._pos += run + 1
             return run
         if m < limit:
             raise CorruptCodeError("the code ends before its last value")
-        self._left -= m
+        self._pos += m
         return m
 
     def finish(self) -> None:
-        if self._left >= 8 or self._value & ((1 << self._left) - 1):
+        left = self._size - self._pos
+        if left >= 8 or (left and self._peek(left)):
             raise CorruptCodeError("the code has data after its last value")

@@ -89,12 +89,16 @@ def adapt_codebook(
     stds = [float(np.std(row)) for row in x]
     if not all(s > 0 for s in stds):
         raise InvalidInputError("--adapt cannot fit kernels to a flat channel (zero variance)")
-    signals = {f"ch{c}": row / s for c, (row, s) in enumerate(zip(x, stds, strict=True))}
+    # each channel zero-mean and unit-variance, so the pooled scale below is 1 and no channel's
+    # offset or amplitude leaks into another's scale
+    signals = {
+        f"ch{c}": (row - row.mean()) / s for c, (row, s) in enumerate(zip(x, stds, strict=True))
+    }
     names = list(signals)
     splits = record_splits(
         signals, {"train": names, "val": names, "test": names}, window, normalization="global"
     )
-    pooled = float(splits["train"].stds[0])  # about 1: channels are already scaled
+    pooled = float(splits["train"].stds[0])  # 1 up to rounding: channels are already scaled
     recipe = m.training.get("config")
     if not isinstance(recipe, Mapping):
         raise InvalidConfigError(f"model {m.name}/{m.version} names no training recipe to adapt")
@@ -165,9 +169,10 @@ def _no_spikes(window: Window) -> Spikes:
 class CodedRecording:
     blocks: list[BlockCode]
     parts: list[tuple[CodedChannel, ...]]  # per block, its channels
-    with_spikes: bool
-    bits: int  # of the block codes
+    codebook: Codebook  # what the .sanc header carries: the adapted one, or a placeholder
+    bits: int  # the block codes and the header's codebook
     squared_error: float  # model domain, all channels
+    with_spikes: bool  # the adapted kernels, or the residual layer alone
 
     def reconstruction(self, scales: tuple[float, ...]) -> npt.NDArray[np.float64]:
         """(channels, n) in physical units."""
@@ -177,12 +182,14 @@ class CodedRecording:
         ])  # fmt: skip
 
 
-def _coded(coded: list[list[CodedChannel]], with_spikes: bool) -> CodedRecording:
+def _coded(
+    coded: list[list[CodedChannel]], codebook: Codebook, with_spikes: bool
+) -> CodedRecording:
     parts = list(zip(*coded, strict=True))
     blocks = [BlockCode(p[0].start, p[0].signal.size, tuple(c.code for c in p)) for p in parts]
     error = sum(float(np.sum((c.signal - c.reconstruction) ** 2)) for p in parts for c in p)
-    return CodedRecording(blocks, parts, with_spikes, 8 * sum(len(b.to_bytes()) for b in blocks),
-                          error)  # fmt: skip
+    bits = 8 * (sum(len(b.to_bytes()) for b in blocks) + codebook.to_proto().ByteSize())
+    return CodedRecording(blocks, parts, codebook, bits, error, with_spikes)
 
 
 def code_recording(plans: list[CodingPlan], x: npt.NDArray[np.float64], adapted: Adapted
@@ -192,17 +199,37 @@ def code_recording(plans: list[CodingPlan], x: npt.NDArray[np.float64], adapted:
     distortion + λ·bits at the residual step Δ (λ = Δ² ln2 / 6, the slope of a uniform
     quantizer's D(R)), the fewer bits under a PRDN target, the lower distortion under a budget.
     Kernels that do not pay for themselves on a recording are then not used on it."""
-    spikes = _coded(code_channels(plans, x, torch_detector(adapted.model)), True)
+    spikes = _coded(code_channels(plans, x, torch_detector(adapted.model)), adapted.codebook, True)
     plan = plans[0]
     if plan.residual_step_exp is None:
         return spikes
-    alone = _coded(code_channels(plans, x, _no_spikes), False)
+    placeholder = residual_only_codebook(adapted.codebook)
+    alone = _coded(code_channels(plans, x, _no_spikes), placeholder, False)
     if plan.max_prdn_percent is not None:
         return min(spikes, alone, key=lambda c: c.bits)
     if plan.max_bits_per_sample is not None:
         return min(spikes, alone, key=lambda c: c.squared_error)
     lam = Quantizer(plan.residual_step_exp).step ** 2 * math.log(2) / 6
     return min(spikes, alone, key=lambda c: c.squared_error + lam * c.bits)
+
+
+def _check_targets(
+    bundle: Bundle, max_prdn_percent: float | None, max_bits_per_sample: float | None
+) -> None:
+    """Refuse what the server refuses: a target on a model with no residual layer, both targets,
+    a target that is not positive."""
+    m = bundle.manifest
+    if (max_prdn_percent is not None or max_bits_per_sample is not None) and (
+        m.residual_step_exp is None
+    ):
+        raise InvalidConfigError(
+            f"model {m.name}/{m.version} has no residual layer: it cannot meet a quality target"
+        )
+    for target in (max_prdn_percent, max_bits_per_sample):
+        if target is not None and not (math.isfinite(target) and target > 0):
+            raise InvalidConfigError(f"quality targets must be positive, got {target}")
+    if max_prdn_percent is not None and max_bits_per_sample is not None:
+        raise InvalidConfigError("ask for a PRDN target or a bit budget, not both")
 
 
 def residual_only_codebook(codebook: Codebook) -> Codebook:
@@ -232,6 +259,7 @@ def encode_adapted(
     x = np.atleast_2d(np.asarray(samples, dtype=np.float64))
     if len(channels) != x.shape[0]:
         raise InvalidInputError(f"{len(channels)} channel descriptions for {x.shape[0]} channels")
+    _check_targets(bundle, max_prdn_percent, max_bits_per_sample)  # before minutes of training
     adapted = adapt_codebook(bundle, x, epochs=epochs)
     plans = plans_for(bundle, adapted, max_prdn_percent=max_prdn_percent,
                       max_bits_per_sample=max_bits_per_sample)  # fmt: skip
@@ -243,7 +271,7 @@ def encode_adapted(
         if not np.any(centred):  # L~ is undefined on a constant block (e.g. a 1-sample tail)
             continue
         inv_cr = metrics.inverse_compression_ratio(
-            sum(p.code.san.spike_count for p in parts), adapted.codebook.weight_count, centred.size
+            sum(p.code.san.spike_count for p in parts), coded.codebook.weight_count, centred.size
         )
         phis.append(metrics.flithos(inv_cr, metrics.normalized_loss(centred, recon)))
     infos = tuple(
@@ -259,15 +287,13 @@ def encode_adapted(
         for c, scale in zip(channels, adapted.scales, strict=True)
     )
     if coded.with_spikes:
-        codebook = adapted.codebook
         note = (f"adapted to this recording from {m.name}/{m.version}: its recipe, one restart, "
                 f"best epoch {adapted.best_epoch}")  # fmt: skip
-    else:  # no spike refers to a kernel: the header carries the smallest valid codebook
-        codebook = residual_only_codebook(m.codebook)
+    else:
         note = (f"not used: the residual layer alone coded this recording better than kernels "
                 f"adapted from {m.name}/{m.version}")  # fmt: skip
     header = StreamHeader(
-        bundle.ref, codebook, sample_rate_hz, m.block_length, infos,
+        bundle.ref, coded.codebook, sample_rate_hz, m.block_length, infos,
         metadata={**(metadata or {}), "kernels": note},
     )  # fmt: skip
     return AdaptedCode(header, coded.blocks, phis, adapted)

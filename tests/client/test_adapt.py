@@ -121,3 +121,35 @@ def test_kernels_that_do_not_pay_are_left_out(shared_data: Path, tmp_path: Path)
     x = record.samples[0]
     prdn = 100 * np.linalg.norm(decoded[0] - x) / np.linalg.norm(x - x.mean())
     assert prdn < 15  # the residual layer at the shipped step alone keeps the waveform
+
+
+def test_channel_offsets_do_not_leak_into_scales(tmp_path: Path) -> None:
+    """Each channel's scale is its own spread, whatever the channels' baselines."""
+    from client.recordings import read_recording
+    from training.adapt import encode_adapted, write_sanc
+
+    record = read_recording(DEMO, sampto=8192)
+    shifted = record.samples + np.array([[5.0], [-3.0]])  # mV: far off the usual baseline
+    code = encode_adapted(find_bundle(MODELS, "ecg"), shifted, 360.0, record.channels, epochs=3)
+    scales = [c.scale for c in code.header.channels]
+    np.testing.assert_allclose(scales, shifted.std(axis=1), rtol=1e-3)
+    path = tmp_path / "shifted.sanc"
+    write_sanc(code, path)
+    assert main(["decode", str(path), "-o", str(tmp_path / "shifted.npy")]) == 0
+    decoded = np.load(tmp_path / "shifted.npy")
+    for x, y in zip(shifted, decoded, strict=True):
+        assert 100 * np.linalg.norm(y - x) / np.linalg.norm(x - x.mean()) < 20
+
+
+def test_quality_targets_are_checked_before_any_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, models = str(tmp_path / "x.sanc"), ("--adapt", "--models", str(MODELS))
+    code, _, err = run(capsys, "encode", str(DEMO), "-o", out, *models, "--model", "ecg-lowrate",
+                       "--max-prdn", "5")  # fmt: skip
+    assert code == 2
+    assert "has no residual layer" in err
+    code, _, err = run(capsys, "encode", str(DEMO), "-o", out, *models, "--max-prdn", "-1")
+    assert code == 2
+    assert "must be positive" in err
+    assert not Path(out).exists()
