@@ -38,3 +38,20 @@ def test_replace_section_keeps_the_hand_written_rest(tmp_path: Path) -> None:
     doc.write_text(text + "\nmore notes\n")
     replace_section(doc, "rd", "third run")
     assert doc.read_text().endswith("third run\n<!-- end rd -->\n\nmore notes\n")
+
+
+def test_ideal_adaptive_binary_code_length(mitdb100: np.ndarray) -> None:
+    import pywt
+
+    from bench.entropy_estimate import adaptive_binary_bits
+    from sancodec.sparse_stream import dyadic_bands, encode_sparse
+
+    bands = dyadic_bands(2048)
+    assert adaptive_binary_bits(np.zeros(2048 + 64, dtype=np.int64), bands) == 0.0
+    flat = np.concatenate(pywt.wavedec(mitdb100[:2048], "bior4.4", mode="periodization", level=5))
+    levels = np.rint(flat / 24).astype(np.int64)
+    (where,) = np.nonzero(levels)
+    ideal = adaptive_binary_bits(levels, bands)
+    rice = 8 * len(encode_sparse(where, levels[where], 0, bands))
+    # every value pays its sign and at least a fraction of a bit for its gap and magnitude
+    assert where.size < ideal < rice
