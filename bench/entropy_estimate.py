@@ -69,6 +69,8 @@ def adaptive_binary_bits(levels: npt.NDArray[np.int64], bands: list[int]) -> flo
     """Ideal adaptive binary code length of one block's non-zero levels (see the module doc)."""
     edges = np.cumsum(bands)
     (where,) = np.nonzero(levels)
+    if where.size == 0:
+        return 0.0
     previous = np.concatenate([[-1], where[:-1]])
     gap_band = np.minimum(np.searchsorted(edges, previous + 1, side="right"), len(bands) - 1)
     level_band = np.minimum(np.searchsorted(edges, where, side="right"), len(bands) - 1)
