@@ -47,8 +47,9 @@ from bench.baselines import (
     wavelet_coder,
     zstd_bps,
 )
+from sancodec.binary_stream import encode_binary
 from sancodec.bundle import load_bundle
-from sancodec.codes import BlockCode, parse_block
+from sancodec.codes import BlockCode, EntropyCoder, parse_block
 from sancodec.decoder import decode
 from sancodec.header import ChannelInfo, StreamHeader
 from sancodec.metrics import bits_per_sample, prdn
@@ -79,8 +80,11 @@ THINNING = (1.0, 0.75, 0.5, 0.25, 0.0)  # share of each window's spikes kept (sp
 COUNT_BYTES = 2  # per-block coefficient count of the sparse wavelet coder
 
 
-def wavelet_sparse_sweep(x: np.ndarray, steps: tuple[float, ...]) -> list[dict]:
-    """The bench wavelet coder's quantized coefficients, coded by our sparse coder (real bytes)."""
+def wavelet_sparse_sweep(
+    x: np.ndarray, steps: tuple[float, ...], write: Any = encode_sparse
+) -> list[dict]:
+    """The bench wavelet coder's quantized coefficients, coded by our sparse coder (real bytes):
+    Golomb-Rice (`encode_sparse`) or the adaptive binary range coder (`encode_binary`)."""
     bands = dyadic_bands(BLOCK)
     points = []
     for step in steps:
@@ -89,7 +93,7 @@ def wavelet_sparse_sweep(x: np.ndarray, steps: tuple[float, ...]) -> list[dict]:
         total = 0
         for row in flat:
             (idx,) = np.nonzero(row)
-            total += len(encode_sparse(idx, row[idx], 0, bands)) + COUNT_BYTES
+            total += len(write(idx, row[idx], 0, bands)) + COUNT_BYTES
         bps = bits_per_sample(total, r["n_samples"])
         points.append({"step": float(step), "bps": bps, "prdn": r["prdn"], "prd": r["prd"]})
     return points
@@ -115,6 +119,25 @@ def _code_h0_bits(coded: list[Any]) -> float:
     if r_gaps:
         streams.append(np.asarray([g.size for g in r_gaps]))
     return sum(h0_bits(s) for s in streams)
+
+
+def binary_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...]) -> list[dict]:
+    """The shipped model with its residual layer through the adaptive binary range coder."""
+    m = load_bundle(bundle_dir).manifest
+    session = ort.InferenceSession(
+        str(bundle_dir / "encoder.onnx"), providers=["CPUExecutionProvider"]
+    )
+    detect = onnx_detector(session)
+    points = []
+    for step in steps:
+        plan = CodingPlan(
+            m.codebook, m.block_length, m.context, m.normalization.scale, m.san_step_exp,
+            Quantizer.from_step(step).step_exp, residual_coder=EntropyCoder.ADAPTIVE_BINARY,
+        )  # fmt: skip
+        r = measure(plan, x_mv, detect)
+        points.append({"step": float(step), "bps": r["bits_per_sample"], "prdn": r["prdn_percent"],
+                       "prd": math.nan})  # fmt: skip
+    return points
 
 
 def san_sweep(bundle_dir: Path, x_mv: np.ndarray, which: str, steps: tuple[float, ...]) -> dict:
@@ -293,6 +316,9 @@ def run_record(record: str) -> dict[str, Any]:
     methods: dict[str, list[dict]] = {
         "wavelet bior4.4 L5 (H0)": sweep(x, wavelet_coder, WAVELET_STEPS),
         "wavelet bior4.4 L5 (our sparse coder)": wavelet_sparse_sweep(x, WAVELET_STEPS),
+        "wavelet bior4.4 L5 (our binary coder)": wavelet_sparse_sweep(
+            x, WAVELET_STEPS, encode_binary
+        ),
         "DCT-64 (H0)": sweep(x, dct_coder, DCT_STEPS),
     }
     t_base = time.perf_counter() - t0
@@ -304,6 +330,9 @@ def run_record(record: str) -> dict[str, Any]:
         methods[f"{name} (+kernels/record)"] = c["per_record"]
         methods[f"{name} (+kernels/block)"] = c["per_block"]
         methods[f"{name} (H0 +kernels/record)"] = c["h0"]
+    methods["ecg (real bytes, binary coder)"] = binary_sweep(
+        ROOT / "models" / "ecg" / "1", x_mv, ECG_RESIDUAL_STEPS
+    )
     thinning = thinned_sweep(ROOT / "models" / "ecg" / "1", x_mv, THINNING)
     methods["ecg adapted to the record (+kernels in the header)"] = adapted_sweep(
         ROOT / "models" / "ecg" / "1", x_mv, ECG_RESIDUAL_STEPS
@@ -412,7 +441,11 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, t_start: flo
         out.append(f"### Record {r['record']}\n\n{table(rows)}\n\nLossless: {lossless}.\n")
         out.append("\n".join(san) + "\n")
     bd_names = [n for n in names if n.startswith("ecg")]
-    anchors = ("wavelet bior4.4 L5 (H0)", "wavelet bior4.4 L5 (our sparse coder)")
+    anchors = (
+        "wavelet bior4.4 L5 (H0)",
+        "wavelet bior4.4 L5 (our sparse coder)",
+        "wavelet bior4.4 L5 (our binary coder)",
+    )
     bd_lines = ["| SAN curve | anchor | " + " | ".join(r["record"] for r in results) + " | mean |",
                 "|---|---|" + "---|" * (len(results) + 1)]  # fmt: skip
     for n in bd_names:

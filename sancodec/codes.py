@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from enum import IntEnum
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
+from sancodec.binary_stream import decode_binary, encode_binary
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT, Quantizer
 from sancodec.sparse_stream import decode_sparse, dyadic_bands, encode_sparse
 from sancodec.v1 import codes_pb2
 
-__all__ = ["BlockCode", "ChannelCode", "ResidualLayer", "SanLayer", "parse_block"]
+__all__ = ["BlockCode", "ChannelCode", "EntropyCoder", "ResidualLayer", "SanLayer", "parse_block"]
 
 MAX_CHANNELS = 4096
 MAX_VALUES = 1 << 24  # spikes or coefficients in one layer of one block
@@ -131,6 +133,13 @@ class SanLayer(_ArrayValue):
         return Quantizer(self.step_exp).dequantize(self.levels) * scale
 
 
+class EntropyCoder(IntEnum):
+    """How a residual layer's (index, level) list is written (codes.proto EntropyCoder)."""
+
+    RICE = 0  # adaptive Golomb-Rice, sancodec.sparse_stream: fast, the default
+    ADAPTIVE_BINARY = 1  # Exp-Golomb bins, adaptive range coder, sancodec.binary_stream: smaller
+
+
 @dataclass(frozen=True, eq=False)
 class ResidualLayer(_ArrayValue):
     """Quantized non-zero coefficients of the residual transform, by ascending index."""
@@ -138,6 +147,7 @@ class ResidualLayer(_ArrayValue):
     step_exp: int
     indices: npt.NDArray[np.int64]
     levels: npt.NDArray[np.int32]
+    coder: EntropyCoder = EntropyCoder.RICE  # how its proto form is written
 
     def __post_init__(self) -> None:
         Quantizer(self.step_exp)
@@ -148,8 +158,13 @@ class ResidualLayer(_ArrayValue):
         if indices.size and (indices.min() < 0 or np.any(np.diff(indices) <= 0)):
             raise InvalidInputError("residual indices must be non-negative and strictly ascending")
         _check_levels(levels, "residual layer")
+        try:
+            coder = EntropyCoder(self.coder)
+        except ValueError:
+            raise InvalidInputError(f"unknown entropy coder {self.coder!r}") from None
         object.__setattr__(self, "indices", indices)
         object.__setattr__(self, "levels", levels)
+        object.__setattr__(self, "coder", coder)
 
     def coefficients(self) -> npt.NDArray[np.float64]:
         return Quantizer(self.step_exp).dequantize(self.levels)
@@ -252,20 +267,27 @@ def _channel_to_proto(code: ChannelCode, start: int, count: int) -> codes_pb2.Ch
     message = codes_pb2.ChannelCode(channel=code.channel, san=layer)
     if code.residual is not None:
         r = code.residual
-        bits = encode_sparse(r.indices, r.levels, 0, dyadic_bands(count))
+        write = encode_binary if r.coder is EntropyCoder.ADAPTIVE_BINARY else encode_sparse
+        bits = write(r.indices, r.levels, 0, dyadic_bands(count))
         message.residual.CopyFrom(
-            codes_pb2.ResidualLayer(step_exp=r.step_exp, count=r.indices.size, bits=bits)
+            codes_pb2.ResidualLayer(
+                step_exp=r.step_exp,
+                count=r.indices.size,
+                bits=bits,
+                coder=codes_pb2.EntropyCoder.ValueType(r.coder),
+            )
         )
     return message
 
 
 def _decode(
-    message: Any, origin: int, bands: list[int], name: str
+    message: Any, origin: int, bands: list[int], name: str, coder: EntropyCoder = EntropyCoder.RICE
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     if message.count > MAX_VALUES:
         raise InvalidInputError(f"{name}: {message.count} values is more than a layer may hold")
+    read = decode_binary if coder is EntropyCoder.ADAPTIVE_BINARY else decode_sparse
     try:
-        return decode_sparse(message.bits, message.count, origin, bands)
+        return read(message.bits, message.count, origin, bands)
     except CorruptCodeError as exc:
         raise InvalidInputError(f"{name}: {exc}") from None
 
@@ -298,9 +320,13 @@ def _channel_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) 
     residual = None
     if message.HasField("residual"):
         r = message.residual
-        indices, coefficient_levels = _decode(r, 0, dyadic_bands(count), "residual layer")
+        try:
+            coder = EntropyCoder(r.coder)
+        except ValueError:
+            raise InvalidInputError(f"residual layer: unknown entropy coder {r.coder}") from None
+        indices, coefficient_levels = _decode(r, 0, dyadic_bands(count), "residual layer", coder)
         residual = ResidualLayer(
-            step_exp=r.step_exp, indices=indices, levels=_narrow(coefficient_levels)
+            step_exp=r.step_exp, indices=indices, levels=_narrow(coefficient_levels), coder=coder
         )
     return ChannelCode(channel=message.channel, san=san, residual=residual)
 

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pywt
 
-from sancodec.codes import ResidualLayer
+from sancodec.codes import EntropyCoder, ResidualLayer
 from sancodec.errors import CorruptCodeError, InvalidConfigError, InvalidInputError
 from sancodec.quantization import Quantizer
 
@@ -102,9 +102,14 @@ def _layout(spec: ResidualSpec, sample_count: int) -> tuple[int, ...]:
 
 
 def encode_residual(
-    residual: npt.ArrayLike, transform: WaveletTransform, quantizer: Quantizer
+    residual: npt.ArrayLike,
+    transform: WaveletTransform,
+    quantizer: Quantizer,
+    coder: EntropyCoder = EntropyCoder.RICE,
 ) -> ResidualLayer:
     """Transform a block's residual and keep its non-zero quantized coefficients."""
     levels = quantizer.quantize(transform.forward(residual))
     (indices,) = np.nonzero(levels)
-    return ResidualLayer(step_exp=quantizer.step_exp, indices=indices, levels=levels[indices])
+    return ResidualLayer(
+        step_exp=quantizer.step_exp, indices=indices, levels=levels[indices], coder=coder
+    )

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sancodec.codebook import Codebook
-from sancodec.codes import ChannelCode, ResidualLayer, SanLayer
+from sancodec.codes import ChannelCode, EntropyCoder, ResidualLayer, SanLayer
 from sancodec.decoder import paint_spikes
 from sancodec.errors import InvalidConfigError, InvalidInputError, ProtocolError
 from sancodec.metrics import bits_per_sample, prdn
@@ -41,6 +41,7 @@ class CodingPlan:
     residual_step_exp: int | None = None  # None: SAN layer only
     max_prdn_percent: float | None = None  # rate control, per block (needs a residual layer)
     max_bits_per_sample: float | None = None
+    residual_coder: EntropyCoder = EntropyCoder.RICE  # Rice: fast; adaptive binary: smaller
 
     def __post_init__(self) -> None:
         if self.block_length < 1 or self.context < 0 or not self.scale > 0:
@@ -217,7 +218,9 @@ class ChannelCoder:
         self, step_exp: int, x: Samples, base: Samples
     ) -> tuple[ResidualLayer, Samples]:
         assert self._transform is not None
-        layer = encode_residual(x - base, self._transform, Quantizer(step_exp))
+        layer = encode_residual(
+            x - base, self._transform, Quantizer(step_exp), self.plan.residual_coder
+        )
         return layer, base + self._transform.decode_layer(layer, x.size)
 
     def _meets_target(

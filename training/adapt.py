@@ -24,7 +24,7 @@ import numpy.typing as npt
 from sancodec import metrics
 from sancodec.bundle import Bundle
 from sancodec.codebook import Codebook
-from sancodec.codes import BlockCode
+from sancodec.codes import BlockCode, EntropyCoder
 from sancodec.errors import InvalidConfigError, InvalidInputError
 from sancodec.header import ChannelInfo, StreamHeader
 from sancodec.quantization import Quantizer
@@ -143,6 +143,7 @@ def plans_for(
             residual,
             max_prdn_percent,
             max_bits_per_sample,
+            EntropyCoder.ADAPTIVE_BINARY,  # coded offline: the smaller code, not the faster
         )
         for scale in adapted.scales
     ]

@@ -53,6 +53,26 @@ DECODER_MODE_CORRELATION: DecoderMode.ValueType  # 2
 """The authors' code: the same cross-correlation again, so a spike paints the time-reversed kernel."""
 Global___DecoderMode: _TypeAlias = DecoderMode  # noqa: Y015
 
+class _EntropyCoder:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EntropyCoderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntropyCoder.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ENTROPY_CODER_UNSPECIFIED: _EntropyCoder.ValueType  # 0
+    """Adaptive Golomb-Rice (sancodec.sparse_stream): the original, and the default."""
+    ENTROPY_CODER_ADAPTIVE_BINARY: _EntropyCoder.ValueType  # 1
+    """Exp-Golomb bins through an adaptive binary range coder (sancodec.binary_stream)."""
+
+class EntropyCoder(_EntropyCoder, metaclass=_EntropyCoderEnumTypeWrapper):
+    """The entropy coder of a layer's (position, level) list (docs/sanc-format.md)."""
+
+ENTROPY_CODER_UNSPECIFIED: EntropyCoder.ValueType  # 0
+"""Adaptive Golomb-Rice (sancodec.sparse_stream): the original, and the default."""
+ENTROPY_CODER_ADAPTIVE_BINARY: EntropyCoder.ValueType  # 1
+"""Exp-Golomb bins through an adaptive binary range coder (sancodec.binary_stream)."""
+Global___EntropyCoder: _TypeAlias = EntropyCoder  # noqa: Y015
+
 class _SampleDtype:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -170,22 +190,26 @@ class ResidualLayer(_message.Message):
     STEP_EXP_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     BITS_FIELD_NUMBER: _builtins.int
+    CODER_FIELD_NUMBER: _builtins.int
     step_exp: _builtins.int
     count: _builtins.int
     bits: _builtins.bytes
     """Coefficient indices from 0 and their levels; bands L/64, then one per octave up to L/2
     (L = sample_count), as wavelet sub-bands fall.
     """
+    coder: Global___EntropyCoder.ValueType
+    """How `bits` is entropy-coded."""
     def __init__(
         self,
         *,
         step_exp: _builtins.int = ...,
         count: _builtins.int = ...,
         bits: _builtins.bytes = ...,
+        coder: Global___EntropyCoder.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bits", b"bits", "count", b"count", "step_exp", b"step_exp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bits", b"bits", "coder", b"coder", "count", b"count", "step_exp", b"step_exp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,236 @@
+"""Adaptive binary range coding of sparse (position, level) lists: the second entropy coder.
+
+The same values as the Golomb-Rice coder of `sancodec.sparse_stream` (each position as the gap
+from the previous one minus 1, then its level), coded closer to their entropy: a value v >= 0
+is binarized as Exp-Golomb of order 0 (e ones and a zero, where e = bit_length(v + 1) - 1, then
+the e low bits of v + 1), a gap as itself, a level as |level| - 1 followed by its sign. Every
+prefix bit is coded with an adaptive probability of its own context (stream, band, min(bit
+index, 12)); suffix and sign bits are coded as equiprobable. Bands and their choice are as in
+`sparse_stream`: a gap uses the band where the previous position + 1 lies, a level its own
+position's band.
+
+The range coder is LZMA's: 11-bit probabilities starting at 1/2 and moving 1/32 of the way
+towards each coded bit, a 32-bit range renormalized a byte at a time, carries propagated through a
+cached byte. The encoder's first output byte, always 0, is not stored. Every model starts afresh
+in each call, so layers (and blocks) stay independent. The decoder reads exactly the bytes the
+encoder wrote; anything else raises CorruptCodeError.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from sancodec.errors import CorruptCodeError, InvalidInputError
+
+__all__ = ["decode_binary", "encode_binary"]
+
+PROB_BITS = 11
+PROB_INIT = 1 << (PROB_BITS - 1)
+MOVE_BITS = 5
+TOP = 1 << 24
+MAX_BIN = 12  # prefix bits from this index on share one context
+MAX_PREFIX = 33  # v < 2^32: v + 1 has at most 33 bits
+LEVEL_LIMIT = 1 << 31
+
+
+def _contexts(bands: Sequence[int]) -> list[int]:
+    """One probability per (stream, band, prefix bit index), and after them how many bits each
+    has seen (its adaptation slows as it learns: a move of 1/2, 1/3 ... then 1/2^MOVE_BITS)."""
+    size = 2 * len(bands) * (MAX_BIN + 1)
+    return [PROB_INIT] * size + [0] * size
+
+
+def _context(stream: int, band: int, bands: int) -> int:
+    return (stream * bands + band) * (MAX_BIN + 1)
+
+
+def _adapt(probs: list[int], i: int, p: int, bit: int) -> int:
+    """The probability after coding `bit`: a count-like start, then a fixed rate."""
+    seen = len(probs) // 2 + i
+    n = probs[seen]
+    probs[seen] = n + 1
+    divisor = n + 2 if n + 2 < 1 << MOVE_BITS else 1 << MOVE_BITS
+    target = 0 if bit else (1 << PROB_BITS)
+    p += (target - p) // divisor
+    return min(max(p, 31), (1 << PROB_BITS) - 31)
+
+
+class _Encoder:
+    def __init__(self) -> None:
+        self.low, self.range, self.cache, self.cache_size = 0, 0xFFFFFFFF, 0, 1
+        self.out = bytearray()
+
+    def bit(self, probs: list[int], i: int, bit: int) -> None:
+        p = probs[i]
+        bound = (self.range >> PROB_BITS) * p
+        probs[i] = _adapt(probs, i, p, bit)
+        if bit:
+            self.low += bound
+            self.range -= bound
+        else:
+            self.range = bound
+        while self.range < TOP:
+            self.range <<= 8
+            self._shift_low()
+
+    def direct(self, value: int, bits: int) -> None:
+        for shift in range(bits - 1, -1, -1):
+            self.range >>= 1
+            if (value >> shift) & 1:
+                self.low += self.range
+            while self.range < TOP:
+                self.range <<= 8
+                self._shift_low()
+
+    def _shift_low(self) -> None:
+        if self.low < 0xFF000000 or self.low >= 1 << 32:
+            carry = self.low >> 32
+            temp = self.cache
+            while True:
+                self.out.append((temp + carry) & 0xFF)
+                temp = 0xFF
+                self.cache_size -= 1
+                if not self.cache_size:
+                    break
+            self.cache = (self.low >> 24) & 0xFF
+        self.cache_size += 1
+        self.low = (self.low & 0x00FFFFFF) << 8
+
+    def finish(self) -> bytes:
+        for _ in range(5):
+            self._shift_low()
+        return bytes(self.out[1:])  # the first byte is always 0
+
+
+class _Decoder:
+    def __init__(self, data: bytes) -> None:
+        if len(data) < 4:
+            raise CorruptCodeError(f"a range code has at least 4 bytes, got {len(data)}")
+        self.data, self.pos = data, 4
+        self.code, self.range = int.from_bytes(data[:4], "big"), 0xFFFFFFFF
+
+    def _next(self) -> int:
+        if self.pos >= len(self.data):
+            raise CorruptCodeError("the code ends before its last value")
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def bit(self, probs: list[int], i: int) -> int:
+        p = probs[i]
+        bound = (self.range >> PROB_BITS) * p
+        if self.code < bound:
+            self.range = bound
+            bit = 0
+        else:
+            self.code -= bound
+            self.range -= bound
+            bit = 1
+        probs[i] = _adapt(probs, i, p, bit)
+        while self.range < TOP:
+            self.range <<= 8
+            self.code = ((self.code << 8) | self._next()) & 0xFFFFFFFF
+        return bit
+
+    def direct(self, bits: int) -> int:
+        value = 0
+        for _ in range(bits):
+            self.range >>= 1
+            bit = 1 if self.code >= self.range else 0
+            if bit:
+                self.code -= self.range
+            value = (value << 1) | bit
+            while self.range < TOP:
+                self.range <<= 8
+                self.code = ((self.code << 8) | self._next()) & 0xFFFFFFFF
+        return value
+
+    def finish(self) -> None:
+        if self.pos != len(self.data):
+            raise CorruptCodeError("the code has data after its last value")
+
+
+def _put(enc: _Encoder, probs: list[int], base: int, v: int) -> None:
+    n = v + 1
+    e = n.bit_length() - 1
+    for i in range(e):
+        enc.bit(probs, base + min(i, MAX_BIN), 1)
+    enc.bit(probs, base + min(e, MAX_BIN), 0)
+    enc.direct(n, e)  # the e low bits of v + 1 (its top bit is implied)
+
+
+def _get(dec: _Decoder, probs: list[int], base: int) -> int:
+    e = 0
+    while dec.bit(probs, base + min(e, MAX_BIN)):
+        e += 1
+        if e >= MAX_PREFIX:
+            raise CorruptCodeError("a value's prefix is longer than any value allowed")
+    return ((1 << e) | dec.direct(e)) - 1
+
+
+def encode_binary(
+    positions: npt.ArrayLike, levels: npt.ArrayLike, origin: int, bands: Sequence[int]
+) -> bytes:
+    """Code strictly rising positions in [origin, origin + sum(bands)) with non-zero levels."""
+    p = np.asarray(positions, dtype=np.int64) - origin
+    lv = np.asarray(levels, dtype=np.int64)
+    if not bands or min(bands) < 0:
+        raise InvalidInputError(f"bands must be one or more sizes >= 0, got {list(bands)}")
+    if p.size != lv.size or (
+        p.size and (p[0] < 0 or p[-1] >= sum(bands) or np.any(np.diff(p) <= 0))
+    ):
+        raise InvalidInputError("positions must rise strictly inside the bands, one level each")
+    if np.any(lv == 0):
+        raise InvalidInputError("levels must be non-zero")
+    too_large = (lv > LEVEL_LIMIT) | (lv < -LEVEL_LIMIT)
+    if np.any(too_large):
+        raise InvalidInputError(f"level {int(lv[too_large][0])} is too large to code")
+    edges = np.cumsum(bands)
+    last, count = edges.size - 1, edges.size
+    previous = np.concatenate([[-1], p[:-1]])[: p.size]
+    gap_base = np.minimum(np.searchsorted(edges, previous + 1, side="right"), last)
+    level_base = np.minimum(np.searchsorted(edges, p, side="right"), last)
+    probs, enc = _contexts(bands), _Encoder()
+    for gap, gb, level, lb in zip(
+        (p - previous - 1).tolist(),
+        gap_base.tolist(),
+        lv.tolist(),
+        level_base.tolist(),
+        strict=True,
+    ):
+        _put(enc, probs, _context(0, gb, count), gap)
+        _put(enc, probs, _context(1, lb, count), abs(level) - 1)
+        enc.direct(1 if level < 0 else 0, 1)
+    return enc.finish()
+
+
+def decode_binary(
+    data: bytes, count: int, origin: int, bands: Sequence[int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The inverse of encode_binary; CorruptCodeError for anything that does not decode exactly."""
+    if not bands or min(bands) < 0:
+        raise InvalidInputError(f"bands must be one or more sizes >= 0, got {list(bands)}")
+    if count < 0 or count > 8 * len(data):  # every value sends its sign as one whole bit
+        raise CorruptCodeError(f"{count} values cannot fit in {len(data)} bytes")
+    edges = np.cumsum(bands).tolist()
+    last, n = len(edges) - 1, len(edges)
+    probs, dec = _contexts(bands), _Decoder(data)
+    positions, levels, previous = [], [], -1
+    for _ in range(count):
+        previous += 1 + _get(
+            dec, probs, _context(0, min(bisect.bisect_right(edges, previous + 1), last), n)
+        )
+        if previous >= edges[-1]:
+            raise CorruptCodeError(f"position {origin + previous} lies beyond the layer's range")
+        magnitude = (
+            _get(dec, probs, _context(1, min(bisect.bisect_right(edges, previous), last), n)) + 1
+        )
+        if magnitude > LEVEL_LIMIT:
+            raise CorruptCodeError(f"level {magnitude} is beyond ±2^31")
+        positions.append(previous)
+        levels.append(-magnitude if dec.direct(1) else magnitude)
+    dec.finish()
+    return np.array(positions, dtype=np.int64) + origin, np.array(levels, dtype=np.int64)
