@@ -9,9 +9,10 @@ index, 12)); suffix and sign bits are coded as equiprobable. Bands and their cho
 `sparse_stream`: a gap uses the band where the previous position + 1 lies, a level its own
 position's band.
 
-The range coder is LZMA's: 11-bit probabilities starting at 1/2 and moving 1/32 of the way
-towards each coded bit, a 32-bit range renormalized a byte at a time, carries propagated through a
-cached byte. The encoder's first output byte, always 0, is not stored. Every model starts afresh
+The range coder is LZMA's (a 32-bit range renormalized a byte at a time, carries propagated
+through a cached byte), with 11-bit probabilities that start at 1/2 and move towards each coded
+bit by 1/2, 1/3, 1/4 ... of the way, then by 1/32 once a context has seen 30 bits: they learn
+fast, as the few hundred values of a block need, then settle. The encoder's first output byte, always 0, is not stored. Every model starts afresh
 in each call, so layers (and blocks) stay independent. The decoder reads exactly the bytes the
 encoder wrote; anything else raises CorruptCodeError.
 """
