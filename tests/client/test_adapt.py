@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
-from server_harness import BASE, RunningServer
+from cli_runner import CliRun
 
 from client.cli import main
 from sancodec import read_sanc
@@ -19,30 +17,14 @@ DEMO = REPO / "data" / "demo" / "mitdb100_excerpt.hea"
 MODELS = REPO / "models"
 
 
-@pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    server = RunningServer(BASE)
-    yield server.address
-    server.stop()
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_adapted_kernels_code_better_and_decode_anywhere(
-    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, address: str, run: CliRun
 ) -> None:
     shipped, adapted = tmp_path / "shipped.sanc", tmp_path / "adapted.sanc"
-    code, out, _ = run(
-        capsys, "--json", "encode", str(DEMO), "-o", str(shipped), "--server", address
-    )
+    code, out, _ = run("--json", "encode", str(DEMO), "-o", str(shipped), "--server", address)
     assert code == 0
     base = json.loads(out)
     code, out, err = run(
-        capsys,
         "--json",
         "encode",
         str(DEMO),
@@ -68,33 +50,29 @@ def test_adapted_kernels_code_better_and_decode_anywhere(
     assert "adapted to this recording" in header.metadata["kernels"]
     # the server decodes it with the header's kernels, exactly as the offline decoder does
     offline, served = tmp_path / "offline.npy", tmp_path / "served.npy"
-    assert run(capsys, "decode", str(adapted), "-o", str(offline))[0] == 0
-    assert run(capsys, "decode", str(adapted), "-o", str(served), "--server", address)[0] == 0
+    assert run("decode", str(adapted), "-o", str(offline))[0] == 0
+    assert run("decode", str(adapted), "-o", str(served), "--server", address)[0] == 0
     np.testing.assert_allclose(np.load(served), np.load(offline), atol=1e-4)
 
 
-def test_adapt_refuses_what_it_cannot_fit(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_adapt_refuses_what_it_cannot_fit(tmp_path: Path, run: CliRun) -> None:
     out = str(tmp_path / "x.sanc")
     models = ("--models", str(MODELS))
-    code, _, err = run(
-        capsys, "encode", str(DEMO), "-o", out, "--adapt", *models, "--model", "nope"
-    )
+    code, _, err = run("encode", str(DEMO), "-o", out, "--adapt", *models, "--model", "nope")
     assert code == 2
     assert "no model named 'nope'" in err
-    code, _, err = run(capsys, "encode", str(DEMO), "-o", out, "--adapt", *models, "--epochs", "0")
+    code, _, err = run("encode", str(DEMO), "-o", out, "--adapt", *models, "--epochs", "0")
     assert code == 2
     assert "--epochs must be at least 1" in err
     short = tmp_path / "short.npy"
     np.save(short, np.sin(np.arange(500) / 20.0)[None, :])
     code, _, err = run(
-        capsys, "encode", str(short), "-o", out, "--adapt", *models, "--sample-rate-hz", "360"
+        "encode", str(short), "-o", out, "--adapt", *models, "--sample-rate-hz", "360"
     )
     assert code == 2
     assert "needs at least 2048 samples" in err
     code, _, err = run(
-        capsys, "encode", str(short), "-o", out, "--adapt", *models, "--sample-rate-hz", "250"
+        "encode", str(short), "-o", out, "--adapt", *models, "--sample-rate-hz", "250"
     )
     assert code == 2
     assert "360 Hz" in err
@@ -141,15 +119,13 @@ def test_channel_offsets_do_not_leak_into_scales(tmp_path: Path) -> None:
         assert 100 * np.linalg.norm(y - x) / np.linalg.norm(x - x.mean()) < 20
 
 
-def test_quality_targets_are_checked_before_any_training(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_quality_targets_are_checked_before_any_training(tmp_path: Path, run: CliRun) -> None:
     out, models = str(tmp_path / "x.sanc"), ("--adapt", "--models", str(MODELS))
-    code, _, err = run(capsys, "encode", str(DEMO), "-o", out, *models, "--model", "ecg-lowrate",
+    code, _, err = run("encode", str(DEMO), "-o", out, *models, "--model", "ecg-lowrate",
                        "--max-prdn", "5")  # fmt: skip
     assert code == 2
     assert "has no residual layer" in err
-    code, _, err = run(capsys, "encode", str(DEMO), "-o", out, *models, "--max-prdn", "-1")
+    code, _, err = run("encode", str(DEMO), "-o", out, *models, "--max-prdn", "-1")
     assert code == 2
     assert "must be positive" in err
     assert not Path(out).exists()

@@ -5,44 +5,27 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from server_harness import BASE, RunningServer
+from cli_runner import CliRun
 
-from client.cli import main
 from client.recordings import read_recording, write_recording
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "data" / "demo" / "mitdb100_excerpt.hea"
 
 
-@pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    server = RunningServer(BASE)
-    yield server.address
-    server.stop()
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_encode_inspect_decode_compare_plot(
-    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_encode_inspect_decode_compare_plot(tmp_path: Path, address: str, run: CliRun) -> None:
     sanc = tmp_path / "demo.sanc"
-    code, out, _ = run(capsys, "--json", "encode", str(DEMO), "-o", str(sanc), "--server", address)
+    code, out, _ = run("--json", "encode", str(DEMO), "-o", str(sanc), "--server", address)
     assert code == 0
     summary = json.loads(out)
     assert summary["model"] == "ecg/1"
     assert [c["channel"] for c in summary["channels"]] == ["MLII", "V5"]
     assert all(0 < c["bits_per_sample"] < 2 and c["prdn_percent"] < 30 for c in summary["channels"])
-    code, out, _ = run(capsys, "--json", "inspect", str(sanc))
+    code, out, _ = run("--json", "inspect", str(sanc))
     inspected = json.loads(out)
     assert inspected["block_count"] == summary["blocks"] == 22
     assert inspected["channels"][0]["bits_per_sample"] == pytest.approx(
@@ -50,10 +33,9 @@ def test_encode_inspect_decode_compare_plot(
     )
     for suffix in (".npy", ".csv", ".hea", ".edf"):
         target = tmp_path / f"offline{suffix}"
-        assert run(capsys, "decode", str(sanc), "-o", str(target))[0] == 0
+        assert run("decode", str(sanc), "-o", str(target))[0] == 0
     assert (
         run(
-            capsys,
             "decode",
             str(sanc),
             "--server",
@@ -69,16 +51,13 @@ def test_encode_inspect_decode_compare_plot(
     wfdb_back = read_recording(tmp_path / "offline.hea")
     assert wfdb_back.sample_rate_hz == 360.0
     assert [c.name for c in wfdb_back.channels] == ["MLII", "V5"]
-    code, out, _ = run(capsys, "--json", "compare", str(DEMO), str(tmp_path / "offline.hea"))
+    code, out, _ = run("--json", "compare", str(DEMO), str(tmp_path / "offline.hea"))
     assert code == 0
     fidelity = json.loads(out)
     assert fidelity["channels"][0]["prdn_percent"] == pytest.approx(
         summary["channels"][0]["prdn_percent"], rel=0.02
     )
-    assert (
-        run(capsys, "plot", str(sanc), "--original", str(DEMO), "-o", str(tmp_path / "p.png"))[0]
-        == 0
-    )
+    assert run("plot", str(sanc), "--original", str(DEMO), "-o", str(tmp_path / "p.png"))[0] == 0
     assert (tmp_path / "p.png").stat().st_size > 10_000
 
 
@@ -93,14 +72,13 @@ def test_encode_inspect_decode_compare_plot(
 def test_every_input_format_encodes(
     tmp_path: Path,
     address: str,
-    capsys: pytest.CaptureFixture[str],
+    run: CliRun,
     shared_data: Path,
     relative: str,
     extra: list[str],
     model: str,
 ) -> None:
     code, out, err = run(
-        capsys,
         "--json",
         "encode",
         str(shared_data / relative),
@@ -116,12 +94,9 @@ def test_every_input_format_encodes(
     assert json.loads(out)["blocks"] > 0
 
 
-def test_npy_input_needs_its_rate(
-    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_npy_input_needs_its_rate(tmp_path: Path, address: str, run: CliRun) -> None:
     write_recording(read_recording(DEMO, sampto=5000), tmp_path / "x.npy")
     code, _, err = run(
-        capsys,
         "encode",
         str(tmp_path / "x.npy"),
         "-o",
@@ -132,7 +107,6 @@ def test_npy_input_needs_its_rate(
     assert code == 2
     assert "sample_rate_hz" in err or "sample rate" in err
     code, out, _ = run(
-        capsys,
         "--json",
         "encode",
         str(tmp_path / "x.npy"),
@@ -148,10 +122,9 @@ def test_npy_input_needs_its_rate(
 
 
 def test_errors_are_one_line_with_meaningful_exit_codes(
-    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str], shared_data: Path
+    tmp_path: Path, address: str, run: CliRun, shared_data: Path
 ) -> None:
     code, _, err = run(
-        capsys,
         "encode",
         str(tmp_path / "missing.hea"),
         "-o",
@@ -163,15 +136,14 @@ def test_errors_are_one_line_with_meaningful_exit_codes(
     assert err.count("\n") == 1
     assert "missing" in err
     bonn = str(shared_data / "bonn_eeg" / "Z" / "Z001.txt")
-    code, _, err = run(capsys, "encode", bonn, "-o", str(tmp_path / "x.sanc"), "--server", address)
+    code, _, err = run("encode", bonn, "-o", str(tmp_path / "x.sanc"), "--server", address)
     assert code == 2
     assert "360 Hz" in err
     assert "173.61 Hz" in err
-    code, _, err = run(capsys, "models", "--server", "127.0.0.1:1", "--timeout", "1")
+    code, _, err = run("models", "--server", "127.0.0.1:1", "--timeout", "1")
     assert code == 3
     assert "127.0.0.1:1" in err
     code, _, err = run(
-        capsys,
         "encode",
         str(DEMO),
         "-o",
@@ -186,27 +158,24 @@ def test_errors_are_one_line_with_meaningful_exit_codes(
 
 
 def test_a_damaged_file_names_its_block_and_salvage_recovers(
-    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, address: str, run: CliRun
 ) -> None:
     sanc = tmp_path / "d.sanc"
-    assert run(capsys, "encode", str(DEMO), "-o", str(sanc), "--server", address)[0] == 0
+    assert run("encode", str(DEMO), "-o", str(sanc), "--server", address)[0] == 0
     data = bytearray(sanc.read_bytes())
     data[len(data) // 2] ^= 0x55
     sanc.write_bytes(bytes(data))
-    code, _, err = run(capsys, "decode", str(sanc), "-o", str(tmp_path / "d.npy"))
+    code, _, err = run("decode", str(sanc), "-o", str(tmp_path / "d.npy"))
     assert code == 4
     assert "block" in err
-    code, _, err = run(capsys, "decode", str(sanc), "--salvage", "-o", str(tmp_path / "d.npy"))
+    code, _, err = run("decode", str(sanc), "--salvage", "-o", str(tmp_path / "d.npy"))
     assert code == 0
     assert "damaged" in err
     assert 0 < np.load(tmp_path / "d.npy").shape[1] < 43200
 
 
-def test_stream_shows_live_blocks(
-    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_stream_shows_live_blocks(tmp_path: Path, address: str, run: CliRun) -> None:
     code, out, _ = run(
-        capsys,
         "stream",
         str(DEMO),
         "--speed",
@@ -233,7 +202,7 @@ def test_the_entry_point_runs(address: str) -> None:
 
 
 def test_missing_samples_are_refused_unless_filled(
-    tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, address: str, run: CliRun
 ) -> None:
     from client.commands import load_recording
     from client.recordings import Recording
@@ -244,9 +213,7 @@ def test_missing_samples_are_refused_unless_filled(
     samples[1, 100:105] = np.nan
     gappy = tmp_path / "gappy.csv"
     write_recording(Recording(samples, demo.sample_rate_hz, demo.channels), gappy)
-    code, _, err = run(
-        capsys, "encode", str(gappy), "-o", str(tmp_path / "g.sanc"), "--server", address
-    )
+    code, _, err = run("encode", str(gappy), "-o", str(tmp_path / "g.sanc"), "--server", address)
     assert code == 2
     assert "8 missing samples" in err
     filled = load_recording(gappy, None, None, fill_missing=True)
@@ -255,7 +222,6 @@ def test_missing_samples_are_refused_unless_filled(
     assert np.all(filled.samples[1, 100:105] == filled.samples[1, 99])
     assert (
         run(
-            capsys,
             "encode",
             str(gappy),
             "--fill-missing",
