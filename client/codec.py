@@ -14,9 +14,10 @@ import numpy.typing as npt
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sancodec import BlockCode, ChannelInfo, Codebook, ModelRef, StreamHeader
+from sancodec.codes import EntropyCoder
 from sancodec.errors import SancodecError, UnavailableError, error_for_status
 from sancodec.samples import SampleDtype, pack_samples
-from sancodec.v1 import codec_pb2, codec_pb2_grpc
+from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
 
 __all__ = ["CodecClient", "EncodeEvent", "EncodeResult", "ModelSummary"]
 
@@ -157,6 +158,7 @@ class CodecClient:
                       model: str = "ecg", version: str = "", dtype: SampleDtype = SampleDtype.FLOAT32,
                       channels: Sequence[ChannelInfo] = (), max_prdn_percent: float | None = None,
                       max_bits_per_sample: float | None = None, metadata: dict[str, str] | None = None,
+                      residual_coder: EntropyCoder = EntropyCoder.RICE,
                       ) -> Iterator[StreamHeader | EncodeEvent | codec_pb2.EncodeSummary]:  # fmt: skip
         """Stream (channels, k) chunks; yields the stream header first, then events as they come,
         and the summary last."""
@@ -167,7 +169,8 @@ class CodecClient:
             quality.max_bits_per_sample = max_bits_per_sample
         config = codec_pb2.EncodeConfig(model=model, model_version=version, sample_rate_hz=sample_rate_hz,
                                         channel_count=channel_count, dtype=dtype.to_proto(), quality=quality,
-                                        channels=[c.to_proto() for c in channels])  # fmt: skip
+                                        channels=[c.to_proto() for c in channels],
+                                        residual_coder=codes_pb2.EntropyCoder.ValueType(residual_coder))  # fmt: skip
 
         def requests() -> Iterator[codec_pb2.EncodeRequest]:
             yield codec_pb2.EncodeRequest(config=config)

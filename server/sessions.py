@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sancodec import BlockCode, ChannelInfo, Codebook, StreamingDecoder, metrics
+from sancodec.codes import EntropyCoder
 from sancodec.errors import (
     CorruptCodeError,
     InvalidConfigError,
@@ -45,8 +46,14 @@ def _channels(
     ]
 
 
-def _plan(model: LoadedModel, quality: codec_pb2.QualityTarget) -> CodingPlan:
+def _plan(
+    model: LoadedModel, quality: codec_pb2.QualityTarget, residual_coder: int = 0
+) -> CodingPlan:
     m = model.manifest
+    try:
+        coder = EntropyCoder(residual_coder)
+    except ValueError:
+        raise InvalidConfigError(f"unknown residual entropy coder {residual_coder}") from None
     target = quality.WhichOneof("target")
     if target is not None and m.residual_step_exp is None:
         raise InvalidConfigError(
@@ -59,6 +66,7 @@ def _plan(model: LoadedModel, quality: codec_pb2.QualityTarget) -> CodingPlan:
         m.codebook, m.block_length, m.context, m.normalization.scale, m.san_step_exp, m.residual_step_exp,
         max_prdn_percent=value if target == "max_prdn_percent" else None,
         max_bits_per_sample=value if target == "max_bits_per_sample" else None,
+        residual_coder=coder,
     )  # fmt: skip
 
 
@@ -88,7 +96,7 @@ class EncodeSession:
             m.normalization.units,
             m.normalization.scale,
         )
-        self.plan = _plan(self.model, config.quality)
+        self.plan = _plan(self.model, config.quality, config.residual_coder)
         self.coders = [ChannelCoder(self.plan, c) for c in range(config.channel_count)]
         self.batcher, self.telemetry, self.settings = batcher, telemetry, settings
         self.max_samples = int(settings.max_stream_seconds * m.sample_rate_hz)

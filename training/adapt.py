@@ -128,6 +128,7 @@ def plans_for(
     residual_step_exp: int | None = None,
     max_prdn_percent: float | None = None,
     max_bits_per_sample: float | None = None,
+    residual_coder: EntropyCoder = EntropyCoder.ADAPTIVE_BINARY,
 ) -> list[CodingPlan]:
     """One plan per channel: the adapted kernels and scale, the bundle's blocks and steps (or
     this residual step)."""
@@ -143,7 +144,7 @@ def plans_for(
             residual,
             max_prdn_percent,
             max_bits_per_sample,
-            EntropyCoder.ADAPTIVE_BINARY,  # coded offline: the smaller code, not the faster
+            residual_coder,  # coded offline: by default the smaller code, not the faster
         )
         for scale in adapted.scales
     ]
@@ -249,6 +250,7 @@ def encode_adapted(
     max_prdn_percent: float | None = None,
     max_bits_per_sample: float | None = None,
     metadata: dict[str, str] | None = None,
+    residual_coder: EntropyCoder = EntropyCoder.ADAPTIVE_BINARY,
 ) -> AdaptedCode:
     """Fit kernels to the recording, then code it with them: the .sanc header and blocks."""
     m = bundle.manifest
@@ -263,7 +265,7 @@ def encode_adapted(
     _check_targets(bundle, max_prdn_percent, max_bits_per_sample)  # before minutes of training
     adapted = adapt_codebook(bundle, x, epochs=epochs)
     plans = plans_for(bundle, adapted, max_prdn_percent=max_prdn_percent,
-                      max_bits_per_sample=max_bits_per_sample)  # fmt: skip
+                      max_bits_per_sample=max_bits_per_sample, residual_coder=residual_coder)  # fmt: skip
     coded = code_recording(plans, x, adapted)
     phis = []
     for parts in coded.parts:

@@ -60,12 +60,17 @@ class EncodeConfig(_message.Message):
     DTYPE_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
     CHANNELS_FIELD_NUMBER: _builtins.int
+    RESIDUAL_CODER_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     model_version: _builtins.str
     """Empty means the latest version."""
     sample_rate_hz: _builtins.float
     channel_count: _builtins.int
     dtype: _codes_pb2.SampleDtype.ValueType
+    residual_coder: _codes_pb2.EntropyCoder.ValueType
+    """How residual layers are entropy-coded: unspecified is Golomb-Rice (fast);
+    ENTROPY_CODER_ADAPTIVE_BINARY is about a fifth smaller and several times slower.
+    """
     @_builtins.property
     def quality(self) -> Global___QualityTarget:
         """Optional; the bundle's defaults apply without it."""
@@ -86,10 +91,11 @@ class EncodeConfig(_message.Message):
         dtype: _codes_pb2.SampleDtype.ValueType = ...,
         quality: Global___QualityTarget | None = ...,
         channels: _abc.Iterable[_codes_pb2.ChannelInfo] | None = ...,
+        residual_coder: _codes_pb2.EntropyCoder.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quality", b"quality"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_count", b"channel_count", "channels", b"channels", "dtype", b"dtype", "model", b"model", "model_version", b"model_version", "quality", b"quality", "sample_rate_hz", b"sample_rate_hz"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_count", b"channel_count", "channels", b"channels", "dtype", b"dtype", "model", b"model", "model_version", b"model_version", "quality", b"quality", "residual_coder", b"residual_coder", "sample_rate_hz", b"sample_rate_hz"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -232,3 +232,17 @@ def test_missing_samples_are_refused_unless_filled(
         )[0]
         == 0
     )
+
+
+def test_coder_choice_reaches_the_server(tmp_path: Path, address: str, run: CliRun) -> None:
+    rice, binary = tmp_path / "rice.sanc", tmp_path / "binary.sanc"
+    assert run("encode", str(DEMO), "-o", str(rice), "--server", address)[0] == 0
+    code, _, err = run(
+        "encode", str(DEMO), "-o", str(binary), "--server", address, "--coder", "binary"
+    )
+    assert code == 0, err
+    assert binary.stat().st_size < 0.9 * rice.stat().st_size
+    decoded = [tmp_path / "rice.npy", tmp_path / "binary.npy"]
+    for sanc, out in zip((rice, binary), decoded, strict=True):
+        assert run("decode", str(sanc), "-o", str(out))[0] == 0
+    np.testing.assert_array_equal(np.load(decoded[0]), np.load(decoded[1]))

@@ -157,3 +157,37 @@ def test_telemetry_counts_what_was_served(
     )
     assert registry.get_sample_value("sancodec_ready") == 1
     assert registry.get_sample_value("sancodec_rpcs_total", {"method": "Encode", "code": "OK"}) >= 1
+
+
+def test_the_binary_residual_coder_is_smaller_and_decodes_the_same(
+    channel: grpc.Channel, ecg: np.ndarray
+) -> None:
+    """The same samples and steps, so the same levels: only the residual layer's bytes differ."""
+    rice = blocks(encode(channel, ecg, 4096))
+    binary = blocks(
+        encode(channel, ecg, 4096, residual_coder=codes_pb2.ENTROPY_CODER_ADAPTIVE_BINARY)
+    )
+    assert all(
+        c.residual.coder == codes_pb2.ENTROPY_CODER_ADAPTIVE_BINARY
+        for b in binary
+        for c in b.channels
+    )
+    assert all(
+        c.residual.coder == codes_pb2.ENTROPY_CODER_UNSPECIFIED for b in rice for c in b.channels
+    )
+    assert sum(b.ByteSize() for b in binary) < 0.9 * sum(b.ByteSize() for b in rice)
+    for a, b in zip(rice, binary, strict=True):
+        left, right = BlockCode.from_proto(a), BlockCode.from_proto(b)
+        for x, y in zip(left.channels, right.channels, strict=True):
+            assert x.residual is not None
+            assert y.residual is not None
+            assert np.array_equal(x.residual.levels, y.residual.levels)
+            assert np.array_equal(x.san.positions, y.san.positions)
+
+
+def test_an_unknown_residual_coder_is_refused(channel: grpc.Channel, ecg: np.ndarray) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        encode(channel, ecg[:, :4096], 4096, residual_coder=9)
+    error: grpc.Call = caught.value  # type: ignore[assignment]
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown residual entropy coder 9" in error.details()
