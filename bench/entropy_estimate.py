@@ -27,7 +27,7 @@ import numpy.typing as npt
 import pywt
 
 from bench.baselines import h0_bits, load_mitdb_adc
-from sancodec.sparse_stream import dyadic_bands, encode_sparse
+from sancodec.sparse_stream import dyadic_bands, encode_sparse, layer_values
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "wfdb" / "mitdb"
@@ -67,27 +67,13 @@ def _exp_golomb(
 
 def adaptive_binary_bits(levels: npt.NDArray[np.int64], bands: list[int]) -> float:
     """Ideal adaptive binary code length of one block's non-zero levels (see the module doc)."""
-    edges = np.cumsum(bands)
     (where,) = np.nonzero(levels)
-    if where.size == 0:
-        return 0.0
-    previous = np.concatenate([[-1], where[:-1]])
-    gap_band = np.minimum(np.searchsorted(edges, previous + 1, side="right"), len(bands) - 1)
-    level_band = np.minimum(np.searchsorted(edges, where, side="right"), len(bands) - 1)
+    layer = layer_values(where, levels[where], 0, bands)
     models: dict[tuple[str, int, int], _BinaryModel] = {}
     total = 0.0
-    for gap, gb, magnitude, lb in zip(
-        (where - previous - 1).tolist(),
-        gap_band.tolist(),
-        (np.abs(levels[where]) - 1).tolist(),
-        level_band.tolist(),
-        strict=True,
-    ):
-        total += (
-            _exp_golomb(gap, models, ("gap", gb))
-            + _exp_golomb(magnitude, models, ("level", lb))
-            + 1
-        )
+    for gap, gb, level, lb in zip(*(v.tolist() for v in layer), strict=True):
+        total += _exp_golomb(gap, models, ("gap", gb))
+        total += _exp_golomb(abs(level) - 1, models, ("level", lb)) + 1  # + the sign, raw
     return total
 
 

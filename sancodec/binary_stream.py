@@ -19,13 +19,13 @@ encoder wrote; anything else raises CorruptCodeError.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.errors import CorruptCodeError, InvalidInputError
+from sancodec.errors import CorruptCodeError
+from sancodec.sparse_stream import MAX_LEVEL, band_of, check_bands, layer_values
 
 __all__ = ["decode_binary", "encode_binary"]
 
@@ -35,7 +35,6 @@ MOVE_BITS = 5
 TOP = 1 << 24
 MAX_BIN = 12  # prefix bits from this index on share one context
 MAX_PREFIX = 33  # v < 2^32: v + 1 has at most 33 bits
-LEVEL_LIMIT = 1 << 31
 
 
 def _contexts(bands: Sequence[int]) -> list[int]:
@@ -176,32 +175,9 @@ def encode_binary(
     positions: npt.ArrayLike, levels: npt.ArrayLike, origin: int, bands: Sequence[int]
 ) -> bytes:
     """Code strictly rising positions in [origin, origin + sum(bands)) with non-zero levels."""
-    p = np.asarray(positions, dtype=np.int64) - origin
-    lv = np.asarray(levels, dtype=np.int64)
-    if not bands or min(bands) < 0:
-        raise InvalidInputError(f"bands must be one or more sizes >= 0, got {list(bands)}")
-    if p.size != lv.size or (
-        p.size and (p[0] < 0 or p[-1] >= sum(bands) or np.any(np.diff(p) <= 0))
-    ):
-        raise InvalidInputError("positions must rise strictly inside the bands, one level each")
-    if np.any(lv == 0):
-        raise InvalidInputError("levels must be non-zero")
-    too_large = (lv > LEVEL_LIMIT) | (lv < -LEVEL_LIMIT)
-    if np.any(too_large):
-        raise InvalidInputError(f"level {int(lv[too_large][0])} is too large to code")
-    edges = np.cumsum(bands)
-    last, count = edges.size - 1, edges.size
-    previous = np.concatenate([[-1], p[:-1]])[: p.size]
-    gap_base = np.minimum(np.searchsorted(edges, previous + 1, side="right"), last)
-    level_base = np.minimum(np.searchsorted(edges, p, side="right"), last)
+    layer, count = layer_values(positions, levels, origin, bands), len(bands)
     probs, enc = _contexts(bands), _Encoder()
-    for gap, gb, level, lb in zip(
-        (p - previous - 1).tolist(),
-        gap_base.tolist(),
-        lv.tolist(),
-        level_base.tolist(),
-        strict=True,
-    ):
+    for gap, gb, level, lb in zip(*(v.tolist() for v in layer), strict=True):
         _put(enc, probs, _context(0, gb, count), gap)
         _put(enc, probs, _context(1, lb, count), abs(level) - 1)
         enc.direct(1 if level < 0 else 0, 1)
@@ -212,24 +188,18 @@ def decode_binary(
     data: bytes, count: int, origin: int, bands: Sequence[int]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The inverse of encode_binary; CorruptCodeError for anything that does not decode exactly."""
-    if not bands or min(bands) < 0:
-        raise InvalidInputError(f"bands must be one or more sizes >= 0, got {list(bands)}")
+    check_bands(bands)
     if count < 0 or count > 8 * len(data):  # every value sends its sign as one whole bit
         raise CorruptCodeError(f"{count} values cannot fit in {len(data)} bytes")
-    edges = np.cumsum(bands).tolist()
-    last, n = len(edges) - 1, len(edges)
+    edges, n = np.cumsum(bands).tolist(), len(bands)
     probs, dec = _contexts(bands), _Decoder(data)
     positions, levels, previous = [], [], -1
     for _ in range(count):
-        previous += 1 + _get(
-            dec, probs, _context(0, min(bisect.bisect_right(edges, previous + 1), last), n)
-        )
+        previous += 1 + _get(dec, probs, _context(0, band_of(edges, previous + 1), n))
         if previous >= edges[-1]:
             raise CorruptCodeError(f"position {origin + previous} lies beyond the layer's range")
-        magnitude = (
-            _get(dec, probs, _context(1, min(bisect.bisect_right(edges, previous), last), n)) + 1
-        )
-        if magnitude > LEVEL_LIMIT:
+        magnitude = _get(dec, probs, _context(1, band_of(edges, previous), n)) + 1
+        if magnitude > MAX_LEVEL:
             raise CorruptCodeError(f"level {magnitude} is beyond ±2^31")
         positions.append(previous)
         levels.append(-magnitude if dec.direct(1) else magnitude)

@@ -140,6 +140,13 @@ class EntropyCoder(IntEnum):
     ADAPTIVE_BINARY = 1  # Exp-Golomb bins, adaptive range coder, sancodec.binary_stream: smaller
 
 
+# each coder's (encode, decode) of a (position, level) list
+CODERS = {
+    EntropyCoder.RICE: (encode_sparse, decode_sparse),
+    EntropyCoder.ADAPTIVE_BINARY: (encode_binary, decode_binary),
+}
+
+
 @dataclass(frozen=True, eq=False)
 class ResidualLayer(_ArrayValue):
     """Quantized non-zero coefficients of the residual transform, by ascending index."""
@@ -267,7 +274,7 @@ def _channel_to_proto(code: ChannelCode, start: int, count: int) -> codes_pb2.Ch
     message = codes_pb2.ChannelCode(channel=code.channel, san=layer)
     if code.residual is not None:
         r = code.residual
-        write = encode_binary if r.coder is EntropyCoder.ADAPTIVE_BINARY else encode_sparse
+        write, _ = CODERS[r.coder]
         bits = write(r.indices, r.levels, 0, dyadic_bands(count))
         message.residual.CopyFrom(
             codes_pb2.ResidualLayer(
@@ -285,7 +292,7 @@ def _decode(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     if message.count > MAX_VALUES:
         raise InvalidInputError(f"{name}: {message.count} values is more than a layer may hold")
-    read = decode_binary if coder is EntropyCoder.ADAPTIVE_BINARY else decode_sparse
+    _, read = CODERS[coder]
     try:
         return read(message.bits, message.count, origin, bands)
     except CorruptCodeError as exc:

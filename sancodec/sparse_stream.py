@@ -17,19 +17,30 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from sancodec.errors import CorruptCodeError, InvalidInputError
 
-__all__ = ["decode_sparse", "dyadic_bands", "encode_sparse"]
+__all__ = [
+    "MAX_LEVEL",
+    "LayerValues",
+    "band_of",
+    "check_bands",
+    "decode_sparse",
+    "dyadic_bands",
+    "encode_sparse",
+    "layer_values",
+]
 
 RESET = 16
 LEVEL_A0 = 16
 MAX_K = 31
 ESCAPE = 32  # a quotient this large is sent as ESCAPE one-bits, then the value in RAW_BITS bits
 RAW_BITS = 32
+MAX_LEVEL = 1 << (RAW_BITS - 1)  # |level| <= 2^31 zigzags below 2^32 (and no int64 overflows)
 
 
 class _Context:
@@ -82,14 +93,33 @@ def dyadic_bands(length: int, octaves: int = 6, slack: int = 64) -> list[int]:
     return [b - a for a, b in zip([0, *edges[:-1]], edges, strict=True)]
 
 
-def _band(edges: list[int], offset: int) -> int:
+def band_of(edges: list[int], offset: int) -> int:
+    """The band holding `offset`, the bands ending at `edges` (the last one takes the rest)."""
     return min(bisect.bisect_right(edges, offset), len(edges) - 1)
 
 
-def encode_sparse(
+def check_bands(bands: Sequence[int]) -> None:
+    if not bands or min(bands) < 0:
+        raise InvalidInputError(f"bands must be one or more sizes >= 0, got {list(bands)}")
+
+
+class LayerValues(NamedTuple):
+    """What an entropy coder writes for each entry of a layer, in order, and the band whose
+    context codes it: the gap from the previous position minus 1 (coded in the band of the
+    previous position + 1), then the level (coded in the band of its own position)."""
+
+    gaps: npt.NDArray[np.int64]
+    gap_bands: npt.NDArray[np.int64]
+    levels: npt.NDArray[np.int64]
+    level_bands: npt.NDArray[np.int64]
+
+
+def layer_values(
     positions: npt.ArrayLike, levels: npt.ArrayLike, origin: int, bands: Sequence[int]
-) -> bytes:
-    """Code strictly rising positions in [origin, origin + sum(bands)) with non-zero levels."""
+) -> LayerValues:
+    """Check strictly rising positions in [origin, origin + sum(bands)) with non-zero levels of
+    at most 2^31, and split them into the values both entropy coders write."""
+    check_bands(bands)
     p = np.asarray(positions, dtype=np.int64) - origin
     lv = np.asarray(levels, dtype=np.int64)
     if p.size != lv.size or (
@@ -98,21 +128,32 @@ def encode_sparse(
         raise InvalidInputError("positions must rise strictly inside the bands, one level each")
     if np.any(lv == 0):
         raise InvalidInputError("levels must be non-zero")
-    limit = 1 << (RAW_BITS - 1)  # |level| <= 2^31 zigzags below 2^32 (and no int64 overflows)
-    too_large = (lv > limit) | (lv < -limit)
+    too_large = (lv > MAX_LEVEL) | (lv < -MAX_LEVEL)
     if np.any(too_large):
         raise InvalidInputError(f"level {int(lv[too_large][0])} is too large to code")
-    edges = np.cumsum(bands)
-    sizes = np.diff(edges, prepend=0)
-    last = edges.size - 1
-    previous = np.concatenate([[-1], p[:-1]])
-    values = np.empty(2 * p.size, dtype=np.int64)  # gap, level, gap, level ...
-    values[0::2] = p - previous - 1
+    edges, last = np.cumsum(bands), len(bands) - 1
+    previous = np.concatenate([[-1], p[:-1]])[: p.size]
+    return LayerValues(
+        gaps=p - previous - 1,
+        gap_bands=np.minimum(np.searchsorted(edges, previous + 1, side="right"), last),
+        levels=lv,
+        level_bands=np.minimum(np.searchsorted(edges, p, side="right"), last),
+    )
+
+
+def encode_sparse(
+    positions: npt.ArrayLike, levels: npt.ArrayLike, origin: int, bands: Sequence[int]
+) -> bytes:
+    """Code strictly rising positions in [origin, origin + sum(bands)) with non-zero levels."""
+    layer = layer_values(positions, levels, origin, bands)
+    lv = layer.levels
+    values = np.empty(2 * lv.size, dtype=np.int64)  # gap, level, gap, level ...
+    values[0::2] = layer.gaps
     values[1::2] = np.where(lv > 0, 2 * lv - 1, -2 * lv - 2)
-    contexts = np.empty(2 * p.size, dtype=np.int64)  # gap contexts, then level contexts
-    contexts[0::2] = np.minimum(np.searchsorted(edges, previous + 1, side="right"), last)
-    contexts[1::2] = edges.size + np.minimum(np.searchsorted(edges, p, side="right"), last)
-    a0 = [max(2, int(s) // 4) for s in sizes] + [LEVEL_A0] * edges.size
+    contexts = np.empty(2 * lv.size, dtype=np.int64)  # gap contexts, then level contexts
+    contexts[0::2] = layer.gap_bands
+    contexts[1::2] = len(bands) + layer.level_bands
+    a0 = [max(2, int(s) // 4) for s in bands] + [LEVEL_A0] * len(bands)
     k = np.array(_parameters(values.tolist(), contexts.tolist(), a0), dtype=np.int64)
     q = values >> k
     escaped = q >= ESCAPE
@@ -156,18 +197,17 @@ def decode_sparse(
     data: bytes, count: int, origin: int, bands: Sequence[int]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The inverse of encode_sparse; CorruptCodeError for anything that does not decode exactly."""
-    if not bands or min(bands) < 0:
-        raise InvalidInputError(f"bands must be one or more sizes >= 0, got {list(bands)}")
+    check_bands(bands)
     if count < 0 or 2 * count > 8 * len(data):  # every value takes at least one bit
         raise CorruptCodeError(f"{count} values cannot fit in {len(data)} bytes")
     gap_ctx, level_ctx, edges = _contexts(bands)
     reader, previous = _BitReader(data), -1
     positions, levels = [], []
     for _ in range(count):
-        previous += 1 + _get(reader, gap_ctx[_band(edges, previous + 1)])
+        previous += 1 + _get(reader, gap_ctx[band_of(edges, previous + 1)])
         if previous >= edges[-1]:
             raise CorruptCodeError(f"position {origin + previous} lies beyond the layer's range")
-        v = _get(reader, level_ctx[_band(edges, previous)])
+        v = _get(reader, level_ctx[band_of(edges, previous)])
         positions.append(previous)
         levels.append(-(v + 2) // 2 if v % 2 == 0 else (v + 1) // 2)
     reader.finish()

@@ -5,19 +5,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.sparse_stream import (
     ESCAPE,
     LEVEL_A0,
     MAX_K,
     RAW_BITS,
     RESET,
-    decode_sparse,
     dyadic_bands,
     encode_sparse,
 )
-
-LEVEL = st.integers(-(2**29), 2**29).filter(bool)
 
 
 def reference_encode(positions: list[int], levels: list[int], bands: list[int]) -> bytes:
@@ -62,17 +58,6 @@ def test_code_is_the_documented_one_bit_for_bit(data: st.DataObject, length: int
     assert encode_sparse(positions, levels, 0, bands) == reference_encode(positions, levels, bands)
 
 
-@given(st.data(), st.integers(1, 3000), st.integers(0, 10**7))
-def test_round_trip(data: st.DataObject, length: int, origin: int) -> None:
-    bands = dyadic_bands(length)
-    positions = sorted(data.draw(st.sets(st.integers(0, sum(bands) - 1), max_size=60)))
-    levels = data.draw(st.lists(LEVEL, min_size=len(positions), max_size=len(positions)))
-    coded = encode_sparse(np.array(positions, dtype=np.int64) + origin, levels, origin, bands)
-    p, lv = decode_sparse(coded, len(positions), origin, bands)
-    assert (p - origin).tolist() == positions
-    assert lv.tolist() == levels
-
-
 @pytest.mark.parametrize("step", [4, 24, 200])
 def test_code_of_real_wavelet_coefficients_is_the_documented_one(
     mitdb100: np.ndarray, step: int
@@ -112,21 +97,3 @@ def test_adaptive_code_is_near_the_entropy_of_real_wavelet_coefficients(
     # per-block sub-band H0 ignores what a real code must send to learn the statistics; the
     # adaptive code measured 1.5-1.7x of it on record 100 at steps 8-64
     assert len(coded) * 8 < 1.8 * h0
-
-
-def test_damaged_or_invalid_input_is_refused() -> None:
-    coded = encode_sparse([3, 10, 11], [1, -2, 5], 0, [64])
-    with pytest.raises(CorruptCodeError, match="ends before"):
-        decode_sparse(coded[:1], 3, 0, [64])
-    with pytest.raises(CorruptCodeError, match="after its last value"):
-        decode_sparse(coded + b"\x01", 3, 0, [64])
-    with pytest.raises(CorruptCodeError, match="cannot fit"):
-        decode_sparse(coded, 1000, 0, [64])
-    with pytest.raises(CorruptCodeError, match="beyond"):
-        decode_sparse(encode_sparse([100], [1], 0, [64, 64]), 1, 0, [64])
-    with pytest.raises(InvalidInputError, match="rise strictly"):
-        encode_sparse([5, 5], [1, 1], 0, [64])
-    with pytest.raises(InvalidInputError, match="non-zero"):
-        encode_sparse([5], [0], 0, [64])
-    with pytest.raises(InvalidInputError, match="too large"):
-        encode_sparse([5], [2**31 + 1], 0, [64])
