@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.paper_metric import wavelet_scores
-from bench.rate_distortion import replace_section
+from bench.rd_report import replace_section
 
 
 def test_wavelet_scores_follow_the_papers_accounting(mitdb100: np.ndarray) -> None:
