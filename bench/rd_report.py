@@ -116,8 +116,10 @@ def _per_record(results: Results) -> list[str]:
                 f"{p['step']:g}: {p['bps']:.3f}/{p['prdn']:.1f}{'' if p.get('spikes', True) else '*'}"
                 for p in r["methods"][n]
             )
+            fit = r["methods"][n][0].get("fit_s")
+            fitted = "" if fit is None else f" (kernels fitted in {fit:.1f} s)"
             steps.append(
-                f"- {n}, step: b/s / PRDN % (*: no spikes, the residual layer alone): {pts}"
+                f"- {n}{fitted}, step: b/s / PRDN % (*: no spikes, the residual layer alone): {pts}"
             )
         out.append(f"### Record {r['record']}\n\n{table(rows)}\n\nLossless: {lossless}.\n")
         out.append("\n".join(steps) + "\n")

@@ -163,7 +163,7 @@ def adapted_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...]) 
         bits = coded.bits  # the block codes and the codebook the header carries
         x_hat = coded.reconstruction(adapted.scales)[0]
         points.append({"step": float(step), "bps": bits / x_mv.size, "prdn": prdn(x_mv, x_hat),
-                       "prd": math.nan, "spikes": coded.with_spikes})  # fmt: skip
+                       "prd": math.nan, "spikes": coded.with_spikes, "fit_s": adapted.seconds})  # fmt: skip
     return points
 
 
