@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from sancodec import metrics
 from sancodec.bundle import Bundle
 from sancodec.codebook import Codebook
 from sancodec.codes import BlockCode, EntropyCoder
 from sancodec.errors import InvalidConfigError, InvalidInputError
 from sancodec.header import ChannelInfo, StreamHeader
 from sancodec.quantization import Quantizer
+from sancodec.sancfile import SancWriter
 from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
-from training.codec_eval import Detector, torch_detector
+from training.codec_eval import Detector, block_flithos, torch_detector
 from training.data import record_splits
 from training.model import SAN
 from training.train import TrainConfig, fit
@@ -267,16 +267,8 @@ def encode_adapted(
     plans = plans_for(bundle, adapted, max_prdn_percent=max_prdn_percent,
                       max_bits_per_sample=max_bits_per_sample, residual_coder=residual_coder)  # fmt: skip
     coded = code_recording(plans, x, adapted)
-    phis = []
-    for parts in coded.parts:
-        centred = np.concatenate([p.signal - p.signal.mean() for p in parts])
-        recon = np.concatenate([p.reconstruction - p.signal.mean() for p in parts])
-        if not np.any(centred):  # L~ is undefined on a constant block (e.g. a 1-sample tail)
-            continue
-        inv_cr = metrics.inverse_compression_ratio(
-            sum(p.code.san.spike_count for p in parts), coded.codebook.weight_count, centred.size
-        )
-        phis.append(metrics.flithos(inv_cr, metrics.normalized_loss(centred, recon)))
+    scores = [block_flithos(parts, coded.codebook.weight_count) for parts in coded.parts]
+    phis = [score[2] for score in scores if score is not None]
     infos = tuple(
         ChannelInfo(
             c.name,
@@ -303,8 +295,6 @@ def encode_adapted(
 
 
 def write_sanc(code: AdaptedCode, path: Path) -> None:
-    from sancodec.sancfile import SancWriter
-
     with SancWriter(path, code.header) as writer:
         for block in code.blocks:
             writer.write(block)
