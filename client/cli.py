@@ -83,9 +83,10 @@ def _input(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-bits", type=float, help="per-block budget in bits per sample")
     p.add_argument(
-        "--coder", choices=("rice", "binary"), default=None,
-        help="residual entropy coder: rice (fast, the server's default) or binary (about a fifth "
-        "smaller, slower); --adapt uses binary",
+        "--coder", choices=("rice", "binary", "packed"), default=None,
+        help="entropy coder: rice (fast, the server's default), binary (residual layers about a "
+        "fifth smaller, slower) or packed (binary, with each channel's side information packed in "
+        "too: the smallest); --adapt uses packed",
     )  # fmt: skip
 
 
@@ -156,7 +157,8 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def _coder(args: argparse.Namespace, default: EntropyCoder) -> EntropyCoder:
-    chosen = {"rice": EntropyCoder.RICE, "binary": EntropyCoder.ADAPTIVE_BINARY}
+    chosen = {"rice": EntropyCoder.RICE, "binary": EntropyCoder.ADAPTIVE_BINARY,
+              "packed": EntropyCoder.PACKED}  # fmt: skip
     return default if args.coder is None else chosen[args.coder]
 
 
@@ -179,7 +181,7 @@ def _encode(args: argparse.Namespace) -> int:
         report = encode_adapted_recording(recording, args.output, models=args.models, model=name, version=version,
                                           epochs=args.epochs, max_prdn_percent=args.max_prdn,
                                           max_bits_per_sample=args.max_bits,
-                                          residual_coder=_coder(args, EntropyCoder.ADAPTIVE_BINARY))  # fmt: skip
+                                          residual_coder=_coder(args, EntropyCoder.PACKED))  # fmt: skip
         return _encode_result(args, recording, report)
     with _client(args) as client:
         report = encode_recording(client, recording, args.output, model=name, version=version, frames=4096 if speed is None else max(1, int(recording.sample_rate_hz / 2)),

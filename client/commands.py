@@ -140,7 +140,7 @@ def encode_recording(client: CodecClient, recording: Recording, out: Path | None
 def encode_adapted_recording(recording: Recording, out: Path, *, models: Path, model: str, version: str,
                              epochs: int | None, max_prdn_percent: float | None = None,
                              max_bits_per_sample: float | None = None,
-                             residual_coder: EntropyCoder = EntropyCoder.ADAPTIVE_BINARY) -> EncodeReport:  # fmt: skip
+                             residual_coder: EntropyCoder = EntropyCoder.PACKED) -> EncodeReport:  # fmt: skip
     """Fit the model's kernels to the recording and code it here, not on a server
     (training.adapt); the `.sanc` is written once the whole recording is coded."""
     try:

@@ -1,7 +1,14 @@
 """sancodec: the shared core of the SAN biosignal codec (metrics, codes, .sanc files, decoder)."""
 
 from sancodec.codebook import Codebook, DecoderMode
-from sancodec.codes import BlockCode, ChannelCode, ResidualLayer, SanLayer, parse_block
+from sancodec.codes import (
+    BlockCode,
+    ChannelCode,
+    EntropyCoder,
+    ResidualLayer,
+    SanLayer,
+    parse_block,
+)
 from sancodec.decoder import StreamingDecoder, check_block, decode
 from sancodec.errors import (
     CorruptCodeError,
@@ -27,6 +34,7 @@ __all__ = [
     "CorruptDataError",
     "CorruptFileError",
     "DecoderMode",
+    "EntropyCoder",
     "InvalidInputError",
     "ModelRef",
     "Quantizer",

@@ -27,7 +27,15 @@ import numpy.typing as npt
 from sancodec.errors import CorruptCodeError
 from sancodec.sparse_stream import MAX_LEVEL, band_of, check_bands, layer_values
 
-__all__ = ["decode_binary", "encode_binary"]
+__all__ = [
+    "RangeDecoder",
+    "RangeEncoder",
+    "decode_binary",
+    "encode_binary",
+    "get",
+    "probabilities",
+    "put",
+]
 
 PROB_BITS = 11
 PROB_INIT = 1 << (PROB_BITS - 1)
@@ -35,16 +43,18 @@ MOVE_BITS = 5
 TOP = 1 << 24
 MAX_BIN = 12  # prefix bits from this index on share one context
 MAX_PREFIX = 33  # v < 2^32: v + 1 has at most 33 bits
+LEAN_PADDING = 3
 
 
-def _contexts(bands: Sequence[int]) -> list[int]:
-    """One probability per (stream, band, prefix bit index), and after them how many bits each
-    has seen (its adaptation slows as it learns: a move of 1/2, 1/3 ... then 1/2^MOVE_BITS)."""
-    size = 2 * len(bands) * (MAX_BIN + 1)
+def probabilities(groups: int) -> list[int]:
+    """One probability per (group, prefix bin index up to MAX_BIN), and after them how many bits
+    each has seen (its adaptation slows as it learns: a move of 1/2, 1/3 ... then 1/2^MOVE_BITS).
+    Group g's bins start at index g * (MAX_BIN + 1)."""
+    size = groups * (MAX_BIN + 1)
     return [PROB_INIT] * size + [0] * size
 
 
-def _context(stream: int, band: int, bands: int) -> int:
+def context(stream: int, band: int, bands: int) -> int:
     return (stream * bands + band) * (MAX_BIN + 1)
 
 
@@ -59,7 +69,7 @@ def _adapt(probs: list[int], i: int, p: int, bit: int) -> int:
     return min(max(p, 31), (1 << PROB_BITS) - 31)
 
 
-class _Encoder:
+class RangeEncoder:
     def __init__(self) -> None:
         self.low, self.range, self.cache, self.cache_size = 0, 0xFFFFFFFF, 0, 1
         self.out = bytearray()
@@ -100,14 +110,23 @@ class _Encoder:
         self.cache_size += 1
         self.low = (self.low & 0x00FFFFFF) << 8
 
-    def finish(self) -> bytes:
-        for _ in range(5):
+    def finish(self, lean: bool = False) -> bytes:
+        """The code: LZMA's 5-byte flush, or (`lean`) the value of [low, low + range) with the
+        most trailing zero bits, which leaves out the last 3 bytes (zeros the decoder supplies)."""
+        if lean:
+            mask = 0xFFFFFFFF
+            while (self.low + mask) & ~mask >= self.low + self.range:
+                mask >>= 1  # stops at 2^24 - 1 or above: range >= 2^24
+            self.low = (self.low + mask) & ~mask
+        for _ in range(2 if lean else 5):
             self._shift_low()
         return bytes(self.out[1:])  # the first byte is always 0
 
 
-class _Decoder:
-    def __init__(self, data: bytes) -> None:
+class RangeDecoder:
+    def __init__(self, data: bytes, lean: bool = False) -> None:
+        if lean:
+            data += bytes(LEAN_PADDING)  # the zeros a lean flush leaves out
         if len(data) < 4:
             raise CorruptCodeError(f"a range code has at least 4 bytes, got {len(data)}")
         self.data, self.pos = data, 4
@@ -153,7 +172,7 @@ class _Decoder:
             raise CorruptCodeError("the code has data after its last value")
 
 
-def _put(enc: _Encoder, probs: list[int], base: int, v: int) -> None:
+def put(enc: RangeEncoder, probs: list[int], base: int, v: int) -> None:
     n = v + 1
     e = n.bit_length() - 1
     for i in range(e):
@@ -162,7 +181,7 @@ def _put(enc: _Encoder, probs: list[int], base: int, v: int) -> None:
     enc.direct(n, e)  # the e low bits of v + 1 (its top bit is implied)
 
 
-def _get(dec: _Decoder, probs: list[int], base: int) -> int:
+def get(dec: RangeDecoder, probs: list[int], base: int) -> int:
     e = 0
     while dec.bit(probs, base + min(e, MAX_BIN)):
         e += 1
@@ -176,10 +195,10 @@ def encode_binary(
 ) -> bytes:
     """Code strictly rising positions in [origin, origin + sum(bands)) with non-zero levels."""
     layer, count = layer_values(positions, levels, origin, bands), len(bands)
-    probs, enc = _contexts(bands), _Encoder()
+    probs, enc = probabilities(2 * len(bands)), RangeEncoder()
     for gap, gb, level, lb in zip(*(v.tolist() for v in layer), strict=True):
-        _put(enc, probs, _context(0, gb, count), gap)
-        _put(enc, probs, _context(1, lb, count), abs(level) - 1)
+        put(enc, probs, context(0, gb, count), gap)
+        put(enc, probs, context(1, lb, count), abs(level) - 1)
         enc.direct(1 if level < 0 else 0, 1)
     return enc.finish()
 
@@ -192,13 +211,13 @@ def decode_binary(
     if count < 0 or count > 8 * len(data):  # every value sends its sign as one whole bit
         raise CorruptCodeError(f"{count} values cannot fit in {len(data)} bytes")
     edges, n = np.cumsum(bands).tolist(), len(bands)
-    probs, dec = _contexts(bands), _Decoder(data)
+    probs, dec = probabilities(2 * len(bands)), RangeDecoder(data)
     positions, levels, previous = [], [], -1
     for _ in range(count):
-        previous += 1 + _get(dec, probs, _context(0, band_of(edges, previous + 1), n))
+        previous += 1 + get(dec, probs, context(0, band_of(edges, previous + 1), n))
         if previous >= edges[-1]:
             raise CorruptCodeError(f"position {origin + previous} lies beyond the layer's range")
-        magnitude = _get(dec, probs, _context(1, band_of(edges, previous), n)) + 1
+        magnitude = get(dec, probs, context(1, band_of(edges, previous), n)) + 1
         if magnitude > MAX_LEVEL:
             raise CorruptCodeError(f"level {magnitude} is beyond ±2^31")
         positions.append(previous)

@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError
 
 from sancodec.binary_stream import decode_binary, encode_binary
 from sancodec.errors import CorruptCodeError, InvalidInputError
+from sancodec.packed import PackedCode, decode_packed, encode_packed
 from sancodec.quantization import LEVEL_LIMIT, Quantizer
 from sancodec.sparse_stream import decode_sparse, dyadic_bands, encode_sparse
 from sancodec.v1 import codes_pb2
@@ -138,9 +139,10 @@ class EntropyCoder(IntEnum):
 
     RICE = 0  # adaptive Golomb-Rice, sancodec.sparse_stream: fast, the default
     ADAPTIVE_BINARY = 1  # Exp-Golomb bins, adaptive range coder, sancodec.binary_stream: smaller
+    PACKED = 2  # the whole channel code, side information too, in one range code: sancodec.packed
 
 
-# each coder's (encode, decode) of a (position, level) list
+# each layer coder's (encode, decode) of a (position, level) list; PACKED codes whole channels
 CODERS = {
     EntropyCoder.RICE: (encode_sparse, decode_sparse),
     EntropyCoder.ADAPTIVE_BINARY: (encode_binary, decode_binary),
@@ -259,7 +261,15 @@ def parse_block(data: bytes) -> BlockCode:
 
 
 def _channel_to_proto(code: ChannelCode, start: int, count: int) -> codes_pb2.ChannelCode:
-    san = code.san
+    san, r = code.san, code.residual
+    if r is not None and r.coder == EntropyCoder.PACKED:
+        values = PackedCode(san.step_exp, san.scale_exp, san.offset_level, san.kernel_ids,
+                            san.positions, san.levels, (r.step_exp, r.indices, r.levels))  # fmt: skip
+        try:
+            packed = encode_packed(values, start, dyadic_bands(count))
+        except CorruptCodeError as exc:
+            raise InvalidInputError(f"channel {code.channel}: {exc}") from None
+        return codes_pb2.ChannelCode(channel=code.channel, packed=packed)
     kernels = []
     for kid in np.unique(san.kernel_ids):
         mine = san.kernel_ids == kid
@@ -272,8 +282,7 @@ def _channel_to_proto(code: ChannelCode, start: int, count: int) -> codes_pb2.Ch
         kernels=kernels,
     )
     message = codes_pb2.ChannelCode(channel=code.channel, san=layer)
-    if code.residual is not None:
-        r = code.residual
+    if r is not None:
         write, _ = CODERS[r.coder]
         bits = write(r.indices, r.levels, 0, dyadic_bands(count))
         message.residual.CopyFrom(
@@ -299,7 +308,29 @@ def _decode(
         raise InvalidInputError(f"{name}: {exc}") from None
 
 
+def _packed_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) -> ChannelCode:
+    if message.HasField("san") or message.HasField("residual"):
+        raise InvalidInputError("a packed channel code carries no separate layers")
+    try:
+        v = decode_packed(message.packed, start, dyadic_bands(count))
+    except CorruptCodeError as exc:
+        raise InvalidInputError(f"packed channel code: {exc}") from None
+    if v.kernel_ids.size and v.kernel_ids.max() >= 2**31:
+        raise InvalidInputError("kernel id out of range")
+    san = SanLayer(v.san_step_exp, v.kernel_ids.astype(np.int32), v.positions.astype(np.int64),
+                   _narrow(v.levels), v.offset_level, v.scale_exp)  # fmt: skip
+    if v.residual is None:
+        raise InvalidInputError("a packed channel code needs its residual layer")
+    step, indices, coefficient_levels = v.residual
+    residual = ResidualLayer(
+        step, indices.astype(np.int64), _narrow(coefficient_levels), EntropyCoder.PACKED
+    )
+    return ChannelCode(channel=message.channel, san=san, residual=residual)
+
+
 def _channel_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) -> ChannelCode:
+    if message.packed:
+        return _packed_from_proto(message, start, count)
     ids, positions, levels = [], [], []
     seen: set[int] = set()
     for spikes in message.san.kernels:
@@ -331,6 +362,8 @@ def _channel_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) 
             coder = EntropyCoder(r.coder)
         except ValueError:
             raise InvalidInputError(f"residual layer: unknown entropy coder {r.coder}") from None
+        if coder == EntropyCoder.PACKED:
+            raise InvalidInputError("a residual layer says PACKED but the channel is not packed")
         indices, coefficient_levels = _decode(r, 0, dyadic_bands(count), "residual layer", coder)
         residual = ResidualLayer(
             step_exp=r.step_exp, indices=indices, levels=_narrow(coefficient_levels), coder=coder
@@ -338,7 +371,7 @@ def _channel_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) 
     return ChannelCode(channel=message.channel, san=san, residual=residual)
 
 
-def _narrow(levels: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
+def _narrow(levels: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int32]:
     if levels.size and int(np.max(np.abs(levels))) >= LEVEL_LIMIT:
         raise InvalidInputError(f"a level is beyond ±{LEVEL_LIMIT}")
     return levels.astype(np.int32)

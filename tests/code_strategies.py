@@ -11,6 +11,7 @@ from sancodec import (
     ChannelInfo,
     Codebook,
     DecoderMode,
+    EntropyCoder,
     ModelRef,
     ResidualLayer,
     ResidualSpec,
@@ -63,7 +64,10 @@ def channel_codes(
         indices = sorted(draw(st.sets(st.integers(0, n_coef - 1), max_size=20)))
         coef_levels = draw(st.lists(LEVEL, min_size=len(indices), max_size=len(indices)))
         residual = ResidualLayer(
-            draw(st.integers(-40, 40)), np.array(indices), np.array(coef_levels)
+            draw(st.integers(-40, 40)),
+            np.array(indices),
+            np.array(coef_levels),
+            draw(st.sampled_from(list(EntropyCoder))),
         )
     return ChannelCode(channel, san, residual)
 

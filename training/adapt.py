@@ -128,7 +128,7 @@ def plans_for(
     residual_step_exp: int | None = None,
     max_prdn_percent: float | None = None,
     max_bits_per_sample: float | None = None,
-    residual_coder: EntropyCoder = EntropyCoder.ADAPTIVE_BINARY,
+    residual_coder: EntropyCoder = EntropyCoder.PACKED,
 ) -> list[CodingPlan]:
     """One plan per channel: the adapted kernels and scale, the bundle's blocks and steps (or
     this residual step)."""
@@ -250,7 +250,7 @@ def encode_adapted(
     max_prdn_percent: float | None = None,
     max_bits_per_sample: float | None = None,
     metadata: dict[str, str] | None = None,
-    residual_coder: EntropyCoder = EntropyCoder.ADAPTIVE_BINARY,
+    residual_coder: EntropyCoder = EntropyCoder.PACKED,
 ) -> AdaptedCode:
     """Fit kernels to the recording, then code it with them: the .sanc header and blocks."""
     m = bundle.manifest

@@ -69,7 +69,8 @@ class EncodeConfig(_message.Message):
     dtype: _codes_pb2.SampleDtype.ValueType
     residual_coder: _codes_pb2.EntropyCoder.ValueType
     """How residual layers are entropy-coded: unspecified is Golomb-Rice (fast);
-    ENTROPY_CODER_ADAPTIVE_BINARY is about a fifth smaller and several times slower.
+    ENTROPY_CODER_ADAPTIVE_BINARY is about a fifth smaller and several times slower;
+    ENTROPY_CODER_PACKED also packs each channel's side information into the same range code.
     """
     @_builtins.property
     def quality(self) -> Global___QualityTarget:

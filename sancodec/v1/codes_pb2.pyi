@@ -63,6 +63,10 @@ class _EntropyCoderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntropyC
     """Adaptive Golomb-Rice (sancodec.sparse_stream): the original, and the default."""
     ENTROPY_CODER_ADAPTIVE_BINARY: _EntropyCoder.ValueType  # 1
     """Exp-Golomb bins through an adaptive binary range coder (sancodec.binary_stream)."""
+    ENTROPY_CODER_PACKED: _EntropyCoder.ValueType  # 2
+    """The whole channel code, both layers and their side information, in one range code:
+    ChannelCode.packed (sancodec.packed). The smallest; set on the residual layer's config.
+    """
 
 class EntropyCoder(_EntropyCoder, metaclass=_EntropyCoderEnumTypeWrapper):
     """The entropy coder of a layer's (position, level) list (docs/sanc-format.md)."""
@@ -71,6 +75,10 @@ ENTROPY_CODER_UNSPECIFIED: EntropyCoder.ValueType  # 0
 """Adaptive Golomb-Rice (sancodec.sparse_stream): the original, and the default."""
 ENTROPY_CODER_ADAPTIVE_BINARY: EntropyCoder.ValueType  # 1
 """Exp-Golomb bins through an adaptive binary range coder (sancodec.binary_stream)."""
+ENTROPY_CODER_PACKED: EntropyCoder.ValueType  # 2
+"""The whole channel code, both layers and their side information, in one range code:
+ChannelCode.packed (sancodec.packed). The smallest; set on the residual layer's config.
+"""
 Global___EntropyCoder: _TypeAlias = EntropyCoder  # noqa: Y015
 
 class _SampleDtype:
@@ -224,7 +232,10 @@ class ChannelCode(_message.Message):
     CHANNEL_FIELD_NUMBER: _builtins.int
     SAN_FIELD_NUMBER: _builtins.int
     RESIDUAL_FIELD_NUMBER: _builtins.int
+    PACKED_FIELD_NUMBER: _builtins.int
     channel: _builtins.int
+    packed: _builtins.bytes
+    """Set instead of san and residual when the channel is coded with ENTROPY_CODER_PACKED."""
     @_builtins.property
     def san(self) -> Global___SanLayer: ...
     @_builtins.property
@@ -235,10 +246,11 @@ class ChannelCode(_message.Message):
         channel: _builtins.int = ...,
         san: Global___SanLayer | None = ...,
         residual: Global___ResidualLayer | None = ...,
+        packed: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["residual", b"residual", "san", b"san"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "residual", b"residual", "san", b"san"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "packed", b"packed", "residual", b"residual", "san", b"san"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

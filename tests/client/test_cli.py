@@ -234,14 +234,17 @@ def test_missing_samples_are_refused_unless_filled(
     )
 
 
-def test_coder_choice_reaches_the_server(tmp_path: Path, address: str, run: CliRun) -> None:
-    rice, binary = tmp_path / "rice.sanc", tmp_path / "binary.sanc"
+@pytest.mark.parametrize(("coder", "smaller"), [("binary", 0.9), ("packed", 0.8)])
+def test_coder_choice_reaches_the_server(
+    tmp_path: Path, address: str, run: CliRun, coder: str, smaller: float
+) -> None:
+    rice, binary = tmp_path / "rice.sanc", tmp_path / f"{coder}.sanc"
     assert run("encode", str(DEMO), "-o", str(rice), "--server", address)[0] == 0
     code, _, err = run(
-        "encode", str(DEMO), "-o", str(binary), "--server", address, "--coder", "binary"
+        "encode", str(DEMO), "-o", str(binary), "--server", address, "--coder", coder
     )
     assert code == 0, err
-    assert binary.stat().st_size < 0.9 * rice.stat().st_size
+    assert binary.stat().st_size < smaller * rice.stat().st_size
     decoded = [tmp_path / "rice.npy", tmp_path / "binary.npy"]
     for sanc, out in zip((rice, binary), decoded, strict=True):
         assert run("decode", str(sanc), "-o", str(out))[0] == 0

@@ -11,7 +11,7 @@ import wfdb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from server_harness import encode_requests
 
-from sancodec import BlockCode, Codebook, decode, metrics
+from sancodec import BlockCode, Codebook, EntropyCoder, decode, metrics
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
 
 FLOAT32, INT16 = codes_pb2.SAMPLE_DTYPE_FLOAT32, codes_pb2.SAMPLE_DTYPE_INT16
@@ -159,28 +159,24 @@ def test_telemetry_counts_what_was_served(
     assert registry.get_sample_value("sancodec_rpcs_total", {"method": "Encode", "code": "OK"}) >= 1
 
 
-def test_the_binary_residual_coder_is_smaller_and_decodes_the_same(
-    channel: grpc.Channel, ecg: np.ndarray
+@pytest.mark.parametrize(
+    ("coder", "smaller"), [(EntropyCoder.ADAPTIVE_BINARY, 0.9), (EntropyCoder.PACKED, 0.8)]
+)
+def test_the_smaller_coders_decode_the_same(
+    channel: grpc.Channel, ecg: np.ndarray, coder: EntropyCoder, smaller: float
 ) -> None:
-    """The same samples and steps, so the same levels: only the residual layer's bytes differ."""
+    """The same samples and steps, so the same levels: only the bytes differ (measured on the
+    demo recording: binary 0.84, packed 0.72 of Rice's)."""
     rice = blocks(encode(channel, ecg, 4096))
-    binary = blocks(
-        encode(channel, ecg, 4096, residual_coder=codes_pb2.ENTROPY_CODER_ADAPTIVE_BINARY)
-    )
-    assert all(
-        c.residual.coder == codes_pb2.ENTROPY_CODER_ADAPTIVE_BINARY
-        for b in binary
-        for c in b.channels
-    )
-    assert all(
-        c.residual.coder == codes_pb2.ENTROPY_CODER_UNSPECIFIED for b in rice for c in b.channels
-    )
-    assert sum(b.ByteSize() for b in binary) < 0.9 * sum(b.ByteSize() for b in rice)
-    for a, b in zip(rice, binary, strict=True):
+    other = blocks(encode(channel, ecg, 4096, residual_coder=int(coder)))
+    assert sum(b.ByteSize() for b in other) < smaller * sum(b.ByteSize() for b in rice)
+    for a, b in zip(rice, other, strict=True):
         left, right = BlockCode.from_proto(a), BlockCode.from_proto(b)
         for x, y in zip(left.channels, right.channels, strict=True):
             assert x.residual is not None
+            assert x.residual.coder == EntropyCoder.RICE
             assert y.residual is not None
+            assert y.residual.coder == coder
             assert np.array_equal(x.residual.levels, y.residual.levels)
             assert np.array_equal(x.san.positions, y.san.positions)
 
