@@ -106,9 +106,7 @@ class Codebook:
 
     def to_proto(self) -> codes_pb2.Codebook:
         message = codes_pb2.Codebook(
-            kernels=[
-                codes_pb2.Kernel(id=i, weights=w.tolist()) for i, w in enumerate(self.kernels)
-            ],
+            kernels=[_kernel_to_proto(i, w) for i, w in enumerate(self.kernels)],
             decoder_mode=self.decoder_mode.to_proto(),
         )
         if self.residual is not None:
@@ -127,9 +125,27 @@ class Codebook:
             if message.HasField("residual"):
                 residual = ResidualSpec(message.residual.wavelet, message.residual.level)
             return cls(
-                kernels=tuple(np.asarray(k.weights, dtype=np.float32) for k in message.kernels),
+                kernels=tuple(_kernel_from_proto(k) for k in message.kernels),
                 decoder_mode=DecoderMode.from_proto(message.decoder_mode),
                 residual=residual,
             )
         except InvalidInputError as exc:
             raise CorruptCodeError(f"invalid codebook: {exc}") from None
+
+
+def _kernel_to_proto(i: int, weights: npt.NDArray[np.float32]) -> codes_pb2.Kernel:
+    """Half precision when it holds every weight exactly (kernels rounded to it), else float32."""
+    half = weights.astype("<f2")
+    if np.array_equal(half.astype(np.float32), weights):
+        return codes_pb2.Kernel(id=i, weights_f16=half.tobytes())
+    return codes_pb2.Kernel(id=i, weights=weights.tolist())
+
+
+def _kernel_from_proto(message: codes_pb2.Kernel) -> npt.NDArray[np.float32]:
+    if not message.weights_f16:
+        return np.asarray(message.weights, dtype=np.float32)
+    if message.weights or len(message.weights_f16) % 2:
+        raise InvalidInputError(
+            f"kernel {message.id}: half-precision weights need an even byte count and no float ones"
+        )
+    return np.frombuffer(message.weights_f16, dtype="<f2").astype(np.float32)

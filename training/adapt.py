@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from sancodec.bundle import Bundle
 from sancodec.codebook import Codebook
@@ -114,6 +115,9 @@ def adapt_codebook(
     started = time.perf_counter()
     result = fit(config, splits["train"], splits["val"])
     model = result.model.eval()
+    with torch.no_grad():  # the header carries half-precision kernels: detect and paint with them
+        for w in model.weights:
+            w.copy_(w.half().float())
     seconds = time.perf_counter() - started
     log.info("adapted %d kernels in %.1f s (best epoch %d)", len(config.kernel_sizes), seconds,
              result.best_epoch)  # fmt: skip

@@ -107,7 +107,12 @@ class Kernel(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     WEIGHTS_FIELD_NUMBER: _builtins.int
+    WEIGHTS_F16_FIELD_NUMBER: _builtins.int
     id: _builtins.int
+    weights_f16: _builtins.bytes
+    """Set instead of weights when every weight is exactly a half-precision float: the weights as
+    little-endian IEEE 754 binary16, 2 bytes each.
+    """
     @_builtins.property
     def weights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
@@ -115,10 +120,11 @@ class Kernel(_message.Message):
         *,
         id: _builtins.int = ...,
         weights: _abc.Iterable[_builtins.float] | None = ...,
+        weights_f16: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "weights", b"weights", "weights_f16", b"weights_f16"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,7 +9,7 @@ import numpy as np
 from cli_runner import CliRun
 
 from client.cli import main
-from sancodec import read_sanc
+from sancodec import EntropyCoder, read_sanc
 from sancodec.bundle import find_bundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +48,13 @@ def test_adapted_kernels_code_better_and_decode_anywhere(
     assert [k.size for k in header.codebook.kernels] == [k.size for k in kernels]
     assert not np.allclose(header.codebook.kernels[0], kernels[0])
     assert "adapted to this recording" in header.metadata["kernels"]
+    # half-precision kernels in the header, packed channel codes in the blocks
+    assert all(k.weights_f16 and not k.weights for k in header.codebook.to_proto().kernels)
+    assert all(
+        c.residual is not None and c.residual.coder == EntropyCoder.PACKED
+        for b in read_sanc(adapted).blocks
+        for c in b.channels
+    )
     # the server decodes it with the header's kernels, exactly as the offline decoder does
     offline, served = tmp_path / "offline.npy", tmp_path / "served.npy"
     assert run("decode", str(adapted), "-o", str(offline))[0] == 0
