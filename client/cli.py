@@ -31,6 +31,7 @@ from client.recordings import Recording, read_recording
 from sancodec.codes import EntropyCoder
 from sancodec.errors import (
     CorruptDataError,
+    InvalidConfigError,
     InvalidInputError,
     NotFoundError,
     ProtocolError,
@@ -111,6 +112,11 @@ def build_parser(config: ClientConfig) -> argparse.ArgumentParser:
         help="bundle directory for --adapt (env SANCODEC_MODELS, default ./models)",
     )  # fmt: skip
     p.add_argument("--epochs", type=int, help="--adapt: training epochs (default: the model's)")
+    p.add_argument(
+        "--block-length", type=int,
+        help="--adapt: samples per block (default: 8 of the model's blocks, 16384 for ecg; "
+        "longer blocks are smaller, shorter ones decode in smaller pieces)",
+    )  # fmt: skip
     p = sub.add_parser(
         "stream", help="stream a recording like a device would, showing live quality"
     )
@@ -173,6 +179,10 @@ def _encode(args: argparse.Namespace) -> int:
         print(f"t={start / recording.sample_rate_hz:8.1f} s  {q.bits_per_sample:6.3f} bit/sample  "
               f"CR {q.compression_ratio:7.1f}  PRDN {q.prdn_percent:6.2f}%  phi {q.flithos:.3f}", flush=True)  # fmt: skip
 
+    if getattr(args, "block_length", None) is not None and not args.adapt:
+        raise InvalidConfigError(
+            "--block-length goes with --adapt: a server codes in its model's blocks"
+        )
     if getattr(args, "adapt", False):
         if show:
             print(
@@ -181,7 +191,8 @@ def _encode(args: argparse.Namespace) -> int:
         report = encode_adapted_recording(recording, args.output, models=args.models, model=name, version=version,
                                           epochs=args.epochs, max_prdn_percent=args.max_prdn,
                                           max_bits_per_sample=args.max_bits,
-                                          residual_coder=_coder(args, EntropyCoder.PACKED))  # fmt: skip
+                                          residual_coder=_coder(args, EntropyCoder.PACKED),
+                                          block_length=args.block_length)  # fmt: skip
         return _encode_result(args, recording, report)
     with _client(args) as client:
         report = encode_recording(client, recording, args.output, model=name, version=version, frames=4096 if speed is None else max(1, int(recording.sample_rate_hz / 2)),

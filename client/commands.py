@@ -140,7 +140,8 @@ def encode_recording(client: CodecClient, recording: Recording, out: Path | None
 def encode_adapted_recording(recording: Recording, out: Path, *, models: Path, model: str, version: str,
                              epochs: int | None, max_prdn_percent: float | None = None,
                              max_bits_per_sample: float | None = None,
-                             residual_coder: EntropyCoder = EntropyCoder.PACKED) -> EncodeReport:  # fmt: skip
+                             residual_coder: EntropyCoder = EntropyCoder.PACKED,
+                             block_length: int | None = None) -> EncodeReport:  # fmt: skip
     """Fit the model's kernels to the recording and code it here, not on a server
     (training.adapt); the `.sanc` is written once the whole recording is coded."""
     try:
@@ -157,7 +158,7 @@ def encode_adapted_recording(recording: Recording, out: Path, *, models: Path, m
     code = encode_adapted(
         bundle, recording.samples, recording.sample_rate_hz, recording.channels, epochs=epochs,
         max_prdn_percent=max_prdn_percent, max_bits_per_sample=max_bits_per_sample, metadata=metadata,
-        residual_coder=residual_coder,
+        residual_coder=residual_coder, block_length=block_length,
     )  # fmt: skip
     write_sanc(code, out)
     qualities = [codec_pb2.BlockQuality(flithos=phi) for phi in code.flithos]

@@ -37,7 +37,9 @@ def test_adapted_kernels_code_better_and_decode_anywhere(
     assert code == 0, err
     mine = json.loads(out)
     assert mine["model"] == base["model"] == "ecg/1"
-    assert mine["blocks"] == base["blocks"]
+    # a file is coded whole, in blocks of 8 of the model's
+    assert read_sanc(adapted).header.block_length == 8 * 2048
+    assert mine["blocks"] == -(-base["blocks"] // 8)
     assert 0 < mine["flithos_mean"] < base["flithos_mean"]
     for b, m in zip(base["channels"], mine["channels"], strict=True):
         # same steps, kernels of this very recording: a much closer fit for about the same bits
@@ -83,6 +85,15 @@ def test_adapt_refuses_what_it_cannot_fit(tmp_path: Path, run: CliRun) -> None:
     )
     assert code == 2
     assert "360 Hz" in err
+    for bad in ("1024", str(2**21)):
+        code, _, err = run(
+            "encode", str(DEMO), "-o", out, "--adapt", *models, "--block-length", bad
+        )
+        assert code == 2
+        assert "--block-length must be in [2048, 1048576]" in err
+    code, _, err = run("encode", str(DEMO), "-o", out, "--block-length", "4096")
+    assert code == 2
+    assert "--block-length goes with --adapt" in err
     assert "Traceback" not in err
 
 
