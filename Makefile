@@ -23,7 +23,7 @@ models: $(STAMP)  ## retrain and re-export the shipped bundles in models/ (fixed
 	$(BIN)/python -m training.shipped --out models
 
 bench: $(STAMP)  ## rate-distortion vs wavelet, DCT, lossless; the paper's metric -> docs/benchmarks.md
-	$(BIN)/python bench/rate_distortion.py --write-docs
+	$(BIN)/python -m bench.rate_distortion --write-docs
 
 lint: $(STAMP) $(BUF)
 	$(BIN)/ruff format --check .
