@@ -29,7 +29,7 @@ import numpy as np
 import pywt
 
 from bench.baselines import dct_coder, flac_bps, load_mitdb_adc, sweep, wavelet_coder, zstd_bps
-from bench.rd_report import plot, report
+from bench.rd_report import ADAPTED, PACKED_WAVELET, plot, report
 from bench.san_sweeps import adapted_sweep, binary_sweep, san_sweep, thinned_sweep
 from sancodec.binary_stream import decode_binary, encode_binary
 from sancodec.metrics import bits_per_sample
@@ -120,9 +120,9 @@ def run_record(record: str) -> dict[str, Any]:
         methods[f"{name} (H0 +kernels/record)"] = c["h0"]
     methods["ecg (real bytes, binary coder)"] = binary_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS)
     thinning = thinned_sweep(ECG, x_mv, THINNING)
-    methods["ecg adapted to the record (+kernels in the header)"] = adapted_sweep(
-        ECG, x_mv, ECG_RESIDUAL_STEPS
-    )
+    adapted, alone = adapted_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS)
+    methods[ADAPTED] = adapted
+    methods[PACKED_WAVELET] = alone
     lossless = {
         "FLAC": flac_bps(x),
         "zstd-19 (deltas)": zstd_bps(x, 19, delta=True),

@@ -24,7 +24,7 @@ from sancodec.metrics import bits_per_sample, prdn
 from sancodec.quantization import Quantizer
 from sancodec.sancfile import SIGNATURE, SancWriter
 from sancodec.streamcoder import CodingPlan, Spikes
-from training.adapt import adapt_codebook, code_recording, plans_for
+from training.adapt import adapt_codebook, choose, code_both, plans_for
 from training.codec_eval import Detector, code_signal, measure, onnx_detector
 
 MITDB_HZ = 360.0
@@ -148,23 +148,27 @@ def shipped_point(bundle_dir: Path, x_mv: np.ndarray) -> dict[str, float]:
     }
 
 
-def adapted_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...]) -> list[dict]:
+def adapted_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...]
+                  ) -> tuple[list[dict], list[dict]]:  # fmt: skip
     """`sancodec encode --adapt`: the model's recipe fitted to this record (training.adapt),
-    then the residual step swept, each step coded as --adapt codes (adapted kernels, or the
-    residual layer alone where they do not pay); the rate adds the codebook the .sanc header
-    carries."""
+    then the residual step swept, each step coded as --adapt codes it (packed, in --adapt's
+    blocks, with the adapted kernels or the residual layer alone where they do not pay); the
+    rate adds the codebook the .sanc header carries. Also the residual layer alone at every
+    step: the wavelet through the same coder, in the same blocks."""
     bundle, _ = _shipped(bundle_dir)
     adapted = adapt_codebook(bundle, x_mv[None, :])
-    points = []
+    chosen, alone = [], []
     for step in steps:
         step_exp = Quantizer.from_step(step).step_exp
-        coded = code_recording(plans_for(bundle, adapted, residual_step_exp=step_exp),
-                               x_mv[None, :], adapted)  # fmt: skip
-        bits = coded.bits  # the block codes and the codebook the header carries
-        x_hat = coded.reconstruction(adapted.scales)[0]
-        points.append({"step": float(step), "bps": bits / x_mv.size, "prdn": prdn(x_mv, x_hat),
-                       "prd": math.nan, "spikes": coded.with_spikes, "fit_s": adapted.seconds})  # fmt: skip
-    return points
+        plans = plans_for(bundle, adapted, residual_step_exp=step_exp)
+        both = code_both(plans, x_mv[None, :], adapted)
+        for coded, out in ((choose(plans[0], *both), chosen), (both[1], alone)):
+            assert coded is not None  # the ecg model has a residual layer
+            x_hat = coded.reconstruction(adapted.scales)[0]
+            out.append({"step": float(step), "bps": coded.bits / x_mv.size,
+                        "prdn": prdn(x_mv, x_hat), "prd": math.nan,
+                        "spikes": coded.with_spikes, "fit_s": adapted.seconds})  # fmt: skip
+    return chosen, alone
 
 
 def thinned_sweep(bundle_dir: Path, x_mv: np.ndarray, ratios: tuple[float, ...]) -> list[dict]:

@@ -39,6 +39,8 @@ __all__ = [
     "AdaptedCode",
     "CodedRecording",
     "adapt_codebook",
+    "choose",
+    "code_both",
     "code_recording",
     "encode_adapted",
     "plans_for",
@@ -219,19 +221,31 @@ def _coded(
     return CodedRecording(blocks, parts, codebook, bits, error, with_spikes)
 
 
+def code_both(plans: list[CodingPlan], x: npt.NDArray[np.float64], adapted: Adapted
+              ) -> tuple[CodedRecording, CodedRecording | None]:  # fmt: skip
+    """The recording coded with the adapted kernels, and (where there is a residual layer) with
+    no spikes at all: the residual layer alone."""
+    spikes = _coded(code_channels(plans, x, torch_detector(adapted.model)), adapted.codebook, True)
+    if plans[0].residual_step_exp is None:
+        return spikes, None
+    placeholder = residual_only_codebook(adapted.codebook)
+    return spikes, _coded(code_channels(plans, x, _no_spikes), placeholder, False)
+
+
 def code_recording(plans: list[CodingPlan], x: npt.NDArray[np.float64], adapted: Adapted
                    ) -> CodedRecording:  # fmt: skip
-    """Code the recording with the adapted kernels and, where there is a residual layer, also
-    with no spikes at all (the residual layer alone), and keep the better: the lower
-    distortion + λ·bits at the residual step Δ (λ = Δ² ln2 / 6, the slope of a uniform
-    quantizer's D(R)), the fewer bits under a PRDN target, the lower distortion under a budget.
-    Kernels that do not pay for themselves on a recording are then not used on it."""
-    spikes = _coded(code_channels(plans, x, torch_detector(adapted.model)), adapted.codebook, True)
-    plan = plans[0]
-    if plan.residual_step_exp is None:
+    """Code the recording both ways (code_both) and keep the better (choose)."""
+    return choose(plans[0], *code_both(plans, x, adapted))
+
+
+def choose(plan: CodingPlan, spikes: CodedRecording, alone: CodedRecording | None
+           ) -> CodedRecording:  # fmt: skip
+    """The better code: the lower distortion + λ·bits at the residual step Δ (λ = Δ² ln2 / 6, the
+    slope of a uniform quantizer's D(R)), the fewer bits under a PRDN target, the lower
+    distortion under a budget. Kernels that do not pay for themselves on a recording are then
+    not used on it."""
+    if alone is None or plan.residual_step_exp is None:
         return spikes
-    placeholder = residual_only_codebook(adapted.codebook)
-    alone = _coded(code_channels(plans, x, _no_spikes), placeholder, False)
     if plan.max_prdn_percent is not None:
         return min(spikes, alone, key=lambda c: c.bits)
     if plan.max_bits_per_sample is not None:
