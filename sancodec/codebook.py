@@ -135,7 +135,8 @@ class Codebook:
 
 def _kernel_to_proto(i: int, weights: npt.NDArray[np.float32]) -> codes_pb2.Kernel:
     """Half precision when it holds every weight exactly (kernels rounded to it), else float32."""
-    half = weights.astype("<f2")
+    with np.errstate(over="ignore"):  # beyond 65504: not exact, so float32 below
+        half = weights.astype("<f2")
     if np.array_equal(half.astype(np.float32), weights):
         return codes_pb2.Kernel(id=i, weights_f16=half.tobytes())
     return codes_pb2.Kernel(id=i, weights=weights.tolist())

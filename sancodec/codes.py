@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 
 from sancodec.binary_stream import decode_binary, encode_binary
 from sancodec.errors import CorruptCodeError, InvalidInputError
-from sancodec.packed import PackedCode, decode_packed, encode_packed
+from sancodec.packed import MAX_VALUES, PackedCode, decode_packed, encode_packed
 from sancodec.quantization import LEVEL_LIMIT, Quantizer
 from sancodec.sparse_stream import decode_sparse, dyadic_bands, encode_sparse
 from sancodec.v1 import codes_pb2
@@ -20,7 +20,6 @@ from sancodec.v1 import codes_pb2
 __all__ = ["BlockCode", "ChannelCode", "EntropyCoder", "ResidualLayer", "SanLayer", "parse_block"]
 
 MAX_CHANNELS = 4096
-MAX_VALUES = 1 << 24  # spikes or coefficients in one layer of one block
 MAX_SAMPLE = 1 << 62  # positions are int64 everywhere
 
 
@@ -266,7 +265,7 @@ def _channel_to_proto(code: ChannelCode, start: int, count: int) -> codes_pb2.Ch
         values = PackedCode(san.step_exp, san.scale_exp, san.offset_level, san.kernel_ids,
                             san.positions, san.levels, (r.step_exp, r.indices, r.levels))  # fmt: skip
         try:
-            packed = encode_packed(values, start, dyadic_bands(count))
+            packed = encode_packed(values, start, count)
         except CorruptCodeError as exc:
             raise InvalidInputError(f"channel {code.channel}: {exc}") from None
         return codes_pb2.ChannelCode(channel=code.channel, packed=packed)
@@ -312,7 +311,7 @@ def _packed_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) -
     if message.HasField("san") or message.HasField("residual"):
         raise InvalidInputError("a packed channel code carries no separate layers")
     try:
-        v = decode_packed(message.packed, start, dyadic_bands(count))
+        v = decode_packed(message.packed, start, count)
     except CorruptCodeError as exc:
         raise InvalidInputError(f"packed channel code: {exc}") from None
     if v.kernel_ids.size and v.kernel_ids.max() >= 2**31:

@@ -17,7 +17,8 @@ from sancodec.v1 import codes_pb2
 
 __all__ = ["ChannelInfo", "ModelRef", "StreamHeader"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: packed channel codes and half-precision kernels may occur
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,10 @@ class StreamHeader:
 
     @classmethod
     def from_proto(cls, m: codes_pb2.SancHeader) -> StreamHeader:
-        if m.format_version != FORMAT_VERSION:
+        if m.format_version not in READABLE_VERSIONS:
             raise CorruptCodeError(
                 f"format version {m.format_version} is not supported (this reader knows "
-                f"{FORMAT_VERSION}); upgrade sancodec"
+                f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade sancodec"
             )
         try:
             return cls(

@@ -22,7 +22,6 @@ else raises CorruptCodeError.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +38,7 @@ from sancodec.binary_stream import (
     put,
 )
 from sancodec.errors import CorruptCodeError
-from sancodec.sparse_stream import MAX_LEVEL, band_of, check_bands, layer_values
+from sancodec.sparse_stream import MAX_LEVEL, band_of, dyadic_bands, layer_values
 
 __all__ = ["PackedCode", "decode_packed", "encode_packed"]
 
@@ -48,6 +47,7 @@ SAN_STEP, SAN_SCALE, SAN_OFFSET, SPIKES, GAP, KERNEL, LEVEL, HAS_RESIDUAL = rang
 RESIDUAL_STEP, RESIDUAL_COUNT = 8, 9
 FIELD_GROUPS = 10
 MAX_KERNEL_ID = 2**31 - 1
+MAX_VALUES = 1 << 24  # spikes or coefficients in one layer of one block
 Ints = npt.NDArray[np.integer[Any]]
 
 
@@ -88,11 +88,10 @@ def _get_level(dec: RangeDecoder, probs: list[int], base: int) -> int:
     return -magnitude if dec.direct(1) else magnitude
 
 
-def encode_packed(code: PackedCode, start: int, bands: Sequence[int]) -> bytes:
-    """Code a channel's layers within the block [start, start + sum(bands)); `bands` are the
-    residual's (sparse_stream.dyadic_bands of the block length)."""
-    check_bands(bands)
-    end = start + sum(bands)
+def encode_packed(code: PackedCode, start: int, count: int) -> bytes:
+    """Code a channel's layers within the block [start, start + count)."""
+    bands = dyadic_bands(count)  # the residual's, which run 64 past the block for odd lengths
+    end = start + count
     ids = np.asarray(code.kernel_ids, dtype=np.int64)
     pos = np.asarray(code.positions, dtype=np.int64)
     lv = np.asarray(code.levels, dtype=np.int64)
@@ -135,19 +134,20 @@ def encode_packed(code: PackedCode, start: int, bands: Sequence[int]) -> bytes:
 
 
 def _count(dec: RangeDecoder, probs: list[int], group: int, size: int, what: str) -> int:
-    """A value count, bounded by the code's size: every value sends one whole sign bit."""
+    """A value count, bounded by the code's size (every value sends one whole sign bit) and by
+    MAX_VALUES."""
     n = get(dec, probs, _base(group))
-    if n > 8 * (size + LEAN_PADDING) + 32:
+    if n > min(MAX_VALUES, 8 * (size + LEAN_PADDING) + 32):
         raise CorruptCodeError(f"{n} {what} cannot fit in {size} bytes")
     return n
 
 
-def decode_packed(data: bytes, start: int, bands: Sequence[int]) -> PackedCode:
+def decode_packed(data: bytes, start: int, count: int) -> PackedCode:
     """The inverse of encode_packed; CorruptCodeError for anything that does not decode exactly.
     Value ranges (steps, levels) are left to the layers' own checks."""
-    check_bands(bands)
+    bands = dyadic_bands(count)
     edges, n = np.cumsum(bands).tolist(), len(bands)
-    end = start + edges[-1]
+    end = start + count
     probs, dec = probabilities(FIELD_GROUPS + 2 * n), RangeDecoder(data, lean=True)
     san_step = _unzigzag(get(dec, probs, _base(SAN_STEP)))
     scale = _unzigzag(get(dec, probs, _base(SAN_SCALE)))

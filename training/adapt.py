@@ -56,6 +56,9 @@ MAX_WINDOW = 2048
 # probabilities more values to learn from (make bench: about a fifth fewer bits at 8x on ECG).
 BLOCK_FACTOR = 8
 MAX_BLOCK_LENGTH = 1 << 20
+# a server's Decode answers a block's float32 samples, all channels, in one message (8 MiB by
+# default): --adapt's blocks stay well under that
+MAX_BLOCK_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -132,16 +135,18 @@ def adapt_codebook(
     return Adapted(model, codebook, tuple(s * pooled for s in stds), result.best_epoch, seconds)
 
 
-def block_length_for(bundle: Bundle, block_length: int | None = None) -> int:
+def block_length_for(bundle: Bundle, block_length: int | None = None, channels: int = 1) -> int:
     """--adapt's block length: BLOCK_FACTOR of the model's blocks, or one asked for (at least
-    the model's, at most MAX_BLOCK_LENGTH)."""
+    the model's, at most MAX_BLOCK_LENGTH); either way no more than MAX_BLOCK_BYTES of float32
+    samples over all channels, so a server can decode the file."""
     m = bundle.manifest
+    most = max(m.block_length, min(MAX_BLOCK_LENGTH, MAX_BLOCK_BYTES // (4 * channels)))
     if block_length is None:
-        return m.block_length * BLOCK_FACTOR
-    if not m.block_length <= block_length <= MAX_BLOCK_LENGTH:
+        return min(m.block_length * BLOCK_FACTOR, most)
+    if not m.block_length <= block_length <= most:
         raise InvalidConfigError(
-            f"--block-length must be in [{m.block_length}, {MAX_BLOCK_LENGTH}] for model "
-            f"{m.name}/{m.version}, got {block_length}"
+            f"--block-length must be in [{m.block_length}, {most}] for model "
+            f"{m.name}/{m.version} and {channels} channel(s), got {block_length}"
         )
     return block_length
 
@@ -159,7 +164,7 @@ def plans_for(
     """One plan per channel: the adapted kernels and scale, --adapt's blocks (block_length_for),
     the bundle's steps (or this residual step)."""
     m = bundle.manifest
-    blocks = block_length_for(bundle, block_length)
+    blocks = block_length_for(bundle, block_length, len(adapted.scales))
     residual = m.residual_step_exp if residual_step_exp is None else residual_step_exp
     return [
         CodingPlan(
@@ -303,7 +308,7 @@ def encode_adapted(
     if len(channels) != x.shape[0]:
         raise InvalidInputError(f"{len(channels)} channel descriptions for {x.shape[0]} channels")
     _check_targets(bundle, max_prdn_percent, max_bits_per_sample)  # before minutes of training
-    block_length = block_length_for(bundle, block_length)
+    block_length = block_length_for(bundle, block_length, x.shape[0])
     adapted = adapt_codebook(bundle, x, epochs=epochs)
     plans = plans_for(bundle, adapted, block_length=block_length, max_prdn_percent=max_prdn_percent,
                       max_bits_per_sample=max_bits_per_sample, residual_coder=residual_coder)  # fmt: skip

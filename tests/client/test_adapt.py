@@ -90,7 +90,7 @@ def test_adapt_refuses_what_it_cannot_fit(tmp_path: Path, run: CliRun) -> None:
             "encode", str(DEMO), "-o", out, "--adapt", *models, "--block-length", bad
         )
         assert code == 2
-        assert "--block-length must be in [2048, 1048576]" in err
+        assert "--block-length must be in [2048, 524288] for model ecg/1 and 2 channel(s)" in err
     code, _, err = run("encode", str(DEMO), "-o", out, "--block-length", "4096")
     assert code == 2
     assert "--block-length goes with --adapt" in err

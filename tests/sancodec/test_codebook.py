@@ -1,11 +1,11 @@
-"""Codebooks in the .sanc header: float32 kernels, or half precision when that is exact."""
+"""Codebooks and headers in the .sanc file: float32 or half-precision kernels, format versions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sancodec import Codebook, CorruptCodeError
+from sancodec import ChannelInfo, Codebook, CorruptCodeError, ModelRef, StreamHeader
 from sancodec.v1 import codes_pb2
 
 
@@ -38,3 +38,20 @@ def test_malformed_half_precision_kernels_are_refused(kernel: codes_pb2.Kernel, 
         Codebook.from_proto(
             codes_pb2.Codebook(kernels=[kernel], decoder_mode=codes_pb2.DECODER_MODE_ADJOINT)
         )
+
+
+@pytest.mark.parametrize(("version", "readable"), [(1, True), (2, True), (3, False), (0, False)])
+def test_headers_say_version_2_and_version_1_files_still_read(version: int, readable: bool) -> None:
+    """Version 2 may hold packed codes and half-precision kernels, which a version-1 reader would
+    misread: writers say 2, so such readers refuse the file instead."""
+    channels = (ChannelInfo("MLII", "mV", 0.0, 1.0, 200.0, 1024, 11),)
+    header = StreamHeader(ModelRef("test", "1"), Codebook((np.ones(4, np.float32),)), 360.0, 2048,
+                          channels)  # fmt: skip
+    message = header.to_proto()
+    assert message.format_version == 2
+    message.format_version = version
+    if readable:
+        assert StreamHeader.from_proto(message) == header
+    else:
+        with pytest.raises(CorruptCodeError, match=f"format version {version} is not supported"):
+            StreamHeader.from_proto(message)

@@ -17,6 +17,7 @@ from sancodec import (
     Codebook,
     CorruptCodeError,
     EntropyCoder,
+    InvalidInputError,
     ResidualLayer,
     ResidualSpec,
     SanLayer,
@@ -113,3 +114,11 @@ def test_a_packed_real_ecg_code_is_the_same_code_in_fewer_bytes(
         assert np.array_equal(a.indices, b.indices)
         assert np.array_equal(a.levels, b.levels)
         assert len(packed.to_bytes()) <= len(binary.to_bytes()) - 15
+
+
+def test_a_spike_past_its_block_is_refused_when_packing() -> None:
+    """The residual's bands run 64 past an odd block; spikes may not."""
+    san = SanLayer(0, [0], [2058], [1])
+    code = ChannelCode(0, san, ResidualLayer(0, [], [], EntropyCoder.PACKED))
+    with pytest.raises(InvalidInputError, match="outside its block"):
+        code.to_proto(0, 2048)
