@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sancodec.errors import CorruptCodeError
-from sancodec.sparse_stream import MAX_LEVEL, band_of, check_bands, layer_values
+from sancodec.sparse_stream import MAX_LEVEL, LayerValues, band_of, check_bands, layer_values
 
 __all__ = [
     "RangeDecoder",
@@ -33,8 +33,12 @@ __all__ = [
     "decode_binary",
     "encode_binary",
     "get",
+    "get_entries",
+    "get_level",
     "probabilities",
     "put",
+    "put_entries",
+    "put_level",
 ]
 
 PROB_BITS = 11
@@ -52,10 +56,6 @@ def probabilities(groups: int) -> list[int]:
     Group g's bins start at index g * (MAX_BIN + 1)."""
     size = groups * (MAX_BIN + 1)
     return [PROB_INIT] * size + [0] * size
-
-
-def context(stream: int, band: int, bands: int) -> int:
-    return (stream * bands + band) * (MAX_BIN + 1)
 
 
 def _adapt(probs: list[int], i: int, p: int, bit: int) -> int:
@@ -190,16 +190,49 @@ def get(dec: RangeDecoder, probs: list[int], base: int) -> int:
     return ((1 << e) | dec.direct(e)) - 1
 
 
+def put_level(enc: RangeEncoder, probs: list[int], base: int, level: int) -> None:
+    """A non-zero level: |level| - 1 as a value, then one equiprobable sign bit (1: negative)."""
+    put(enc, probs, base, abs(level) - 1)
+    enc.direct(1 if level < 0 else 0, 1)
+
+
+def get_level(dec: RangeDecoder, probs: list[int], base: int) -> int:
+    magnitude = get(dec, probs, base) + 1
+    if magnitude > MAX_LEVEL:
+        raise CorruptCodeError(f"level {magnitude} is beyond ±2^31")
+    return -magnitude if dec.direct(1) else magnitude
+
+
+def put_entries(enc: RangeEncoder, probs: list[int], first: int, layer: LayerValues,
+                bands: int) -> None:  # fmt: skip
+    """A layer's (gap, level) entries: a gap in group first + its band, a level in group
+    first + bands + its band, the bands as layer_values chose them."""
+    for gap, gb, level, lb in zip(*(v.tolist() for v in layer), strict=True):
+        put(enc, probs, (first + gb) * (MAX_BIN + 1), gap)
+        put_level(enc, probs, (first + bands + lb) * (MAX_BIN + 1), level)
+
+
+def get_entries(dec: RangeDecoder, probs: list[int], first: int, count: int,
+                bands: Sequence[int]) -> tuple[list[int], list[int]]:  # fmt: skip
+    """The inverse of put_entries: `count` positions (from 0) and their levels."""
+    edges, n = np.cumsum(bands).tolist(), len(bands)
+    positions, levels, previous = [], [], -1
+    for _ in range(count):
+        previous += 1 + get(dec, probs, (first + band_of(edges, previous + 1)) * (MAX_BIN + 1))
+        if previous >= edges[-1]:
+            raise CorruptCodeError(f"position {previous} lies beyond the layer's range")
+        positions.append(previous)
+        levels.append(get_level(dec, probs, (first + n + band_of(edges, previous)) * (MAX_BIN + 1)))
+    return positions, levels
+
+
 def encode_binary(
     positions: npt.ArrayLike, levels: npt.ArrayLike, origin: int, bands: Sequence[int]
 ) -> bytes:
     """Code strictly rising positions in [origin, origin + sum(bands)) with non-zero levels."""
-    layer, count = layer_values(positions, levels, origin, bands), len(bands)
+    layer = layer_values(positions, levels, origin, bands)
     probs, enc = probabilities(2 * len(bands)), RangeEncoder()
-    for gap, gb, level, lb in zip(*(v.tolist() for v in layer), strict=True):
-        put(enc, probs, context(0, gb, count), gap)
-        put(enc, probs, context(1, lb, count), abs(level) - 1)
-        enc.direct(1 if level < 0 else 0, 1)
+    put_entries(enc, probs, 0, layer, len(bands))
     return enc.finish()
 
 
@@ -210,17 +243,7 @@ def decode_binary(
     check_bands(bands)
     if count < 0 or count > 8 * len(data):  # every value sends its sign as one whole bit
         raise CorruptCodeError(f"{count} values cannot fit in {len(data)} bytes")
-    edges, n = np.cumsum(bands).tolist(), len(bands)
     probs, dec = probabilities(2 * len(bands)), RangeDecoder(data)
-    positions, levels, previous = [], [], -1
-    for _ in range(count):
-        previous += 1 + get(dec, probs, context(0, band_of(edges, previous + 1), n))
-        if previous >= edges[-1]:
-            raise CorruptCodeError(f"position {origin + previous} lies beyond the layer's range")
-        magnitude = get(dec, probs, context(1, band_of(edges, previous), n)) + 1
-        if magnitude > MAX_LEVEL:
-            raise CorruptCodeError(f"level {magnitude} is beyond ±2^31")
-        positions.append(previous)
-        levels.append(-magnitude if dec.direct(1) else magnitude)
+    positions, levels = get_entries(dec, probs, 0, count, bands)
     dec.finish()
     return np.array(positions, dtype=np.int64) + origin, np.array(levels, dtype=np.int64)

@@ -34,11 +34,15 @@ from sancodec.binary_stream import (
     RangeDecoder,
     RangeEncoder,
     get,
+    get_entries,
+    get_level,
     probabilities,
     put,
+    put_entries,
+    put_level,
 )
 from sancodec.errors import CorruptCodeError
-from sancodec.sparse_stream import MAX_LEVEL, band_of, dyadic_bands, layer_values
+from sancodec.sparse_stream import MAX_LEVEL, dyadic_bands, layer_values
 
 __all__ = ["PackedCode", "decode_packed", "encode_packed"]
 
@@ -76,18 +80,6 @@ def _unzigzag(u: int) -> int:
     return u >> 1 if u % 2 == 0 else -((u + 1) >> 1)
 
 
-def _put_level(enc: RangeEncoder, probs: list[int], base: int, level: int) -> None:
-    put(enc, probs, base, abs(level) - 1)
-    enc.direct(1 if level < 0 else 0, 1)
-
-
-def _get_level(dec: RangeDecoder, probs: list[int], base: int) -> int:
-    magnitude = get(dec, probs, base) + 1
-    if magnitude > MAX_LEVEL:
-        raise CorruptCodeError(f"level {magnitude} is beyond ±2^31")
-    return -magnitude if dec.direct(1) else magnitude
-
-
 def encode_packed(code: PackedCode, start: int, count: int) -> bytes:
     """Code a channel's layers within the block [start, start + count)."""
     bands = dyadic_bands(count)  # the residual's, which run 64 past the block for odd lengths
@@ -120,16 +112,13 @@ def encode_packed(code: PackedCode, start: int, count: int) -> bytes:
     for p, k, level in zip(pos.tolist(), ids.tolist(), lv.tolist(), strict=True):
         put(enc, probs, _base(GAP), p - previous)
         put(enc, probs, _base(KERNEL), k)
-        _put_level(enc, probs, _base(LEVEL), level)
+        put_level(enc, probs, _base(LEVEL), level)
         previous = p
     enc.bit(probs, _base(HAS_RESIDUAL), 0 if residual is None else 1)
     if code.residual is not None and residual is not None:
-        n = len(bands)
         put(enc, probs, _base(RESIDUAL_STEP), _zigzag(code.residual[0]))
         put(enc, probs, _base(RESIDUAL_COUNT), int(residual.levels.size))
-        for gap, gb, level, lb in zip(*(v.tolist() for v in residual), strict=True):
-            put(enc, probs, _base(FIELD_GROUPS + gb), gap)
-            _put_level(enc, probs, _base(FIELD_GROUPS + n + lb), level)
+        put_entries(enc, probs, FIELD_GROUPS, residual, len(bands))
     return enc.finish(lean=True)
 
 
@@ -146,9 +135,8 @@ def decode_packed(data: bytes, start: int, count: int) -> PackedCode:
     """The inverse of encode_packed; CorruptCodeError for anything that does not decode exactly.
     Value ranges (steps, levels) are left to the layers' own checks."""
     bands = dyadic_bands(count)
-    edges, n = np.cumsum(bands).tolist(), len(bands)
     end = start + count
-    probs, dec = probabilities(FIELD_GROUPS + 2 * n), RangeDecoder(data, lean=True)
+    probs, dec = probabilities(FIELD_GROUPS + 2 * len(bands)), RangeDecoder(data, lean=True)
     san_step = _unzigzag(get(dec, probs, _base(SAN_STEP)))
     scale = _unzigzag(get(dec, probs, _base(SAN_SCALE)))
     offset = _unzigzag(get(dec, probs, _base(SAN_OFFSET)))
@@ -167,20 +155,12 @@ def decode_packed(data: bytes, start: int, count: int) -> PackedCode:
         previous, previous_id = previous + gap, kernel
         ids.append(kernel)
         positions.append(previous)
-        levels.append(_get_level(dec, probs, _base(LEVEL)))
+        levels.append(get_level(dec, probs, _base(LEVEL)))
     residual = None
     if dec.bit(probs, _base(HAS_RESIDUAL)):
         step = _unzigzag(get(dec, probs, _base(RESIDUAL_STEP)))
         count = _count(dec, probs, RESIDUAL_COUNT, len(data), "coefficients")
-        indices, coefficients, index = [], [], -1
-        for _ in range(count):
-            index += 1 + get(dec, probs, _base(FIELD_GROUPS + band_of(edges, index + 1)))
-            if index >= edges[-1]:
-                raise CorruptCodeError(f"coefficient {index} lies beyond the layer's range")
-            indices.append(index)
-            coefficients.append(
-                _get_level(dec, probs, _base(FIELD_GROUPS + n + band_of(edges, index)))
-            )
+        indices, coefficients = get_entries(dec, probs, FIELD_GROUPS, count, bands)
         residual = (step, np.array(indices, dtype=np.int64), np.array(coefficients, dtype=np.int64))
     dec.finish()
 
