@@ -210,17 +210,23 @@ def test_a_broken_bundle_is_skipped_beside_good_ones(
     assert "sha256" in errors[0]
 
 
+def _serve(running: list[RunningServer], models: Path) -> tuple[set[str], list[str]]:
+    """A server on this repository: the model names it serves, and the bundles it skipped."""
+    server = start(models=models)
+    running.append(server)
+    with grpc.insecure_channel(server.address) as channel:
+        names = _names(channel)
+    return names, list(server.runtime.repository.errors)
+
+
 def test_a_bundle_renamed_without_its_manifest_is_skipped(
     running: list[RunningServer], tmp_path: Path
 ) -> None:
     models = tmp_path / "models"
     _bundle(MODELS / "eeg" / "1", models / "eeg" / "1")
     _bundle(MODELS / "ecg" / "1", models / "impostor" / "1")  # model.json still says ecg/1
-    server = start(models=models)
-    running.append(server)
-    with grpc.insecure_channel(server.address) as channel:
-        assert _names(channel) == {"eeg"}
-    (error,) = server.runtime.repository.errors
+    names, (error,) = _serve(running, models)
+    assert names == {"eeg"}
     assert "impostor/1" in error
     assert "ecg/1" in error
 
@@ -287,11 +293,8 @@ def test_a_symlink_out_of_the_repository_is_skipped(
     outside = _bundle(MODELS / "ecg" / "1", tmp_path / "elsewhere" / "1", name="evil")
     (models / "evil").mkdir()
     (models / "evil" / "1").symlink_to(outside, target_is_directory=True)
-    server = start(models=models)
-    running.append(server)
-    with grpc.insecure_channel(server.address) as channel:
-        assert _names(channel) == {"ecg"}
-    (error,) = server.runtime.repository.errors
+    names, (error,) = _serve(running, models)
+    assert names == {"ecg"}
     assert "evil/1" in error
     assert "outside" in error
 
@@ -302,11 +305,9 @@ def test_a_name_with_a_trailing_newline_is_not_a_valid_bundle(
     models = tmp_path / "models"
     _bundle(MODELS / "eeg" / "1", models / "eeg" / "1")
     _bundle(MODELS / "ecg" / "1", models / "ecg\n" / "1", name="ecg\n")
-    server = start(models=models)
-    running.append(server)
-    with grpc.insecure_channel(server.address) as channel:
-        assert _names(channel) == {"eeg"}
-    assert len(server.runtime.repository.errors) == 1
+    names, errors = _serve(running, models)
+    assert names == {"eeg"}
+    assert len(errors) == 1, errors
 
 
 # --- SIGTERM on the real entry point ------------------------------------------------------
