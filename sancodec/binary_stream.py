@@ -39,6 +39,8 @@ __all__ = [
     "put",
     "put_entries",
     "put_level",
+    "unzigzag",
+    "zigzag",
 ]
 
 PROB_BITS = 11
@@ -188,6 +190,15 @@ def get(dec: RangeDecoder, probs: list[int], base: int) -> int:
         if e >= MAX_PREFIX:
             raise CorruptCodeError("a value's prefix is longer than any value allowed")
     return ((1 << e) | dec.direct(e)) - 1
+
+
+def zigzag(v: int) -> int:
+    """A signed integer as a value >= 0: 0, -1, 1, -2, 2 ... -> 0, 1, 2, 3, 4 ..."""
+    return 2 * v if v >= 0 else -2 * v - 1
+
+
+def unzigzag(u: int) -> int:
+    return u >> 1 if u % 2 == 0 else -((u + 1) >> 1)
 
 
 def put_level(enc: RangeEncoder, probs: list[int], base: int, level: int) -> None:

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
+from sancodec.binary_stream import (
+    RangeDecoder,
+    RangeEncoder,
+    get,
+    probabilities,
+    put,
+    unzigzag,
+    zigzag,
+)
 from sancodec.errors import CorruptCodeError, InvalidConfigError, InvalidInputError
 from sancodec.residual import ResidualSpec
 from sancodec.v1 import codes_pb2
 
-__all__ = ["Codebook", "DecoderMode"]
+__all__ = ["KERNEL_BITS", "Codebook", "DecoderMode", "quantize_kernel"]
 
 MAX_KERNEL_SIZE = 1 << 16
+# a kernel stored as levels: |level| < 2^24, so level * 2^step_exp is exact in float32
+MAX_KERNEL_LEVEL = (1 << 24) - 1
+# --adapt's kernels: the largest weight is 128 to 256 steps, each a power of two
+KERNEL_BITS = 8
 
 
 class DecoderMode(StrEnum):
@@ -133,20 +147,86 @@ class Codebook:
             raise CorruptCodeError(f"invalid codebook: {exc}") from None
 
 
+def quantize_kernel(weights: npt.ArrayLike, bits: int = KERNEL_BITS) -> npt.NDArray[np.float32]:
+    """The weights rounded to a power-of-two step at which the largest is 2^(bits-1) to 2^bits
+    steps: the .sanc header then stores them as levels (`Kernel.levels`), a few bits each."""
+    w = np.asarray(weights, dtype=np.float64)
+    peak = float(np.max(np.abs(w), initial=0.0))
+    if peak == 0.0 or not math.isfinite(peak):
+        return w.astype(np.float32)
+    step_exp = math.ceil(math.log2(peak)) - bits
+    return np.ldexp(np.rint(np.ldexp(w, -step_exp)), step_exp).astype(np.float32)
+
+
+def _grid(weights: npt.NDArray[np.float32]) -> tuple[int, npt.NDArray[np.int64]] | None:
+    """(e, levels) with weights == levels * 2^e exactly, e the largest such exponent; None when
+    a level would reach 2^24."""
+    nonzero = weights[weights != 0].astype(np.float64)
+    if nonzero.size == 0:
+        return 0, np.zeros(weights.size, dtype=np.int64)
+    mantissas, exponents = np.frexp(nonzero)  # a float32 has 24 significant bits
+    ints = np.abs(np.ldexp(mantissas, 24)).astype(np.int64)
+    lowest = np.log2(ints & -ints).astype(np.int64)  # trailing zero bits
+    step_exp = int(np.min(exponents - 24 + lowest))
+    levels = np.ldexp(weights.astype(np.float64), -step_exp)
+    if np.max(np.abs(levels)) > MAX_KERNEL_LEVEL:
+        return None
+    return step_exp, levels.astype(np.int64)
+
+
+def _levels_to_bytes(levels: npt.NDArray[np.int64]) -> bytes:
+    enc, probs, previous = RangeEncoder(), probabilities(1), 0
+    for level in levels.tolist():
+        put(enc, probs, 0, zigzag(level - previous))
+        previous = level
+    return enc.finish(lean=True)
+
+
+def _levels_from_bytes(data: bytes, size: int) -> npt.NDArray[np.int64]:
+    dec, probs, level, out = RangeDecoder(data, lean=True), probabilities(1), 0, []
+    for _ in range(size):
+        level += unzigzag(get(dec, probs, 0))
+        if abs(level) > MAX_KERNEL_LEVEL:
+            raise InvalidInputError(f"a kernel level is beyond ±{MAX_KERNEL_LEVEL}")
+        out.append(level)
+    dec.finish()
+    return np.asarray(out, dtype=np.int64)
+
+
 def _kernel_to_proto(i: int, weights: npt.NDArray[np.float32]) -> codes_pb2.Kernel:
-    """Half precision when it holds every weight exactly (kernels rounded to it), else float32."""
-    with np.errstate(over="ignore"):  # beyond 65504: not exact, so float32 below
+    """The smallest exact form: levels on a power-of-two step (kernels rounded to one, as
+    --adapt's, with quantize_kernel), half precision, or float32."""
+    options = [codes_pb2.Kernel(id=i, weights=weights.tolist())]
+    with np.errstate(over="ignore"):  # beyond 65504: not exact, so not half precision
         half = weights.astype("<f2")
     if np.array_equal(half.astype(np.float32), weights):
-        return codes_pb2.Kernel(id=i, weights_f16=half.tobytes())
-    return codes_pb2.Kernel(id=i, weights=weights.tolist())
+        options.append(codes_pb2.Kernel(id=i, weights_f16=half.tobytes()))
+    grid = _grid(weights)
+    if grid is not None:
+        step_exp, levels = grid
+        options.append(codes_pb2.Kernel(id=i, levels_step_exp=step_exp, size=weights.size,
+                                        levels=_levels_to_bytes(levels)))  # fmt: skip
+    return min(options, key=lambda k: k.ByteSize())
 
 
 def _kernel_from_proto(message: codes_pb2.Kernel) -> npt.NDArray[np.float32]:
+    forms = sum(map(bool, (message.weights, message.weights_f16, message.levels)))
+    if forms > 1:
+        raise InvalidInputError(f"kernel {message.id}: weights in more than one form")
+    if message.levels:
+        if not 0 < message.size <= MAX_KERNEL_SIZE:
+            raise InvalidInputError(
+                f"kernel {message.id}: {message.size} levels, not 1..{MAX_KERNEL_SIZE}"
+            )
+        levels = _levels_from_bytes(message.levels, message.size)
+        with np.errstate(over="ignore"):  # a step too large: Inf, refused as such
+            return np.ldexp(levels.astype(np.float64), message.levels_step_exp).astype(np.float32)
+    if message.size or message.levels_step_exp:
+        raise InvalidInputError(f"kernel {message.id}: a level count or step without levels")
     if not message.weights_f16:
         return np.asarray(message.weights, dtype=np.float32)
-    if message.weights or len(message.weights_f16) % 2:
+    if len(message.weights_f16) % 2:
         raise InvalidInputError(
-            f"kernel {message.id}: half-precision weights need an even byte count and no float ones"
+            f"kernel {message.id}: half-precision weights need an even byte count"
         )
     return np.frombuffer(message.weights_f16, dtype="<f2").astype(np.float32)

@@ -17,8 +17,9 @@ from sancodec.v1 import codes_pb2
 
 __all__ = ["ChannelInfo", "ModelRef", "StreamHeader"]
 
-FORMAT_VERSION = 2  # 2: packed channel codes and half-precision kernels may occur
-READABLE_VERSIONS = (1, 2)
+# 2: packed channel codes and half-precision kernels may occur; 3: kernels stored as levels
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ from sancodec.binary_stream import (
     put,
     put_entries,
     put_level,
+    unzigzag,
+    zigzag,
 )
 from sancodec.errors import CorruptCodeError
 from sancodec.sparse_stream import MAX_LEVEL, dyadic_bands, layer_values
@@ -72,14 +74,6 @@ def _base(group: int) -> int:
     return group * (MAX_BIN + 1)
 
 
-def _zigzag(v: int) -> int:
-    return 2 * v if v >= 0 else -2 * v - 1
-
-
-def _unzigzag(u: int) -> int:
-    return u >> 1 if u % 2 == 0 else -((u + 1) >> 1)
-
-
 def encode_packed(code: PackedCode, start: int, count: int) -> bytes:
     """Code a channel's layers within the block [start, start + count)."""
     bands = dyadic_bands(count)  # the residual's, which run 64 past the block for odd lengths
@@ -104,9 +98,9 @@ def encode_packed(code: PackedCode, start: int, count: int) -> bytes:
         residual = layer_values(code.residual[1], code.residual[2], 0, bands)
 
     probs, enc = probabilities(FIELD_GROUPS + 2 * len(bands)), RangeEncoder()
-    put(enc, probs, _base(SAN_STEP), _zigzag(code.san_step_exp))
-    put(enc, probs, _base(SAN_SCALE), _zigzag(code.scale_exp))
-    put(enc, probs, _base(SAN_OFFSET), _zigzag(code.offset_level))
+    put(enc, probs, _base(SAN_STEP), zigzag(code.san_step_exp))
+    put(enc, probs, _base(SAN_SCALE), zigzag(code.scale_exp))
+    put(enc, probs, _base(SAN_OFFSET), zigzag(code.offset_level))
     put(enc, probs, _base(SPIKES), int(pos.size))
     previous = start - 1
     for p, k, level in zip(pos.tolist(), ids.tolist(), lv.tolist(), strict=True):
@@ -116,7 +110,7 @@ def encode_packed(code: PackedCode, start: int, count: int) -> bytes:
         previous = p
     enc.bit(probs, _base(HAS_RESIDUAL), 0 if residual is None else 1)
     if code.residual is not None and residual is not None:
-        put(enc, probs, _base(RESIDUAL_STEP), _zigzag(code.residual[0]))
+        put(enc, probs, _base(RESIDUAL_STEP), zigzag(code.residual[0]))
         put(enc, probs, _base(RESIDUAL_COUNT), int(residual.levels.size))
         put_entries(enc, probs, FIELD_GROUPS, residual, len(bands))
     return enc.finish(lean=True)
@@ -137,9 +131,9 @@ def decode_packed(data: bytes, start: int, count: int) -> PackedCode:
     bands = dyadic_bands(count)
     end = start + count
     probs, dec = probabilities(FIELD_GROUPS + 2 * len(bands)), RangeDecoder(data, lean=True)
-    san_step = _unzigzag(get(dec, probs, _base(SAN_STEP)))
-    scale = _unzigzag(get(dec, probs, _base(SAN_SCALE)))
-    offset = _unzigzag(get(dec, probs, _base(SAN_OFFSET)))
+    san_step = unzigzag(get(dec, probs, _base(SAN_STEP)))
+    scale = unzigzag(get(dec, probs, _base(SAN_SCALE)))
+    offset = unzigzag(get(dec, probs, _base(SAN_OFFSET)))
     spikes = _count(dec, probs, SPIKES, len(data), "spikes")
     ids, positions, levels = [], [], []
     previous, previous_id = start - 1, -1
@@ -158,7 +152,7 @@ def decode_packed(data: bytes, start: int, count: int) -> PackedCode:
         levels.append(get_level(dec, probs, _base(LEVEL)))
     residual = None
     if dec.bit(probs, _base(HAS_RESIDUAL)):
-        step = _unzigzag(get(dec, probs, _base(RESIDUAL_STEP)))
+        step = unzigzag(get(dec, probs, _base(RESIDUAL_STEP)))
         count = _count(dec, probs, RESIDUAL_COUNT, len(data), "coefficients")
         indices, coefficients = get_entries(dec, probs, FIELD_GROUPS, count, bands)
         residual = (step, np.array(indices, dtype=np.int64), np.array(coefficients, dtype=np.int64))

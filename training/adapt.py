@@ -23,7 +23,7 @@ import numpy.typing as npt
 import torch
 
 from sancodec.bundle import Bundle
-from sancodec.codebook import Codebook
+from sancodec.codebook import Codebook, quantize_kernel
 from sancodec.codes import BlockCode, EntropyCoder
 from sancodec.errors import InvalidConfigError, InvalidInputError
 from sancodec.header import ChannelInfo, StreamHeader
@@ -125,9 +125,9 @@ def adapt_codebook(
     started = time.perf_counter()
     result = fit(config, splits["train"], splits["val"])
     model = result.model.eval()
-    with torch.no_grad():  # the header carries half-precision kernels: detect and paint with them
+    with torch.no_grad():  # the header carries quantized kernels: detect and paint with them
         for w in model.weights:
-            w.copy_(w.half().float())
+            w.copy_(torch.from_numpy(quantize_kernel(w.numpy())))
     seconds = time.perf_counter() - started
     log.info("adapted %d kernels in %.1f s (best epoch %d)", len(config.kernel_sizes), seconds,
              result.best_epoch)  # fmt: skip

@@ -108,11 +108,23 @@ class Kernel(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     WEIGHTS_FIELD_NUMBER: _builtins.int
     WEIGHTS_F16_FIELD_NUMBER: _builtins.int
+    LEVELS_STEP_EXP_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    LEVELS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     weights_f16: _builtins.bytes
     """Set instead of weights when every weight is exactly a half-precision float: the weights as
     little-endian IEEE 754 binary16, 2 bytes each.
     """
+    levels_step_exp: _builtins.int
+    """Set instead of both when it is smaller and exact: weight j is level[j] * 2^levels_step_exp
+    (a power of two, so every weight is exact in float32). The `size` levels, each minus the one
+    before it (the first minus 0), zigzag-mapped, are Exp-Golomb bins through one adaptive binary
+    range code with a lean flush (docs/sanc-format.md). Weights quantized this way (`--adapt`'s)
+    cost 2 to 4 bits each instead of 16.
+    """
+    size: _builtins.int
+    levels: _builtins.bytes
     @_builtins.property
     def weights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
@@ -121,10 +133,13 @@ class Kernel(_message.Message):
         id: _builtins.int = ...,
         weights: _abc.Iterable[_builtins.float] | None = ...,
         weights_f16: _builtins.bytes = ...,
+        levels_step_exp: _builtins.int = ...,
+        size: _builtins.int = ...,
+        levels: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "weights", b"weights", "weights_f16", b"weights_f16"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "levels", b"levels", "levels_step_exp", b"levels_step_exp", "size", b"size", "weights", b"weights", "weights_f16", b"weights_f16"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -50,8 +50,11 @@ def test_adapted_kernels_code_better_and_decode_anywhere(
     assert [k.size for k in header.codebook.kernels] == [k.size for k in kernels]
     assert not np.allclose(header.codebook.kernels[0], kernels[0])
     assert "adapted to this recording" in header.metadata["kernels"]
-    # half-precision kernels in the header, packed channel codes in the blocks
-    assert all(k.weights_f16 and not k.weights for k in header.codebook.to_proto().kernels)
+    # quantized kernels in the header (levels, not float weights), packed channel codes in the
+    # blocks
+    assert all(
+        k.levels and not (k.weights or k.weights_f16) for k in header.codebook.to_proto().kernels
+    )
     assert all(
         c.residual is not None and c.residual.coder == EntropyCoder.PACKED
         for b in read_sanc(adapted).blocks
