@@ -265,10 +265,10 @@ def _channel_to_proto(code: ChannelCode, start: int, count: int) -> codes_pb2.Ch
         values = PackedCode(san.step_exp, san.scale_exp, san.offset_level, san.kernel_ids,
                             san.positions, san.levels, (r.step_exp, r.indices, r.levels))  # fmt: skip
         try:
-            packed = encode_packed(values, start, count)
+            packed = encode_packed(values, start, count, layout=2)
         except CorruptCodeError as exc:
             raise InvalidInputError(f"channel {code.channel}: {exc}") from None
-        return codes_pb2.ChannelCode(channel=code.channel, packed=packed)
+        return codes_pb2.ChannelCode(channel=code.channel, packed2=packed)
     kernels = []
     for kid in np.unique(san.kernel_ids):
         mine = san.kernel_ids == kid
@@ -310,8 +310,13 @@ def _decode(
 def _packed_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) -> ChannelCode:
     if message.HasField("san") or message.HasField("residual"):
         raise InvalidInputError("a packed channel code carries no separate layers")
+    if message.packed and message.packed2:
+        raise InvalidInputError("a channel code is packed in one layout, not two")
     try:
-        v = decode_packed(message.packed, start, count)
+        if message.packed2:
+            v = decode_packed(message.packed2, start, count, layout=2)
+        else:
+            v = decode_packed(message.packed, start, count, layout=1)
     except CorruptCodeError as exc:
         raise InvalidInputError(f"packed channel code: {exc}") from None
     if v.kernel_ids.size and v.kernel_ids.max() >= 2**31:
@@ -328,7 +333,7 @@ def _packed_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) -
 
 
 def _channel_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) -> ChannelCode:
-    if message.packed:
+    if message.packed or message.packed2:
         return _packed_from_proto(message, start, count)
     ids, positions, levels = [], [], []
     seen: set[int] = set()

@@ -254,9 +254,17 @@ class ChannelCode(_message.Message):
     SAN_FIELD_NUMBER: _builtins.int
     RESIDUAL_FIELD_NUMBER: _builtins.int
     PACKED_FIELD_NUMBER: _builtins.int
+    PACKED2_FIELD_NUMBER: _builtins.int
     channel: _builtins.int
     packed: _builtins.bytes
     """Set instead of san and residual when the channel is coded with ENTROPY_CODER_PACKED."""
+    packed2: _builtins.bytes
+    """The packed code's second layout (format version 3), which writers now use instead of
+    `packed`: one more bin after the spike count, 1 when each kernel's spikes from its third on
+    are coded relative to its previous two (the kernel id first, then the position minus the
+    previous position and the previous interval, then the level minus the previous level).
+    Regular beats then cost about a third fewer bits each. At most one of the two is set.
+    """
     @_builtins.property
     def san(self) -> Global___SanLayer: ...
     @_builtins.property
@@ -268,10 +276,11 @@ class ChannelCode(_message.Message):
         san: Global___SanLayer | None = ...,
         residual: Global___ResidualLayer | None = ...,
         packed: _builtins.bytes = ...,
+        packed2: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["residual", b"residual", "san", b"san"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "packed", b"packed", "residual", b"residual", "san", b"san"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "packed", b"packed", "packed2", b"packed2", "residual", b"residual", "san", b"san"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,5 +1,6 @@
 """The packed channel code (EntropyCoder.PACKED): both layers and their side information in one
-lean range code."""
+lean range code; layout 1 (`packed`, format version 2) and layout 2 (`packed2`, relative
+spikes), which writers now use."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from sancodec import (
     parse_block,
 )
 from sancodec.binary_stream import RangeDecoder, RangeEncoder, probabilities
+from sancodec.packed import PackedCode, decode_packed, encode_packed
 from sancodec.v1 import codes_pb2
 
 
@@ -33,12 +35,60 @@ def _block(start: int = 4096, coder: EntropyCoder = EntropyCoder.PACKED) -> Bloc
     return BlockCode(start, 2048, (ChannelCode(0, san, residual), ChannelCode(1, san, residual)))
 
 
+def _as_layout_1(message: codes_pb2.EncodedBlock) -> codes_pb2.EncodedBlock:
+    """The same block as a version-2 writer packed it (layout 1, `ChannelCode.packed`)."""
+    start, count = message.start_sample, message.sample_count
+    for channel in message.channels:
+        values = decode_packed(channel.packed2, start, count, layout=2)
+        channel.packed = encode_packed(values, start, count, layout=1)
+        channel.ClearField("packed2")
+    return message
+
+
 def test_packed_round_trip_keeps_every_value_and_ties_between_kernels() -> None:
     block = _block()
     assert parse_block(block.to_bytes()) == block
     message = block.to_proto()
-    assert all(c.packed and not c.HasField("san") and not c.HasField("residual")
+    assert all(c.packed2 and not c.packed and not c.HasField("san") and not c.HasField("residual")
                for c in message.channels)  # fmt: skip
+    # what version-2 writers wrote still decodes to the same block
+    old = _as_layout_1(message)
+    assert all(c.packed and not c.packed2 for c in old.channels)
+    assert parse_block(old.SerializeToString()) == block
+    both = block.to_proto()
+    both.channels[0].packed = old.channels[0].packed
+    with pytest.raises(CorruptCodeError, match="one layout, not two"):
+        parse_block(both.SerializeToString())
+
+
+spike_lists = st.lists(
+    st.tuples(st.integers(0, 2047), st.integers(0, 3), st.integers(-300, 300).filter(bool)),
+    max_size=60,
+    unique_by=lambda t: (t[0], t[1]),
+)
+
+
+@given(spike_lists, st.booleans(), st.integers(0, 2**20))
+def test_relative_and_plain_spikes_decode_to_the_same_values(
+    spikes: list[tuple[int, int, int]], relative: bool, start: int
+) -> None:
+    """Either spike coding of layout 2, forced, and the shorter one it picks by itself: any
+    spikes of several kernels, ties at one position included, come back exactly."""
+    spikes.sort()
+    pos, ids, levels = (np.array([t[i] for t in spikes], dtype=np.int64) for i in range(3))
+    code = PackedCode(
+        -19, 2, -9, ids, pos + start, levels, (-6, np.array([0, 3]), np.array([5, -1]))
+    )
+    chosen = encode_packed(code, start, 2048)
+    forced = encode_packed(code, start, 2048, relative=relative)
+    assert len(chosen) <= len(forced)
+    for data in (chosen, forced):
+        back = decode_packed(data, start, 2048)
+        assert np.array_equal(back.positions, code.positions)
+        assert np.array_equal(back.kernel_ids, code.kernel_ids)
+        assert np.array_equal(back.levels, code.levels)
+        assert back.residual is not None
+        assert np.array_equal(back.residual[2], [5, -1])
 
 
 @given(bits=st.lists(st.booleans(), max_size=400), direct=st.integers(0, 2**20 - 1))
@@ -59,17 +109,20 @@ def test_the_lean_flush_decodes_like_the_full_one(bits: list[bool], direct: int)
     dec.finish()
 
 
-def test_damaged_packed_codes_are_refused() -> None:
+@pytest.mark.parametrize("field", ["packed", "packed2"])
+def test_damaged_packed_codes_are_refused(field: str) -> None:
     message = _block().to_proto()
-    packed = message.channels[0].packed
+    if field == "packed":
+        message = _as_layout_1(message)
+    packed = getattr(message.channels[0], field)
     for bad, match in (
         (packed[:-1], "ends before"),
         (packed + b"\x07", "after its last value"),
     ):
-        message.channels[0].packed = bad
+        setattr(message.channels[0], field, bad)
         with pytest.raises(CorruptCodeError, match=match):
             parse_block(message.SerializeToString())
-    message.channels[0].packed = packed
+    setattr(message.channels[0], field, packed)
     message.channels[0].san.step_exp = 3
     with pytest.raises(CorruptCodeError, match="no separate layers"):
         parse_block(message.SerializeToString())
@@ -79,10 +132,11 @@ def test_damaged_packed_codes_are_refused() -> None:
         parse_block(layered.SerializeToString())
 
 
-@given(st.binary(max_size=64), st.integers(0, 2**20))
-def test_any_packed_bytes_decode_or_raise_corrupt_code(payload: bytes, start: int) -> None:
+@given(st.binary(max_size=64), st.integers(0, 2**20), st.sampled_from(["packed", "packed2"]))
+def test_any_packed_bytes_decode_or_raise_corrupt_code(payload: bytes, start: int, field: str
+                                                       ) -> None:  # fmt: skip
     message = codes_pb2.EncodedBlock(start_sample=start, sample_count=2048)
-    message.channels.add(channel=0, packed=payload)
+    message.channels.add(channel=0, **{field: payload})
     try:
         block = parse_block(message.SerializeToString())
     except CorruptCodeError:
@@ -114,6 +168,13 @@ def test_a_packed_real_ecg_code_is_the_same_code_in_fewer_bytes(
         assert np.array_equal(a.indices, b.indices)
         assert np.array_equal(a.levels, b.levels)
         assert len(packed.to_bytes()) <= len(binary.to_bytes()) - 15
+    # layout 2 codes record 100's regular beats relative to each other: fewer bytes again
+    saved = [
+        len(_as_layout_1(packed.to_proto()).SerializeToString()) - len(packed.to_bytes())
+        for packed in coded[EntropyCoder.PACKED]
+    ]
+    assert min(saved) >= 0
+    assert sum(saved) >= 3 * len(saved)
 
 
 def test_a_spike_past_its_block_is_refused_when_packing() -> None:
