@@ -29,7 +29,7 @@ import numpy as np
 import pywt
 
 from bench.baselines import dct_coder, flac_bps, load_mitdb_adc, sweep, wavelet_coder, zstd_bps
-from bench.rd_report import ADAPTED, PACKED_WAVELET, plot, report
+from bench.rd_report import ADAPTED, ADAPTED_SAN, PACKED_WAVELET, UNFITTED, plot, report
 from bench.san_sweeps import adapted_sweep, binary_sweep, san_sweep, thinned_sweep
 from sancodec.binary_stream import decode_binary, encode_binary
 from sancodec.metrics import bits_per_sample
@@ -48,6 +48,8 @@ DCT_STEPS = WAVELET_STEPS
 # residual steps in model units; the SAN step stays the manifest's
 ECG_RESIDUAL_STEPS = (0.05, 0.1, 0.15, 0.3, 0.6, 1.0, 2.0, 4.0, 8.0)
 LOWRATE_SAN_STEPS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+ADAPT_STEPS = (*ECG_RESIDUAL_STEPS, 16.0)  # kernels fitted to the record reach PRDN 30% later
+ADAPT_SAN_STEPS = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
 THINNING = (1.0, 0.75, 0.5, 0.25, 0.0)  # share of each window's spikes kept (sparsity sweep)
 COUNT_BYTES = 2  # per-block coefficient count of the sparse wavelet coder
 
@@ -120,9 +122,11 @@ def run_record(record: str) -> dict[str, Any]:
         methods[f"{name} (H0 +kernels/record)"] = c["h0"]
     methods["ecg (real bytes, binary coder)"] = binary_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS)
     thinning = thinned_sweep(ECG, x_mv, THINNING)
-    adapted, alone = adapted_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS)
-    methods[ADAPTED] = adapted
-    methods[PACKED_WAVELET] = alone
+    adapted = adapted_sweep(ECG, x_mv, ADAPT_STEPS)
+    methods[ADAPTED] = adapted["chosen"]
+    methods[PACKED_WAVELET] = adapted["alone"]
+    methods[UNFITTED] = adapted_sweep(ECG, x_mv, ADAPT_STEPS, refit=False)["spikes"]
+    methods[ADAPTED_SAN] = adapted_sweep(ECG_LOWRATE, x_mv, ADAPT_SAN_STEPS, which="san")["chosen"]
     lossless = {
         "FLAC": flac_bps(x),
         "zstd-19 (deltas)": zstd_bps(x, 19, delta=True),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 import time
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import onnxruntime as ort
 
 from bench.baselines import h0_bits
 from sancodec.bundle import Bundle, load_bundle
+from sancodec.codebook import Codebook, quantize_kernel
 from sancodec.codes import BlockCode, EntropyCoder, parse_block
 from sancodec.decoder import decode
 from sancodec.header import ChannelInfo, StreamHeader
@@ -24,8 +26,9 @@ from sancodec.metrics import bits_per_sample, prdn
 from sancodec.quantization import Quantizer
 from sancodec.sancfile import SIGNATURE, SancWriter
 from sancodec.streamcoder import CodingPlan, Spikes
-from training.adapt import adapt_codebook, choose, code_both, plans_for
+from training.adapt import Adapted, adapt_codebook, choose, code_both, plans_for
 from training.codec_eval import Detector, code_signal, measure, onnx_detector
+from training.train import TrainConfig, build_model
 
 MITDB_HZ = 360.0
 
@@ -148,27 +151,44 @@ def shipped_point(bundle_dir: Path, x_mv: np.ndarray) -> dict[str, float]:
     }
 
 
-def adapted_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...]
-                  ) -> tuple[list[dict], list[dict]]:  # fmt: skip
+def adapted_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...], *,
+                  which: str = "residual", refit: bool = True) -> dict[str, list[dict]]:  # fmt: skip
     """`sancodec encode --adapt`: the model's recipe fitted to this record (training.adapt),
-    then the residual step swept, each step coded as --adapt codes it (packed, in --adapt's
-    blocks, with the adapted kernels or the residual layer alone where they do not pay); the
-    rate adds the codebook the .sanc header carries. Also the residual layer alone at every
-    step: the wavelet through the same coder, in the same blocks."""
+    then the residual step (or, `which="san"`, the SAN step) swept, each step coded as --adapt
+    codes it (packed, in --adapt's blocks, with the adapted kernels or the residual layer alone
+    where they do not pay); the rate adds the codebook the .sanc header carries. Curves:
+    "chosen" (what --adapt writes), "spikes" (always with the kernels) and, where the model has a
+    residual layer, "alone" (the residual layer alone: the wavelet through the same coder, in the
+    same blocks). With refit=False the shipped kernels stand in for fitted ones (quantized as
+    --adapt quantizes its own): the same coder and blocks, kernels learned on other people."""
     bundle, _ = _shipped(bundle_dir)
-    adapted = adapt_codebook(bundle, x_mv[None, :])
-    chosen, alone = [], []
+    adapted = adapt_codebook(bundle, x_mv[None, :]) if refit else _unfitted(bundle, x_mv)
+    curves: dict[str, list[dict]] = {"chosen": [], "spikes": [], "alone": []}
     for step in steps:
         step_exp = Quantizer.from_step(step).step_exp
-        plans = plans_for(bundle, adapted, residual_step_exp=step_exp)
-        both = code_both(plans, x_mv[None, :], adapted)
-        for coded, out in ((choose(plans[0], *both), chosen), (both[1], alone)):
-            assert coded is not None  # the ecg model has a residual layer
+        if which == "residual":
+            plans = plans_for(bundle, adapted, residual_step_exp=step_exp)
+        else:
+            plans = [replace(p, san_step_exp=step_exp) for p in plans_for(bundle, adapted)]
+        spikes, alone = code_both(plans, x_mv[None, :], adapted)
+        for name, coded in (("chosen", choose(plans[0], spikes, alone)), ("spikes", spikes),
+                            ("alone", alone)):  # fmt: skip
+            if coded is None:
+                continue
             x_hat = coded.reconstruction(adapted.scales)[0]
-            out.append({"step": float(step), "bps": coded.bits / x_mv.size,
-                        "prdn": prdn(x_mv, x_hat), "prd": math.nan,
-                        "spikes": coded.with_spikes, "fit_s": adapted.seconds})  # fmt: skip
-    return chosen, alone
+            curves[name].append({"step": float(step), "bps": coded.bits / x_mv.size,
+                                 "prdn": prdn(x_mv, x_hat), "prd": math.nan,
+                                 "spikes": coded.with_spikes, "fit_s": adapted.seconds})  # fmt: skip
+    return curves
+
+
+def _unfitted(bundle: Bundle, x_mv: np.ndarray) -> Adapted:
+    """The bundle's own kernels in place of fitted ones, scaled as adapt_codebook scales."""
+    m = bundle.manifest
+    model = build_model(TrainConfig(**m.training["config"]))
+    model.init_from([quantize_kernel(k) for k in m.codebook.kernels])
+    codebook = Codebook(model.codebook().kernels, model.decoder_mode, m.codebook.residual)
+    return Adapted(model.eval(), codebook, (float(np.std(x_mv)),), 0, 0.0)
 
 
 def thinned_sweep(bundle_dir: Path, x_mv: np.ndarray, ratios: tuple[float, ...]) -> list[dict]:

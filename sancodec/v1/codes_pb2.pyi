@@ -120,8 +120,8 @@ class Kernel(_message.Message):
     """Set instead of both when it is smaller and exact: weight j is level[j] * 2^levels_step_exp
     (a power of two, so every weight is exact in float32). The `size` levels, each minus the one
     before it (the first minus 0), zigzag-mapped, are Exp-Golomb bins through one adaptive binary
-    range code with a lean flush (docs/sanc-format.md). Weights quantized this way (`--adapt`'s)
-    cost 2 to 4 bits each instead of 16.
+    range code with a lean flush (docs/sanc-format.md). Smooth kernels quantized this way
+    (`--adapt`'s) cost a few bits a weight instead of 16.
     """
     size: _builtins.int
     levels: _builtins.bytes
@@ -263,7 +263,7 @@ class ChannelCode(_message.Message):
     `packed`: one more bin after the spike count, 1 when each kernel's spikes from its third on
     are coded relative to its previous two (the kernel id first, then the position minus the
     previous position and the previous interval, then the level minus the previous level).
-    Regular beats then cost about a third fewer bits each. At most one of the two is set.
+    Regular beats then cost fewer bits each. At most one of the two is set.
     """
     @_builtins.property
     def san(self) -> Global___SanLayer: ...
