@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -152,7 +152,8 @@ def shipped_point(bundle_dir: Path, x_mv: np.ndarray) -> dict[str, float]:
 
 
 def adapted_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...], *,
-                  which: str = "residual", refit: bool = True) -> dict[str, list[dict]]:  # fmt: skip
+                  which: Literal["residual", "san"] = "residual", refit: bool = True
+                  ) -> dict[str, list[dict]]:  # fmt: skip
     """`sancodec encode --adapt`: the model's recipe fitted to this record (training.adapt),
     then the residual step (or, `which="san"`, the SAN step) swept, each step coded as --adapt
     codes it (packed, in --adapt's blocks, with the adapted kernels or the residual layer alone
@@ -161,6 +162,8 @@ def adapted_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...], 
     residual layer, "alone" (the residual layer alone: the wavelet through the same coder, in the
     same blocks). With refit=False the shipped kernels stand in for fitted ones (quantized as
     --adapt quantizes its own): the same coder and blocks, kernels learned on other people."""
+    if which not in ("residual", "san"):
+        raise ValueError(f"which must be residual or san, got {which!r}")
     bundle, _ = _shipped(bundle_dir)
     adapted = adapt_codebook(bundle, x_mv[None, :]) if refit else _unfitted(bundle, x_mv)
     curves: dict[str, list[dict]] = {"chosen": [], "spikes": [], "alone": []}
@@ -178,7 +181,8 @@ def adapted_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...], 
             x_hat = coded.reconstruction(adapted.scales)[0]
             curves[name].append({"step": float(step), "bps": coded.bits / x_mv.size,
                                  "prdn": prdn(x_mv, x_hat), "prd": math.nan,
-                                 "spikes": coded.with_spikes, "fit_s": adapted.seconds})  # fmt: skip
+                                 "spikes": coded.with_spikes,
+                                 "fit_s": adapted.seconds if refit else None})  # fmt: skip
     return curves
 
 

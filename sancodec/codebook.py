@@ -29,6 +29,12 @@ MAX_KERNEL_SIZE = 1 << 16
 MAX_KERNEL_LEVEL = (1 << 24) - 1
 # --adapt's kernels: the largest weight is 128 to 256 steps, each a power of two
 KERNEL_BITS = 8
+# weights a received codebook may hold in all: levels cost a fraction of a bit each, so their
+# bytes alone do not bound the work of decoding them
+MAX_CODEBOOK_WEIGHTS = 1 << 18
+# the most level values one byte of a range code can hold (every bin costs at least
+# -log2(1 - 31/2048) bits), with room to spare
+LEVELS_PER_BYTE = 512
 
 
 class DecoderMode(StrEnum):
@@ -132,6 +138,11 @@ class Codebook:
     @classmethod
     def from_proto(cls, message: codes_pb2.Codebook) -> Codebook:
         ids = [k.id for k in message.kernels]
+        total = sum(k.size + len(k.weights) + len(k.weights_f16) // 2 for k in message.kernels)
+        if total > MAX_CODEBOOK_WEIGHTS:
+            raise CorruptCodeError(
+                f"the codebook holds {total} weights, more than {MAX_CODEBOOK_WEIGHTS}"
+            )
         if ids != list(range(len(ids))):
             raise CorruptCodeError(f"kernel ids must be 0..q-1 in order, got {ids[:8]}")
         try:
@@ -155,12 +166,14 @@ def quantize_kernel(weights: npt.ArrayLike, bits: int = KERNEL_BITS) -> npt.NDAr
     if peak == 0.0 or not math.isfinite(peak):
         return w.astype(np.float32)
     step_exp = math.ceil(math.log2(peak)) - bits
-    return np.ldexp(np.rint(np.ldexp(w, -step_exp)), step_exp).astype(np.float32)
+    return (np.ldexp(np.rint(np.ldexp(w, -step_exp)), step_exp) + 0.0).astype(np.float32)  # no -0
 
 
 def _grid(weights: npt.NDArray[np.float32]) -> tuple[int, npt.NDArray[np.int64]] | None:
     """(e, levels) with weights == levels * 2^e exactly, e the largest such exponent; None when
     a level would reach 2^24."""
+    if np.any(np.signbit(weights[weights == 0])):
+        return None  # a level cannot hold -0.0
     nonzero = weights[weights != 0].astype(np.float64)
     if nonzero.size == 0:
         return 0, np.zeros(weights.size, dtype=np.int64)
@@ -187,7 +200,7 @@ def _levels_from_bytes(data: bytes, size: int) -> npt.NDArray[np.int64]:
     for _ in range(size):
         level += unzigzag(get(dec, probs, 0))
         if abs(level) > MAX_KERNEL_LEVEL:
-            raise InvalidInputError(f"a kernel level is beyond ±{MAX_KERNEL_LEVEL}")
+            raise CorruptCodeError(f"a level is beyond ±{MAX_KERNEL_LEVEL}")
         out.append(level)
     dec.finish()
     return np.asarray(out, dtype=np.int64)
@@ -201,7 +214,7 @@ def _kernel_to_proto(i: int, weights: npt.NDArray[np.float32]) -> codes_pb2.Kern
         half = weights.astype("<f2")
     if np.array_equal(half.astype(np.float32), weights):
         options.append(codes_pb2.Kernel(id=i, weights_f16=half.tobytes()))
-    grid = _grid(weights)
+    grid = _grid(weights)  # exact to the bit: no -0.0, |level| < 2^24
     if grid is not None:
         step_exp, levels = grid
         options.append(codes_pb2.Kernel(id=i, levels_step_exp=step_exp, size=weights.size,
@@ -209,18 +222,33 @@ def _kernel_to_proto(i: int, weights: npt.NDArray[np.float32]) -> codes_pb2.Kern
     return min(options, key=lambda k: k.ByteSize())
 
 
+def _kernel_from_levels(message: codes_pb2.Kernel) -> npt.NDArray[np.float32]:
+    name = f"kernel {message.id}"
+    if not 0 < message.size <= min(MAX_KERNEL_SIZE, LEVELS_PER_BYTE * len(message.levels)):
+        raise InvalidInputError(
+            f"{name}: {message.size} levels, not 1..{MAX_KERNEL_SIZE} or more than "
+            f"{len(message.levels)} bytes can hold"
+        )
+    try:
+        levels = _levels_from_bytes(message.levels, message.size)
+    except CorruptCodeError as exc:
+        raise InvalidInputError(f"{name}: {exc}") from None
+    with np.errstate(over="ignore"):  # a step too large: Inf, refused as such
+        weights = np.ldexp(levels.astype(np.float64), message.levels_step_exp)
+        exact = weights.astype(np.float32)
+    if np.all(np.isfinite(exact)) and not np.array_equal(exact.astype(np.float64), weights):
+        raise InvalidInputError(
+            f"{name}: levels at step 2^{message.levels_step_exp} are not exact in float32"
+        )
+    return exact
+
+
 def _kernel_from_proto(message: codes_pb2.Kernel) -> npt.NDArray[np.float32]:
     forms = sum(map(bool, (message.weights, message.weights_f16, message.levels)))
     if forms > 1:
         raise InvalidInputError(f"kernel {message.id}: weights in more than one form")
     if message.levels:
-        if not 0 < message.size <= MAX_KERNEL_SIZE:
-            raise InvalidInputError(
-                f"kernel {message.id}: {message.size} levels, not 1..{MAX_KERNEL_SIZE}"
-            )
-        levels = _levels_from_bytes(message.levels, message.size)
-        with np.errstate(over="ignore"):  # a step too large: Inf, refused as such
-            return np.ldexp(levels.astype(np.float64), message.levels_step_exp).astype(np.float32)
+        return _kernel_from_levels(message)
     if message.size or message.levels_step_exp:
         raise InvalidInputError(f"kernel {message.id}: a level count or step without levels")
     if not message.weights_f16:

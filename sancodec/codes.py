@@ -335,6 +335,10 @@ def _packed_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) -
 def _channel_from_proto(message: codes_pb2.ChannelCode, start: int, count: int) -> ChannelCode:
     if message.packed or message.packed2:
         return _packed_from_proto(message, start, count)
+    if not message.HasField("san"):  # every writer sets one; a newer one may use a new field
+        raise InvalidInputError(
+            f"channel {message.channel} holds no code this reader knows (upgrade sancodec)"
+        )
     ids, positions, levels = [], [], []
     seen: set[int] = set()
     for spikes in message.san.kernels:

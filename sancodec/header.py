@@ -17,7 +17,8 @@ from sancodec.v1 import codes_pb2
 
 __all__ = ["ChannelInfo", "ModelRef", "StreamHeader"]
 
-# 2: packed channel codes and half-precision kernels may occur; 3: kernels stored as levels
+# 2: packed channel codes and half-precision kernels may occur; 3: kernels stored as levels,
+# packed layout 2 (ChannelCode.packed2)
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 

@@ -260,10 +260,11 @@ class ChannelCode(_message.Message):
     """Set instead of san and residual when the channel is coded with ENTROPY_CODER_PACKED."""
     packed2: _builtins.bytes
     """The packed code's second layout (format version 3), which writers now use instead of
-    `packed`: one more bin after the spike count, 1 when each kernel's spikes from its third on
-    are coded relative to its previous two (the kernel id first, then the position minus the
-    previous position and the previous interval, then the level minus the previous level).
-    Regular beats then cost fewer bits each. At most one of the two is set.
+    `packed`: one more bin after the spike count, 1 when spikes are coded relative to their
+    kernel's earlier spikes in the block: the kernel id first; from the kernel's third spike on,
+    the position minus the previous position and the previous interval; from its second on, the
+    level minus the previous level (docs/sanc-format.md). At most one of the two is set. Readers
+    older than version 3 do not know this field: give them `packed` or another coder.
     """
     @_builtins.property
     def san(self) -> Global___SanLayer: ...

@@ -40,7 +40,17 @@ def test_half_precision_kernels_travel_in_half_the_bytes() -> None:
         (codes_pb2.Kernel(id=0, size=70000, levels=b"\x00"), "70000 levels"),
         (codes_pb2.Kernel(id=0, size=3, weights=[1.0]), "a level count or step without levels"),
         (codes_pb2.Kernel(id=0, size=3, levels=b""), "a level count or step without levels"),
-        (codes_pb2.Kernel(id=0, size=4000, levels=b"\x00"), "ends before its last value"),
+        (codes_pb2.Kernel(id=0, size=4000, levels=b"\x00"), "more than 1 bytes can hold"),
+        (
+            codes_pb2.Kernel(id=0, size=50, levels=_levels_to_bytes(np.arange(50) * 999)[:3]),
+            "kernel 0: the code ends before its last value",
+        ),
+        (
+            codes_pb2.Kernel(
+                id=0, levels_step_exp=-160, size=1, levels=_levels_to_bytes(np.array([3]))
+            ),
+            "not exact in float32",
+        ),
         (codes_pb2.Kernel(id=0, size=1, levels=b"\x00\x00\x00\x00\x00"), "data after"),
         (codes_pb2.Kernel(id=0, size=1, levels=_levels_to_bytes(np.array([1 << 24]))), "beyond"),
         (
@@ -110,3 +120,23 @@ def test_any_kernel_on_a_power_of_two_grid_round_trips_exactly(levels: list[int]
     message = Codebook((kernel,)).to_proto().kernels[0]
     forms = [bool(message.weights), bool(message.weights_f16), bool(message.levels)]
     assert sum(forms) == 1  # the smallest exact form, and only that one
+
+
+def test_negative_zeros_keep_their_sign_and_quantized_kernels_have_none() -> None:
+    kernel = np.array([1.0, -0.0, 2.0, 0.0], dtype=np.float32)
+    back = Codebook.from_proto(Codebook((kernel,)).to_proto()).kernels[0]
+    assert back.tobytes() == kernel.tobytes()
+    rounded = quantize_kernel(np.array([1.0, -1e-9, 0.5]))
+    assert not np.any(np.signbit(rounded[rounded == 0]))
+
+
+def test_a_codebook_of_too_many_weights_is_refused_before_decoding() -> None:
+    """Levels cost a fraction of a bit each: a few hundred bytes could ask for millions of weights."""
+    zeros = codes_pb2.Kernel(size=65536, levels=_levels_to_bytes(np.zeros(65536, dtype=np.int64)))
+    message = codes_pb2.Codebook(decoder_mode=codes_pb2.DECODER_MODE_ADJOINT)
+    for i in range(5):
+        message.kernels.add().CopyFrom(zeros)
+        message.kernels[i].id = i
+    assert message.ByteSize() < 2000
+    with pytest.raises(CorruptCodeError, match="holds 327680 weights, more than 262144"):
+        Codebook.from_proto(message)

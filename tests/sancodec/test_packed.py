@@ -183,3 +183,22 @@ def test_a_spike_past_its_block_is_refused_when_packing() -> None:
     code = ChannelCode(0, san, ResidualLayer(0, [], [], EntropyCoder.PACKED))
     with pytest.raises(InvalidInputError, match="outside its block"):
         code.to_proto(0, 2048)
+
+
+def test_relative_values_beyond_2_to_31_fall_back_to_plain_spikes() -> None:
+    """Levels of +2^31 and -2^31 from one kernel: their difference would need a longer
+    Exp-Golomb prefix than a decoder accepts, so the encoder codes those spikes plainly."""
+    code = PackedCode(0, 0, 0, np.array([0, 0]), np.array([10, 20]),
+                      np.array([2**31, -(2**31)]), None)  # fmt: skip
+    back = decode_packed(encode_packed(code, 0, 2048), 0, 2048)
+    assert np.array_equal(back.levels, code.levels)
+    with pytest.raises(CorruptCodeError, match="code these spikes plainly"):
+        encode_packed(code, 0, 2048, relative=True)
+
+
+def test_a_channel_code_with_no_field_this_reader_knows_is_refused() -> None:
+    """A newer writer's field is skipped by protobuf: the channel must not read as empty."""
+    message = _block().to_proto()
+    message.channels[0].ClearField("packed2")
+    with pytest.raises(CorruptCodeError, match="holds no code this reader knows"):
+        parse_block(message.SerializeToString())
