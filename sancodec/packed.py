@@ -115,12 +115,8 @@ def encode_packed(
         raise ValueError(f"packed layout must be one of {LAYOUTS}, got {layout}")
     if layout == 1 and relative:
         raise ValueError("layout 1 codes no relative spikes")
-    if relative and not _relative_fits(spikes):
-        raise CorruptCodeError("relative spike values beyond ±2^31: code these spikes plainly")
     options = (False,) if layout == 1 else (False, True) if relative is None else (relative,)
     codes = []
-    if relative is None and not _relative_fits(spikes):
-        options = (False,)
     for mode in options:
         probs, enc = probabilities(FIELD_GROUPS[layout] + 2 * len(bands)), RangeEncoder()
         put(enc, probs, _base(SAN_STEP), zigzag(code.san_step_exp))
@@ -129,7 +125,12 @@ def encode_packed(
         put(enc, probs, _base(SPIKES), len(spikes))
         if layout == 2:
             enc.bit(probs, _base(RELATIVE), int(mode))
-        (_put_relative if mode else _put_gaps)(enc, probs, spikes, start)
+        try:
+            (_put_relative if mode else _put_gaps)(enc, probs, spikes, start)
+        except _TooFarError:
+            if relative:
+                raise
+            continue
         enc.bit(probs, _base(HAS_RESIDUAL), 0 if residual is None else 1)
         if code.residual is not None and residual is not None:  # (the same: for mypy)
             put(enc, probs, _base(RESIDUAL_STEP), zigzag(code.residual[0]))
@@ -159,30 +160,26 @@ def _put_relative(enc: RangeEncoder, probs: list[int], spikes: list[tuple[int, i
         put(enc, probs, _base(KERNEL), k)
         rhythm = rhythms.get(k)
         if rhythm is not None and rhythm.interval is not None:
-            put(enc, probs, _base(GAP_RELATIVE), zigzag(p - rhythm.predicted))
+            put(enc, probs, _base(GAP_RELATIVE), _near(p - rhythm.predicted))
         else:
             put(enc, probs, _base(GAP), p - previous)
         if rhythm is not None:
-            put(enc, probs, _base(LEVEL_RELATIVE), zigzag(level - rhythm.level))
+            put(enc, probs, _base(LEVEL_RELATIVE), _near(level - rhythm.level))
         else:
             put_level(enc, probs, _base(LEVEL), level)
         rhythms[k] = _Rhythm.after(rhythm, p, level)
         previous = p
 
 
-def _relative_fits(spikes: list[tuple[int, int, int]]) -> bool:
-    """Whether every relative value stays below 2^31 in size (a decoder refuses Exp-Golomb
-    values of 2^33 and more): levels of ±2^31 apart, or rhythms far beyond a block, do not."""
-    rhythms: dict[int, _Rhythm] = {}
-    for p, k, level in spikes:
-        rhythm = rhythms.get(k)
-        if rhythm is not None and (
-            abs(level - rhythm.level) >= 1 << 31
-            or (rhythm.interval is not None and abs(p - rhythm.predicted) >= 1 << 31)
-        ):
-            return False
-        rhythms[k] = _Rhythm.after(rhythm, p, level)
-    return True
+def _near(difference: int) -> int:
+    if abs(difference) >= 1 << 31:
+        raise _TooFarError("relative spike values beyond ±2^31: code these spikes plainly")
+    return zigzag(difference)
+
+
+class _TooFarError(CorruptCodeError):
+    """A relative value of 2^31 or more (levels ±2^31 apart, a rhythm far past its block): a
+    decoder refuses Exp-Golomb values of 2^33 and more, so such spikes are coded plainly."""
 
 
 @dataclass(frozen=True)
