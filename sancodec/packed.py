@@ -87,8 +87,8 @@ def encode_packed(
     code: PackedCode, start: int, count: int, layout: int = 2, relative: bool | None = None
 ) -> bytes:
     """Code a channel's layers within the block [start, start + count). Layout 2 (`packed2`)
-    codes the spikes both ways, plain and relative, and keeps the shorter code (or the one
-    `relative` asks for)."""
+    codes its spikes relative where that is shorter (_relative_is_shorter), or as `relative`
+    asks."""
     bands = dyadic_bands(count)  # the residual's, which run 64 past the block for odd lengths
     end = start + count
     ids = np.asarray(code.kernel_ids, dtype=np.int64)
@@ -108,36 +108,47 @@ def encode_packed(
         raise CorruptCodeError("a spike level is too large to code")
     residual = None
     if code.residual is not None:
-        residual = layer_values(code.residual[1], code.residual[2], 0, bands)
-
+        residual = code.residual[0], layer_values(code.residual[1], code.residual[2], 0, bands)
     spikes = list(zip(pos.tolist(), ids.tolist(), lv.tolist(), strict=True))
     if layout not in LAYOUTS:
         raise ValueError(f"packed layout must be one of {LAYOUTS}, got {layout}")
     if layout == 1 and relative:
         raise ValueError("layout 1 codes no relative spikes")
-    options = (False,) if layout == 1 else (False, True) if relative is None else (relative,)
-    codes = []
-    for mode in options:
-        probs, enc = probabilities(FIELD_GROUPS[layout] + 2 * len(bands)), RangeEncoder()
-        put(enc, probs, _base(SAN_STEP), zigzag(code.san_step_exp))
-        put(enc, probs, _base(SAN_SCALE), zigzag(code.scale_exp))
-        put(enc, probs, _base(SAN_OFFSET), zigzag(code.offset_level))
-        put(enc, probs, _base(SPIKES), len(spikes))
-        if layout == 2:
-            enc.bit(probs, _base(RELATIVE), int(mode))
+    if layout == 2 and relative is None:
+        relative = _relative_is_shorter(spikes, start)
+
+    probs, enc = probabilities(FIELD_GROUPS[layout] + 2 * len(bands)), RangeEncoder()
+    put(enc, probs, _base(SAN_STEP), zigzag(code.san_step_exp))
+    put(enc, probs, _base(SAN_SCALE), zigzag(code.scale_exp))
+    put(enc, probs, _base(SAN_OFFSET), zigzag(code.offset_level))
+    put(enc, probs, _base(SPIKES), len(spikes))
+    if layout == 2:
+        enc.bit(probs, _base(RELATIVE), int(bool(relative)))
+    (_put_relative if relative else _put_gaps)(enc, probs, spikes, start)
+    enc.bit(probs, _base(HAS_RESIDUAL), 0 if residual is None else 1)
+    if residual is not None:
+        step_exp, values = residual
+        put(enc, probs, _base(RESIDUAL_STEP), zigzag(step_exp))
+        put(enc, probs, _base(RESIDUAL_COUNT), int(values.levels.size))
+        put_entries(enc, probs, FIELD_GROUPS[layout], values, len(bands))
+    return enc.finish(lean=True)
+
+
+def _relative_is_shorter(spikes: list[tuple[int, int, int]], start: int) -> bool:
+    """Code the spikes alone both ways and compare. The other fields, the residual's entries
+    above all, have contexts of their own and cost the same bits either way, so they are coded
+    once; a tie (within the last byte) stays plain."""
+    if len(spikes) < 2:
+        return False
+    sizes = []
+    for put_spikes in (_put_gaps, _put_relative):
+        probs, enc = probabilities(FIELD_GROUPS[2]), RangeEncoder()
         try:
-            (_put_relative if mode else _put_gaps)(enc, probs, spikes, start)
+            put_spikes(enc, probs, spikes, start)
         except _TooFarError:
-            if relative:
-                raise
-            continue
-        enc.bit(probs, _base(HAS_RESIDUAL), 0 if residual is None else 1)
-        if code.residual is not None and residual is not None:  # (the same: for mypy)
-            put(enc, probs, _base(RESIDUAL_STEP), zigzag(code.residual[0]))
-            put(enc, probs, _base(RESIDUAL_COUNT), int(residual.levels.size))
-            put_entries(enc, probs, FIELD_GROUPS[layout], residual, len(bands))
-        codes.append(enc.finish(lean=True))
-    return min(codes, key=len)
+            return False
+        sizes.append(len(enc.finish(lean=True)))
+    return sizes[1] < sizes[0]
 
 
 def _put_gaps(enc: RangeEncoder, probs: list[int], spikes: list[tuple[int, int, int]],
