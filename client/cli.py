@@ -28,7 +28,6 @@ from client.config import ClientConfig
 from client.offline import compare, inspect_file, to_json
 from client.offline_plot import plot
 from client.recordings import Recording, read_recording
-from sancodec.codes import EntropyCoder
 from sancodec.errors import (
     CorruptDataError,
     InvalidConfigError,
@@ -82,13 +81,9 @@ def _input(p: argparse.ArgumentParser) -> None:
         type=float,
         help="per-block PRDN target in percent (models with a residual layer)",
     )
-    p.add_argument("--max-bits", type=float, help="per-block budget in bits per sample")
-    p.add_argument(
-        "--coder", choices=("rice", "binary", "packed"), default=None,
-        help="entropy coder: rice (fast, the server's default), binary (residual layers about a "
-        "fifth smaller, slower) or packed (binary, with each channel's side information packed in "
-        "too: the smallest); --adapt uses packed",
-    )  # fmt: skip
+    p.add_argument("--max-bits", type=float, help="per-block budget in bits per sample, never exceeded")
+    p.add_argument("--stream-prdn", type=float,
+                   help="PRDN target in percent for the whole stream (one steered step)")  # fmt: skip
 
 
 def build_parser(config: ClientConfig) -> argparse.ArgumentParser:
@@ -162,12 +157,6 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     print(json.dumps(data, indent=2, default=str) if args.json else text)
 
 
-def _coder(args: argparse.Namespace, default: EntropyCoder) -> EntropyCoder:
-    chosen = {"rice": EntropyCoder.RICE, "binary": EntropyCoder.ADAPTIVE_BINARY,
-              "packed": EntropyCoder.PACKED}  # fmt: skip
-    return default if args.coder is None else chosen[args.coder]
-
-
 def _encode(args: argparse.Namespace) -> int:
     recording = load_recording(args.input, args.sample_rate_hz, args.channels, args.fill_missing)
     name, _, version = args.model.partition("@")
@@ -191,14 +180,13 @@ def _encode(args: argparse.Namespace) -> int:
         report = encode_adapted_recording(recording, args.output, models=args.models, model=name, version=version,
                                           epochs=args.epochs, max_prdn_percent=args.max_prdn,
                                           max_bits_per_sample=args.max_bits,
-                                          residual_coder=_coder(args, EntropyCoder.PACKED),
                                           block_length=args.block_length)  # fmt: skip
         return _encode_result(args, recording, report)
     with _client(args) as client:
         report = encode_recording(client, recording, args.output, model=name, version=version, frames=4096 if speed is None else max(1, int(recording.sample_rate_hz / 2)),
                                   speed=speed, show=show and not live, on_block=on_block if live else None,
                                   max_prdn_percent=args.max_prdn, max_bits_per_sample=args.max_bits,
-                                  residual_coder=_coder(args, EntropyCoder.RICE))  # fmt: skip
+                                  stream_prdn_percent=args.stream_prdn)  # fmt: skip
     return _encode_result(args, recording, report)
 
 

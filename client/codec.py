@@ -14,8 +14,8 @@ import numpy.typing as npt
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sancodec import BlockCode, ChannelInfo, Codebook, ModelRef, StreamHeader
-from sancodec.codes import EntropyCoder
-from sancodec.errors import SancodecError, UnavailableError, error_for_status
+from sancodec.errors import CorruptCodeError, SancodecError, UnavailableError, error_for_status
+from sancodec.payload import decode_block, encode_block
 from sancodec.samples import SampleDtype, pack_samples
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
 
@@ -158,7 +158,7 @@ class CodecClient:
                       model: str = "ecg", version: str = "", dtype: SampleDtype = SampleDtype.FLOAT32,
                       channels: Sequence[ChannelInfo] = (), max_prdn_percent: float | None = None,
                       max_bits_per_sample: float | None = None, metadata: dict[str, str] | None = None,
-                      residual_coder: EntropyCoder = EntropyCoder.RICE,
+                      stream_prdn_percent: float | None = None,
                       ) -> Iterator[StreamHeader | EncodeEvent | codec_pb2.EncodeSummary]:  # fmt: skip
         """Stream (channels, k) chunks; yields the stream header first, then events as they come,
         and the summary last."""
@@ -167,10 +167,11 @@ class CodecClient:
             quality.max_prdn_percent = max_prdn_percent
         if max_bits_per_sample is not None:
             quality.max_bits_per_sample = max_bits_per_sample
+        if stream_prdn_percent is not None:
+            quality.stream_prdn_percent = stream_prdn_percent
         config = codec_pb2.EncodeConfig(model=model, model_version=version, sample_rate_hz=sample_rate_hz,
                                         channel_count=channel_count, dtype=dtype.to_proto(), quality=quality,
-                                        channels=[c.to_proto() for c in channels],
-                                        residual_coder=codes_pb2.EntropyCoder.ValueType(residual_coder))  # fmt: skip
+                                        channels=[c.to_proto() for c in channels])  # fmt: skip
 
         def requests() -> Iterator[codec_pb2.EncodeRequest]:
             yield codec_pb2.EncodeRequest(config=config)
@@ -183,15 +184,18 @@ class CodecClient:
         responses = self._stub.Encode(
             requests(), timeout=self.stream_timeout_s, metadata=self._metadata
         )
+        header: StreamHeader | None = None
         try:
             for response in responses:
                 kind = response.WhichOneof("payload")
                 if kind == "started":
-                    yield _header(response.started, sample_rate_hz, dtype, metadata or {})
+                    header = _header(response.started, sample_rate_hz, dtype, metadata or {})
+                    yield header
                 elif kind == "block":
-                    yield EncodeEvent(
-                        block=BlockCode.from_proto(response.block), quality=response.quality
-                    )
+                    if header is None:
+                        raise CorruptCodeError("the server sent a block before its codebook")
+                    block = decode_block(response.block, header.codebook)
+                    yield EncodeEvent(block=block, quality=response.quality)
                 elif kind == "status":
                     yield EncodeEvent(problem=response.status)
                 else:
@@ -232,7 +236,7 @@ class CodecClient:
         def requests() -> Iterator[codec_pb2.DecodeRequest]:
             yield codec_pb2.DecodeRequest(config=config)
             for block in blocks:
-                yield codec_pb2.DecodeRequest(block=block.to_proto())
+                yield codec_pb2.DecodeRequest(block=encode_block(block, header.codebook))
 
         self._wait_ready()
         responses = self._stub.Decode(

@@ -17,7 +17,6 @@ from client.offline import compare, decode_to_recording, inspect_file
 from client.recordings import Recording, read_recording, write_recording
 from sancodec import StreamHeader, read_sanc
 from sancodec.bundle import find_bundle
-from sancodec.codes import EntropyCoder
 from sancodec.errors import InvalidConfigError, InvalidInputError
 from sancodec.sancfile import SancWriter
 from sancodec.v1 import codec_pb2
@@ -88,7 +87,7 @@ class EncodeReport:
 def encode_recording(client: CodecClient, recording: Recording, out: Path | None, *, model: str, version: str,
                      frames: int, speed: float | None, show: bool, on_block: Callable[[int, codec_pb2.BlockQuality], None] | None = None,
                      max_prdn_percent: float | None = None, max_bits_per_sample: float | None = None,
-                     residual_coder: EntropyCoder = EntropyCoder.RICE) -> EncodeReport:  # fmt: skip
+                     stream_prdn_percent: float | None = None) -> EncodeReport:  # fmt: skip
     """Stream a recording to the server, writing the `.sanc` as blocks arrive (if `out`)."""
     report = EncodeReport()
     writer: SancWriter | None = None
@@ -104,7 +103,7 @@ def encode_recording(client: CodecClient, recording: Recording, out: Path | None
             _chunks(recording, frames, speed, bar), sample_rate_hz=recording.sample_rate_hz,
             channel_count=recording.channel_count, model=model, version=version,
             channels=recording.channels, metadata=metadata, max_prdn_percent=max_prdn_percent,
-            max_bits_per_sample=max_bits_per_sample, residual_coder=residual_coder,
+            max_bits_per_sample=max_bits_per_sample, stream_prdn_percent=stream_prdn_percent,
         )  # fmt: skip
         for event in events:
             if isinstance(event, StreamHeader):
@@ -140,7 +139,6 @@ def encode_recording(client: CodecClient, recording: Recording, out: Path | None
 def encode_adapted_recording(recording: Recording, out: Path, *, models: Path, model: str, version: str,
                              epochs: int | None, max_prdn_percent: float | None = None,
                              max_bits_per_sample: float | None = None,
-                             residual_coder: EntropyCoder = EntropyCoder.PACKED,
                              block_length: int | None = None) -> EncodeReport:  # fmt: skip
     """Fit the model's kernels to the recording and code it here, not on a server
     (training.adapt); the `.sanc` is written once the whole recording is coded."""
@@ -158,7 +156,7 @@ def encode_adapted_recording(recording: Recording, out: Path, *, models: Path, m
     code = encode_adapted(
         bundle, recording.samples, recording.sample_rate_hz, recording.channels, epochs=epochs,
         max_prdn_percent=max_prdn_percent, max_bits_per_sample=max_bits_per_sample, metadata=metadata,
-        residual_coder=residual_coder, block_length=block_length,
+        block_length=block_length,
     )  # fmt: skip
     write_sanc(code, out)
     qualities = [codec_pb2.BlockQuality(flithos=phi) for phi in code.flithos]

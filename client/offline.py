@@ -206,11 +206,12 @@ def to_recording(contents: SancContents, path: Path) -> Recording:
 
 
 def channel_bytes(block: BlockCode, channel_count: int) -> list[int]:
-    """Each channel's share of a block: its own code, plus the block's framing split evenly."""
+    """Each channel's share of a block as stored: its payload, plus the block's framing split
+    evenly."""
     shares = [0] * channel_count
-    for code in block.channels:
-        shares[code.channel] = code.to_proto(block.start_sample, block.sample_count).ByteSize()
-    base, extra = divmod(len(block.to_bytes()) - sum(shares), channel_count)
+    for code, size in zip(block.channels, block.channel_bytes, strict=True):
+        shares[code.channel] = size
+    base, extra = divmod(block.stored_bytes - sum(shares), channel_count)
     return [share + base + int(c < extra) for c, share in enumerate(shares)]
 
 

@@ -1,14 +1,7 @@
 """sancodec: the shared core of the SAN biosignal codec (metrics, codes, .sanc files, decoder)."""
 
 from sancodec.codebook import Codebook, DecoderMode
-from sancodec.codes import (
-    BlockCode,
-    ChannelCode,
-    EntropyCoder,
-    ResidualLayer,
-    SanLayer,
-    parse_block,
-)
+from sancodec.codes import BlockCode, ChannelCode, ResidualLayer, SanLayer
 from sancodec.decoder import StreamingDecoder, check_block, decode
 from sancodec.errors import (
     CorruptCodeError,
@@ -18,8 +11,10 @@ from sancodec.errors import (
     SancodecError,
 )
 from sancodec.header import ChannelInfo, ModelRef, StreamHeader
+from sancodec.payload import block_bytes, decode_block, encode_block, parse_block
 from sancodec.quantization import Quantizer
 from sancodec.residual import ResidualSpec, WaveletTransform, encode_residual
+from sancodec.tables import CodingTables
 from sancodec.samples import SampleDtype, pack_samples, unpack_samples
 from sancodec.sancfile import SancReader, SancWriter, decode_file, read_sanc
 
@@ -30,11 +25,11 @@ __all__ = [
     "ChannelCode",
     "ChannelInfo",
     "Codebook",
+    "CodingTables",
     "CorruptCodeError",
     "CorruptDataError",
     "CorruptFileError",
     "DecoderMode",
-    "EntropyCoder",
     "InvalidInputError",
     "ModelRef",
     "Quantizer",
@@ -48,9 +43,12 @@ __all__ = [
     "StreamHeader",
     "StreamingDecoder",
     "WaveletTransform",
+    "block_bytes",
     "check_block",
     "decode",
+    "decode_block",
     "decode_file",
+    "encode_block",
     "encode_residual",
     "pack_samples",
     "parse_block",

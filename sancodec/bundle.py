@@ -23,6 +23,7 @@ from sancodec.errors import BundleError, InvalidInputError, NotFoundError
 from sancodec.header import ModelRef
 from sancodec.quantization import Quantizer
 from sancodec.residual import ResidualSpec
+from sancodec.tables import CodingTables
 
 __all__ = [
     "ACTIVATIONS",
@@ -121,6 +122,7 @@ class Manifest:
                               "per_block_mean": self.normalization.per_block_mean},
             "quantization": {"san_step_exp": self.san_step_exp, "residual_step_exp": self.residual_step_exp},
             "residual": None if residual is None else {"wavelet": residual.wavelet, "level": residual.level},
+            "tables": self.codebook.tables.to_dict(),
             "files": {name: {"sha256": digest} for name, digest in sorted(self.files.items())},
             "training": dict(self.training), "test_metrics": dict(self.test_metrics),
         }  # fmt: skip
@@ -140,6 +142,7 @@ class Manifest:
                 None
                 if residual is None
                 else ResidualSpec(residual["wavelet"], int(residual["level"])),
+                CodingTables.from_dict(data["tables"]),
             )
             norm = data["normalization"]
             quant = data["quantization"]

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.binary_stream import (
-    RangeDecoder,
-    RangeEncoder,
-    get,
-    probabilities,
-    put,
-    unzigzag,
-    zigzag,
-)
+from sancodec.entropy import ClassTable, Decoder, Encoder, unzigzag, zigzag
 from sancodec.errors import CorruptCodeError, InvalidConfigError, InvalidInputError
 from sancodec.residual import ResidualSpec
+from sancodec.tables import CodingTables
 from sancodec.v1 import codes_pb2
 
-__all__ = ["KERNEL_BITS", "Codebook", "DecoderMode", "quantize_kernel"]
+__all__ = ["KERNEL_BITS", "Codebook", "DecoderMode", "on_grid", "quantize_kernel"]
 
 MAX_KERNEL_SIZE = 1 << 16
 # a kernel stored as levels: |level| < 2^24, so level * 2^step_exp is exact in float32
@@ -32,9 +25,11 @@ KERNEL_BITS = 8
 # weights a received codebook may hold in all: levels cost a fraction of a bit each, so their
 # bytes alone do not bound the work of decoding them
 MAX_CODEBOOK_WEIGHTS = 1 << 18
-# the most level values one byte of a range code can hold (every bin costs at least
-# -log2(1 - 31/2048) bits), with room to spare
-LEVELS_PER_BYTE = 512
+# the most levels one byte of a kernel's code can hold (a level's class costs at least
+# 2^-12 of a bit under _LEVEL_CLASSES), with room to spare
+LEVELS_PER_BYTE = 1 << 14
+# the class table of a kernel's level differences (docs/sanc-format.md): half-bit weights 40 - 2c
+_LEVEL_CLASSES = ClassTable(0, tuple(max(1, 40 - 2 * c) for c in range(26)))
 
 
 class DecoderMode(StrEnum):
@@ -70,6 +65,7 @@ class Codebook:
     kernels: tuple[npt.NDArray[np.float32], ...]
     decoder_mode: DecoderMode = DecoderMode.ADJOINT
     residual: ResidualSpec | None = None
+    tables: CodingTables = field(default_factory=CodingTables)
 
     def __post_init__(self) -> None:
         if not self.kernels:
@@ -83,6 +79,7 @@ class Codebook:
                 )
             if not np.all(np.isfinite(array)):
                 raise InvalidConfigError(f"kernel {i} has NaN or Inf weights")
+            array = on_grid(array)
             array.setflags(write=False)
             frozen.append(array)
         object.__setattr__(self, "kernels", tuple(frozen))
@@ -94,6 +91,7 @@ class Codebook:
         return (
             self.decoder_mode == other.decoder_mode
             and self.residual == other.residual
+            and self.tables == other.tables
             and len(self.kernels) == len(other.kernels)
             and all(np.array_equal(a, b) for a, b in zip(self.kernels, other.kernels, strict=True))
         )
@@ -128,6 +126,7 @@ class Codebook:
         message = codes_pb2.Codebook(
             kernels=[_kernel_to_proto(i, w) for i, w in enumerate(self.kernels)],
             decoder_mode=self.decoder_mode.to_proto(),
+            tables=self.tables.to_proto(),
         )
         if self.residual is not None:
             message.residual.CopyFrom(
@@ -138,7 +137,7 @@ class Codebook:
     @classmethod
     def from_proto(cls, message: codes_pb2.Codebook) -> Codebook:
         ids = [k.id for k in message.kernels]
-        total = sum(k.size + len(k.weights) + len(k.weights_f16) // 2 for k in message.kernels)
+        total = sum(k.size for k in message.kernels)
         if total > MAX_CODEBOOK_WEIGHTS:
             raise CorruptCodeError(
                 f"the codebook holds {total} weights, more than {MAX_CODEBOOK_WEIGHTS}"
@@ -153,6 +152,7 @@ class Codebook:
                 kernels=tuple(_kernel_from_proto(k) for k in message.kernels),
                 decoder_mode=DecoderMode.from_proto(message.decoder_mode),
                 residual=residual,
+                tables=CodingTables.from_proto(message.tables),
             )
         except InvalidInputError as exc:
             raise CorruptCodeError(f"invalid codebook: {exc}") from None
@@ -160,20 +160,29 @@ class Codebook:
 
 def quantize_kernel(weights: npt.ArrayLike, bits: int = KERNEL_BITS) -> npt.NDArray[np.float32]:
     """The weights rounded to a power-of-two step at which the largest is 2^(bits-1) to 2^bits
-    steps: the .sanc header then stores them as levels (`Kernel.levels`), a few bits each."""
+    steps: their code (`Kernel.levels`) then costs a few bits a weight."""
     w = np.asarray(weights, dtype=np.float64)
     peak = float(np.max(np.abs(w), initial=0.0))
     if peak == 0.0 or not math.isfinite(peak):
-        return w.astype(np.float32)
+        return (w + 0.0).astype(np.float32)
     step_exp = math.ceil(math.log2(peak)) - bits
     return (np.ldexp(np.rint(np.ldexp(w, -step_exp)), step_exp) + 0.0).astype(np.float32)  # no -0
 
 
+def on_grid(weights: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The kernel as a codebook holds it: levels times a power of two, |level| < 2^24, no -0.
+    Most float32 kernels already are; one spanning more than 24 bits loses its tiniest weights'
+    lowest bits (below 2^-24 of its peak)."""
+    if _grid(weights) is not None:
+        return weights
+    return quantize_kernel(weights, bits=23)
+
+
 def _grid(weights: npt.NDArray[np.float32]) -> tuple[int, npt.NDArray[np.int64]] | None:
     """(e, levels) with weights == levels * 2^e exactly, e the largest such exponent; None when
-    a level would reach 2^24."""
+    a level would reach 2^24 or a weight is -0.0."""
     if np.any(np.signbit(weights[weights == 0])):
-        return None  # a level cannot hold -0.0
+        return None
     nonzero = weights[weights != 0].astype(np.float64)
     if nonzero.size == 0:
         return 0, np.zeros(weights.size, dtype=np.int64)
@@ -187,74 +196,29 @@ def _grid(weights: npt.NDArray[np.float32]) -> tuple[int, npt.NDArray[np.int64]]
     return step_exp, levels.astype(np.int64)
 
 
-def _levels_to_bytes(levels: npt.NDArray[np.int64]) -> bytes:
-    enc, probs, previous = RangeEncoder(), probabilities(1), 0
-    for level in levels.tolist():
-        put(enc, probs, 0, zigzag(level - previous))
-        previous = level
-    return enc.finish(lean=True)
-
-
-def _levels_from_bytes(data: bytes, size: int) -> npt.NDArray[np.int64]:
-    dec, probs, level, out = RangeDecoder(data, lean=True), probabilities(1), 0, []
-    for _ in range(size):
-        level += unzigzag(get(dec, probs, 0))
-        if abs(level) > MAX_KERNEL_LEVEL:
-            raise CorruptCodeError(f"a level is beyond ±{MAX_KERNEL_LEVEL}")
-        out.append(level)
-    dec.finish()
-    return np.asarray(out, dtype=np.int64)
-
-
 def _kernel_to_proto(i: int, weights: npt.NDArray[np.float32]) -> codes_pb2.Kernel:
-    """The smallest exact form: levels on a power-of-two step (kernels rounded to one, as
-    --adapt's, with quantize_kernel), half precision, or float32."""
-    options = [codes_pb2.Kernel(id=i, weights=weights.tolist())]
-    with np.errstate(over="ignore"):  # beyond 65504: not exact, so not half precision
-        half = weights.astype("<f2")
-    if np.array_equal(half.astype(np.float32), weights):
-        options.append(codes_pb2.Kernel(id=i, weights_f16=half.tobytes()))
-    grid = _grid(weights)  # exact to the bit: no -0.0, |level| < 2^24
-    if grid is not None:
-        step_exp, levels = grid
-        options.append(codes_pb2.Kernel(id=i, levels_step_exp=step_exp, size=weights.size,
-                                        levels=_levels_to_bytes(levels)))  # fmt: skip
-    return min(options, key=lambda k: k.ByteSize())
+    grid = _grid(weights)
+    assert grid is not None  # a Codebook holds its kernels on a grid (on_grid)
+    step_exp, levels = grid
+    enc = Encoder()
+    enc.integers(zigzag(np.diff(levels, prepend=0)), _LEVEL_CLASSES)
+    return codes_pb2.Kernel(id=i, step_exp=step_exp, size=weights.size, levels=enc.finish())
 
 
-def _kernel_from_levels(message: codes_pb2.Kernel) -> npt.NDArray[np.float32]:
+def _kernel_from_proto(message: codes_pb2.Kernel) -> npt.NDArray[np.float32]:
     name = f"kernel {message.id}"
-    if not 0 < message.size <= min(MAX_KERNEL_SIZE, LEVELS_PER_BYTE * len(message.levels)):
+    if not 0 < message.size <= min(MAX_KERNEL_SIZE, LEVELS_PER_BYTE * max(len(message.levels), 1)):
         raise InvalidInputError(
             f"{name}: {message.size} levels, not 1..{MAX_KERNEL_SIZE} or more than "
             f"{len(message.levels)} bytes can hold"
         )
+    dec = Decoder(message.levels)
     try:
-        levels = _levels_from_bytes(message.levels, message.size)
-    except CorruptCodeError as exc:
-        raise InvalidInputError(f"{name}: {exc}") from None
-    with np.errstate(over="ignore"):  # a step too large: Inf, refused as such
-        weights = np.ldexp(levels.astype(np.float64), message.levels_step_exp)
-        exact = weights.astype(np.float32)
-    if np.all(np.isfinite(exact)) and not np.array_equal(exact.astype(np.float64), weights):
-        raise InvalidInputError(
-            f"{name}: levels at step 2^{message.levels_step_exp} are not exact in float32"
-        )
-    return exact
-
-
-def _kernel_from_proto(message: codes_pb2.Kernel) -> npt.NDArray[np.float32]:
-    forms = sum(map(bool, (message.weights, message.weights_f16, message.levels)))
-    if forms > 1:
-        raise InvalidInputError(f"kernel {message.id}: weights in more than one form")
-    if message.levels:
-        return _kernel_from_levels(message)
-    if message.size or message.levels_step_exp:
-        raise InvalidInputError(f"kernel {message.id}: a level count or step without levels")
-    if not message.weights_f16:
-        return np.asarray(message.weights, dtype=np.float32)
-    if len(message.weights_f16) % 2:
-        raise InvalidInputError(
-            f"kernel {message.id}: half-precision weights need an even byte count"
-        )
-    return np.frombuffer(message.weights_f16, dtype="<f2").astype(np.float32)
+        levels = np.cumsum(unzigzag(dec.integers(message.size, _LEVEL_CLASSES)))
+        dec.finish()
+    except (CorruptCodeError, ValueError, RuntimeError) as exc:
+        raise InvalidInputError(f"{name}: its levels do not decode ({exc})") from None
+    if np.abs(levels).max() > MAX_KERNEL_LEVEL:
+        raise InvalidInputError(f"{name}: a level is beyond ±{MAX_KERNEL_LEVEL}")
+    with np.errstate(over="ignore"):  # a step too large: Inf, refused by the Codebook
+        return np.ldexp(levels.astype(np.float64), message.step_exp).astype(np.float32)

@@ -17,10 +17,9 @@ from sancodec.v1 import codes_pb2
 
 __all__ = ["ChannelInfo", "ModelRef", "StreamHeader"]
 
-# 2: packed channel codes and half-precision kernels may occur; 3: kernels stored as levels,
-# packed layout 2 (ChannelCode.packed2)
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# 4: one channel layout, range-coded with constriction under the codebook's tables. Versions
+# 1-3 (Golomb-Rice, binary and packed layers) were never released and are not read.
+FORMAT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -126,10 +125,11 @@ class StreamHeader:
 
     @classmethod
     def from_proto(cls, m: codes_pb2.SancHeader) -> StreamHeader:
-        if m.format_version not in READABLE_VERSIONS:
+        if m.format_version != FORMAT_VERSION:
+            newer = m.format_version > FORMAT_VERSION
             raise CorruptCodeError(
-                f"format version {m.format_version} is not supported (this reader knows "
-                f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade sancodec"
+                f"format version {m.format_version} is not supported: this reader reads version "
+                f"{FORMAT_VERSION} only ({'upgrade sancodec' if newer else 're-encode the source with this sancodec'})"
             )
         try:
             return cls(

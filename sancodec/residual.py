@@ -9,11 +9,11 @@ import numpy as np
 import numpy.typing as npt
 import pywt
 
-from sancodec.codes import EntropyCoder, ResidualLayer
+from sancodec.codes import ResidualLayer
 from sancodec.errors import CorruptCodeError, InvalidConfigError, InvalidInputError
 from sancodec.quantization import Quantizer
 
-__all__ = ["ResidualSpec", "WaveletTransform", "encode_residual", "transform_for"]
+__all__ = ["ResidualSpec", "WaveletTransform", "band_sizes", "encode_residual", "transform_for"]
 
 MODE = "periodization"
 MAX_LEVEL = 16
@@ -53,11 +53,11 @@ class WaveletTransform:
         return np.concatenate(coeffs)
 
     def coefficient_count(self, sample_count: int) -> int:
-        return sum(_layout(self.spec, sample_count))
+        return sum(band_sizes(self.spec, sample_count))
 
     def inverse(self, coefficients: npt.ArrayLike, sample_count: int) -> npt.NDArray[np.float64]:
         flat = np.asarray(coefficients, dtype=np.float64)
-        sizes = _layout(self.spec, sample_count)
+        sizes = band_sizes(self.spec, sample_count)
         if flat.size != sum(sizes):
             raise InvalidInputError(f"expected {sum(sizes)} coefficients, got {flat.size}")
         parts = np.split(flat, np.cumsum(sizes)[:-1])
@@ -89,7 +89,7 @@ def transform_for(spec: ResidualSpec) -> WaveletTransform:
 
 
 @lru_cache(maxsize=256)
-def _layout(spec: ResidualSpec, sample_count: int) -> tuple[int, ...]:
+def band_sizes(spec: ResidualSpec, sample_count: int) -> tuple[int, ...]:
     """Sizes of the coefficient arrays of a block of this length, coarsest first."""
     transform = WaveletTransform(spec)
     probe = pywt.wavedec(
@@ -105,11 +105,8 @@ def encode_residual(
     residual: npt.ArrayLike,
     transform: WaveletTransform,
     quantizer: Quantizer,
-    coder: EntropyCoder = EntropyCoder.RICE,
 ) -> ResidualLayer:
     """Transform a block's residual and keep its non-zero quantized coefficients."""
     levels = quantizer.quantize(transform.forward(residual))
     (indices,) = np.nonzero(levels)
-    return ResidualLayer(
-        step_exp=quantizer.step_exp, indices=indices, levels=levels[indices], coder=coder
-    )
+    return ResidualLayer(step_exp=quantizer.step_exp, indices=indices, levels=levels[indices])

@@ -14,10 +14,11 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
-from sancodec.codes import BlockCode, parse_block
+from sancodec.codes import BlockCode
 from sancodec.decoder import check_block, decode
 from sancodec.errors import CorruptCodeError, CorruptFileError, InvalidInputError
 from sancodec.header import StreamHeader
+from sancodec.payload import block_bytes, parse_block
 from sancodec.v1 import codes_pb2
 
 __all__ = ["SancContents", "SancReader", "SancWriter", "decode_file", "read_sanc"]
@@ -69,7 +70,7 @@ class SancWriter:
                 f"block codes channel {block.channels[-1].channel} of a "
                 f"{self.header.channel_count}-channel stream"
             )
-        payload = block.to_bytes()
+        payload = block_bytes(block, self.header.codebook)
         self._crcs.append(self._record(BLOCK, payload))
         self._samples = block.end_sample
         self._code_bytes += len(payload)
@@ -179,7 +180,7 @@ class SancReader:
                     f"block {index} has unknown record type {kind!r}", block_index=index
                 )
             try:
-                block = parse_block(payload)
+                block = parse_block(payload, self.header.codebook)
                 check_block(block, self.header.codebook, self.header.channel_count)
             except CorruptCodeError as exc:
                 raise CorruptFileError(f"block {index}: {exc}", block_index=index) from None

@@ -8,8 +8,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from sancodec import BlockCode, ChannelInfo, Codebook, StreamingDecoder, metrics
-from sancodec.codes import EntropyCoder
+from sancodec import BlockCode, ChannelInfo, Codebook, StreamingDecoder, decode_block, metrics
 from sancodec.errors import (
     CorruptCodeError,
     InvalidConfigError,
@@ -17,6 +16,7 @@ from sancodec.errors import (
     OverloadedError,
 )
 from sancodec.samples import SampleDtype, unpack_samples
+from sancodec.payload import block_message
 from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Window
 from sancodec.v1 import codec_pb2, codes_pb2
 from server.batcher import Batcher
@@ -46,28 +46,12 @@ def _channels(
     ]
 
 
-def _plan(
-    model: LoadedModel, quality: codec_pb2.QualityTarget, residual_coder: int = 0
-) -> CodingPlan:
-    m = model.manifest
-    try:
-        coder = EntropyCoder(residual_coder)
-    except ValueError:
-        raise InvalidConfigError(f"unknown residual entropy coder {residual_coder}") from None
+def _plan(model: LoadedModel, quality: codec_pb2.QualityTarget, channels: int) -> CodingPlan:
     target = quality.WhichOneof("target")
-    if target is not None and m.residual_step_exp is None:
-        raise InvalidConfigError(
-            f"model {m.name}/{m.version} has no residual layer: it cannot meet a quality target"
-        )
     value = getattr(quality, target) if target else None
     if value is not None and not (math.isfinite(value) and value > 0):
         raise InvalidConfigError(f"{target} must be positive, got {value}")
-    return CodingPlan(
-        m.codebook, m.block_length, m.context, m.normalization.scale, m.san_step_exp, m.residual_step_exp,
-        max_prdn_percent=value if target == "max_prdn_percent" else None,
-        max_bits_per_sample=value if target == "max_bits_per_sample" else None,
-        residual_coder=coder,
-    )  # fmt: skip
+    return CodingPlan.from_manifest(model.manifest, channels=channels, **({target: value} if target else {}))
 
 
 class EncodeSession:
@@ -96,7 +80,7 @@ class EncodeSession:
             m.normalization.units,
             m.normalization.scale,
         )
-        self.plan = _plan(self.model, config.quality, config.residual_coder)
+        self.plan = _plan(self.model, config.quality, config.channel_count)
         self.coders = [ChannelCoder(self.plan, c) for c in range(config.channel_count)]
         self.batcher, self.telemetry, self.settings = batcher, telemetry, settings
         self.max_samples = int(settings.max_stream_seconds * m.sample_rate_hz)
@@ -170,7 +154,7 @@ class EncodeSession:
 
     def _respond(self, parts: list[CodedChannel], started: float) -> codec_pb2.EncodeResponse:
         block = BlockCode(parts[0].start, parts[0].signal.size, tuple(p.code for p in parts))
-        message = block.to_proto()
+        message = block_message(block.start_sample, block.sample_count, [(p.code.channel, p.payload) for p in parts])
         size = message.ByteSize()
         n = block.sample_count * len(parts)
         x = np.concatenate([p.signal - p.signal.mean() for p in parts])
@@ -184,6 +168,7 @@ class EncodeSession:
             prdn_percent=metrics.prdn(x, x_hat), normalized_loss=loss, inverse_compression_ratio=inv_cr,
             flithos=metrics.flithos(inv_cr, loss), spike_count=spikes,
             residual_count=sum(p.code.residual.indices.size for p in parts if p.code.residual is not None),
+            target_missed="; ".join(f"channel {p.code.channel}: {p.missed}" for p in parts if p.missed),
         )  # fmt: skip
         m = self.model.manifest
         self.telemetry.observe_block(
@@ -233,7 +218,7 @@ class DecodeSession:
     def push(self, message: codes_pb2.EncodedBlock) -> codec_pb2.DecodeResponse:
         """Decode one block; CorruptCodeError names what is wrong with it."""
         started = time.perf_counter()
-        block = BlockCode.from_proto(message)
+        block = decode_block(message, self.decoder.codebook)
         start, samples = self.decoder.push(block)
         self.telemetry.observe_decoded_block(
             *self.key, block.sample_count, time.perf_counter() - started

@@ -24,10 +24,11 @@ import torch
 
 from sancodec.bundle import Bundle
 from sancodec.codebook import Codebook, quantize_kernel
-from sancodec.codes import BlockCode, EntropyCoder
+from sancodec.codes import BlockCode
 from sancodec.errors import InvalidConfigError, InvalidInputError
 from sancodec.header import ChannelInfo, StreamHeader
 from sancodec.quantization import Quantizer
+from sancodec.payload import block_bytes
 from sancodec.sancfile import SancWriter
 from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
 from training.codec_eval import Detector, block_flithos, torch_detector
@@ -131,7 +132,8 @@ def adapt_codebook(
     seconds = time.perf_counter() - started
     log.info("adapted %d kernels in %.1f s (best epoch %d)", len(config.kernel_sizes), seconds,
              result.best_epoch)  # fmt: skip
-    codebook = Codebook(model.codebook().kernels, model.decoder_mode, m.codebook.residual)
+    codebook = Codebook(model.codebook().kernels, model.decoder_mode, m.codebook.residual,
+                        m.codebook.tables)  # fmt: skip
     return Adapted(model, codebook, tuple(s * pooled for s in stds), result.best_epoch, seconds)
 
 
@@ -159,7 +161,6 @@ def plans_for(
     residual_step_exp: int | None = None,
     max_prdn_percent: float | None = None,
     max_bits_per_sample: float | None = None,
-    residual_coder: EntropyCoder = EntropyCoder.PACKED,
 ) -> list[CodingPlan]:
     """One plan per channel: the adapted kernels and scale, --adapt's blocks (block_length_for),
     the bundle's steps (or this residual step)."""
@@ -176,7 +177,6 @@ def plans_for(
             residual,
             max_prdn_percent,
             max_bits_per_sample,
-            residual_coder,  # coded offline: by default the smaller code, not the faster
         )
         for scale in adapted.scales
     ]
@@ -222,7 +222,7 @@ def _coded(
     parts = list(zip(*coded, strict=True))
     blocks = [BlockCode(p[0].start, p[0].signal.size, tuple(c.code for c in p)) for p in parts]
     error = sum(float(np.sum((c.signal - c.reconstruction) ** 2)) for p in parts for c in p)
-    bits = 8 * (sum(len(b.to_bytes()) for b in blocks) + codebook.to_proto().ByteSize())
+    bits = 8 * (sum(len(block_bytes(b, codebook)) for b in blocks) + codebook.to_proto().ByteSize())
     return CodedRecording(blocks, parts, codebook, bits, error, with_spikes)
 
 
@@ -281,7 +281,8 @@ def _check_targets(
 def residual_only_codebook(codebook: Codebook) -> Codebook:
     """For a code with no spikes: one 1-weight kernel (the format needs a kernel, and no spike
     refers to it) and the model's residual transform, so the header costs a few bytes."""
-    return Codebook((np.ones(1, dtype=np.float32),), codebook.decoder_mode, codebook.residual)
+    return Codebook((np.ones(1, dtype=np.float32),), codebook.decoder_mode, codebook.residual,
+                    codebook.tables)  # fmt: skip
 
 
 def encode_adapted(
@@ -294,7 +295,6 @@ def encode_adapted(
     max_prdn_percent: float | None = None,
     max_bits_per_sample: float | None = None,
     metadata: dict[str, str] | None = None,
-    residual_coder: EntropyCoder = EntropyCoder.PACKED,
     block_length: int | None = None,
 ) -> AdaptedCode:
     """Fit kernels to the recording, then code it with them: the .sanc header and blocks."""
@@ -311,7 +311,7 @@ def encode_adapted(
     block_length = block_length_for(bundle, block_length, x.shape[0])
     adapted = adapt_codebook(bundle, x, epochs=epochs)
     plans = plans_for(bundle, adapted, block_length=block_length, max_prdn_percent=max_prdn_percent,
-                      max_bits_per_sample=max_bits_per_sample, residual_coder=residual_coder)  # fmt: skip
+                      max_bits_per_sample=max_bits_per_sample)  # fmt: skip
     coded = code_recording(plans, x, adapted)
     scores = [block_flithos(parts, coded.codebook.weight_count) for parts in coded.parts]
     phis = [score[2] for score in scores if score is not None]

@@ -14,7 +14,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from sancodec import BlockCode, metrics
+from sancodec import BlockCode, block_bytes, metrics
 from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
 from training.export import encode_with_onnx
 from training.model import SAN
@@ -84,7 +84,7 @@ def measure(
     signal = np.asarray(x, dtype=np.float64)
     coded = code_signal(plan, signal, detect)
     blocks = [BlockCode(c.start, c.signal.size, (c.code,)) for c in coded]
-    code_bytes = sum(len(b.to_bytes()) for b in blocks)
+    code_bytes = sum(len(block_bytes(b, plan.codebook)) for b in blocks)
     x_hat = np.concatenate([c.reconstruction for c in coded]) * plan.scale
     scores = [block_flithos((c,), plan.codebook.weight_count) for c in coded]
     per_block = [score for score in scores if score is not None]

@@ -7,6 +7,7 @@ the exported encoder in ONNX Runtime and the real encoded bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shlex
@@ -19,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from client.recordings import read_recording
-from sancodec import Codebook, ResidualSpec
+from sancodec import Codebook, CodingTables, ResidualSpec
 from sancodec.bundle import Manifest, Normalization, load_bundle
 from sancodec.quantization import Quantizer
 from sancodec.streamcoder import CodingPlan
@@ -27,6 +28,7 @@ from training.codec_eval import measure, onnx_detector
 from training.data import record_splits
 from training.export import export_model
 from training.reports import git_commit
+from training.tables import learn_tables
 from training.train import TrainConfig, fit
 
 __all__ = ["RECIPES", "Recipe", "build"]
@@ -42,6 +44,7 @@ class Source:
     val: tuple[str, ...]
     test: tuple[str, ...]
     channel: int = 0
+    tables: tuple[str, ...] = ()  # more recordings, only for the coder's tables
     train_span: tuple[int, int | None] = (0, None)
     test_span: tuple[int, int | None] = (0, None)
     adc_bits: int = 11
@@ -130,8 +133,10 @@ def _plan(recipe: Recipe, codebook: Codebook, scale: float) -> CodingPlan:
     residual_exp = (
         None if recipe.residual_step is None else Quantizer.from_step(recipe.residual_step).step_exp
     )
-    return CodingPlan(codebook, recipe.block_length, recipe.context, scale,
-                      Quantizer.from_step(recipe.san_step).step_exp, residual_exp)  # fmt: skip
+    san_exp = Quantizer.from_step(recipe.san_step).step_exp
+    tables = CodingTables(san_exp, residual_exp if residual_exp is not None else 0)
+    codebook = Codebook(codebook.kernels, codebook.decoder_mode, codebook.residual, tables)
+    return CodingPlan(codebook, recipe.block_length, recipe.context, scale, san_exp, residual_exp)
 
 
 def build(recipe: Recipe, data_root: Path, models_dir: Path, command: str) -> dict[str, Any]:
@@ -146,11 +151,16 @@ def build(recipe: Recipe, data_root: Path, models_dir: Path, command: str) -> di
     directory = models_dir / recipe.name / recipe.version
     directory.mkdir(parents=True, exist_ok=True)
     hashes = export_model(model, directory)
-    codebook = Codebook(model.codebook().kernels, model.decoder_mode, recipe.residual)
     session = ort.InferenceSession(
         str(directory / "encoder.onnx"), providers=["CPUExecutionProvider"]
     )
-    plan = _plan(recipe, codebook, scale)
+    plan = _plan(recipe, Codebook(model.codebook().kernels, model.decoder_mode, recipe.residual), scale)
+    # the tables learn from every training recording whole, through the detector that ships
+    whole = _signals(data_root, src.train + src.val + src.tables, src, (0, None))
+    plan = dataclasses.replace(
+        plan, codebook=learn_tables(plan, list(whole.values()), onnx_detector(session))
+    )
+    codebook = plan.codebook
     tests = _signals(data_root, src.test, src, src.test_span)
     per_record = {
         Path(p).stem: measure(plan, x, onnx_detector(session), src.adc_bits)

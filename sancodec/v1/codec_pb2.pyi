@@ -27,21 +27,29 @@ class QualityTarget(_message.Message):
 
     MAX_PRDN_PERCENT_FIELD_NUMBER: _builtins.int
     MAX_BITS_PER_SAMPLE_FIELD_NUMBER: _builtins.int
+    STREAM_PRDN_PERCENT_FIELD_NUMBER: _builtins.int
     max_prdn_percent: _builtins.float
-    """Largest acceptable PRDN of a block, in percent."""
+    """Largest acceptable PRDN of a block, in percent: each block at the coarsest step that meets it."""
     max_bits_per_sample: _builtins.float
-    """Largest acceptable code size, in bits per sample."""
+    """Largest code size of a block, in bits per sample over all channels; never exceeded (a block
+    that cannot meet it says so in BlockQuality.target_missed).
+    """
+    stream_prdn_percent: _builtins.float
+    """PRDN of the whole stream, in percent, pooled: one step for every block, steered slowly toward
+    the target. Spends bits where they buy most fidelity; single blocks may be above or below it.
+    """
     def __init__(
         self,
         *,
         max_prdn_percent: _builtins.float = ...,
         max_bits_per_sample: _builtins.float = ...,
+        stream_prdn_percent: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["max_bits_per_sample", b"max_bits_per_sample", "max_prdn_percent", b"max_prdn_percent", "target", b"target"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_bits_per_sample", b"max_bits_per_sample", "max_prdn_percent", b"max_prdn_percent", "stream_prdn_percent", b"stream_prdn_percent", "target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_bits_per_sample", b"max_bits_per_sample", "max_prdn_percent", b"max_prdn_percent", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_bits_per_sample", b"max_bits_per_sample", "max_prdn_percent", b"max_prdn_percent", "stream_prdn_percent", b"stream_prdn_percent", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["max_prdn_percent", "max_bits_per_sample"]  # noqa: Y015
+    _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["max_prdn_percent", "max_bits_per_sample", "stream_prdn_percent"]  # noqa: Y015
     _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_target) -> _WhichOneofReturnType_target | None: ...
 
@@ -60,18 +68,12 @@ class EncodeConfig(_message.Message):
     DTYPE_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
     CHANNELS_FIELD_NUMBER: _builtins.int
-    RESIDUAL_CODER_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     model_version: _builtins.str
     """Empty means the latest version."""
     sample_rate_hz: _builtins.float
     channel_count: _builtins.int
     dtype: _codes_pb2.SampleDtype.ValueType
-    residual_coder: _codes_pb2.EntropyCoder.ValueType
-    """How residual layers are entropy-coded: unspecified is Golomb-Rice (fast);
-    ENTROPY_CODER_ADAPTIVE_BINARY is about a fifth smaller and several times slower;
-    ENTROPY_CODER_PACKED also packs each channel's side information into the same range code.
-    """
     @_builtins.property
     def quality(self) -> Global___QualityTarget:
         """Optional; the bundle's defaults apply without it."""
@@ -92,11 +94,10 @@ class EncodeConfig(_message.Message):
         dtype: _codes_pb2.SampleDtype.ValueType = ...,
         quality: Global___QualityTarget | None = ...,
         channels: _abc.Iterable[_codes_pb2.ChannelInfo] | None = ...,
-        residual_coder: _codes_pb2.EntropyCoder.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quality", b"quality"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_count", b"channel_count", "channels", b"channels", "dtype", b"dtype", "model", b"model", "model_version", b"model_version", "quality", b"quality", "residual_coder", b"residual_coder", "sample_rate_hz", b"sample_rate_hz"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_count", b"channel_count", "channels", b"channels", "dtype", b"dtype", "model", b"model", "model_version", b"model_version", "quality", b"quality", "sample_rate_hz", b"sample_rate_hz"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -202,6 +203,7 @@ class BlockQuality(_message.Message):
     FLITHOS_FIELD_NUMBER: _builtins.int
     SPIKE_COUNT_FIELD_NUMBER: _builtins.int
     RESIDUAL_COUNT_FIELD_NUMBER: _builtins.int
+    TARGET_MISSED_FIELD_NUMBER: _builtins.int
     bits_per_sample: _builtins.float
     compression_ratio: _builtins.float
     prdn_percent: _builtins.float
@@ -212,6 +214,10 @@ class BlockQuality(_message.Message):
     flithos: _builtins.float
     spike_count: _builtins.int
     residual_count: _builtins.int
+    target_missed: _builtins.str
+    """Empty when the block met the stream's quality target; otherwise what it missed and why. The
+    figures above say what it reached.
+    """
     def __init__(
         self,
         *,
@@ -223,10 +229,11 @@ class BlockQuality(_message.Message):
         flithos: _builtins.float = ...,
         spike_count: _builtins.int = ...,
         residual_count: _builtins.int = ...,
+        target_missed: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bits_per_sample", b"bits_per_sample", "compression_ratio", b"compression_ratio", "flithos", b"flithos", "inverse_compression_ratio", b"inverse_compression_ratio", "normalized_loss", b"normalized_loss", "prdn_percent", b"prdn_percent", "residual_count", b"residual_count", "spike_count", b"spike_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bits_per_sample", b"bits_per_sample", "compression_ratio", b"compression_ratio", "flithos", b"flithos", "inverse_compression_ratio", b"inverse_compression_ratio", "normalized_loss", b"normalized_loss", "prdn_percent", b"prdn_percent", "residual_count", b"residual_count", "spike_count", b"spike_count", "target_missed", b"target_missed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

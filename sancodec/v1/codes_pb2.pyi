@@ -3,16 +3,14 @@
 isort:skip_file
 The sparse code format: what travels on the wire and what a .sanc file stores.
 
-Every number a decoder needs is here, as compact integers where it can be. A client in any
-language decodes a block with the kernels (from the model or the .sanc header) and these rules:
-  - a quantization step is 2^(step_exp / 8): sint32 step_exp, 8 steps per octave;
+The messages carry the structure (blocks, channels, codebooks); each channel-block's values
+travel as one `payload`, a range code of constriction (https://github.com/bamler-lab/constriction,
+which has a Rust crate) under the codebook's `CodingTables`. docs/sanc-format.md gives the order
+of the values and the arithmetic of the tables, so a client in any language decodes a block with
+the codebook and these rules:
+  - a quantization step is 2^(step_exp / 8);
   - a quantized amplitude is level * step; levels are never zero;
-  - positions are delta-coded: the first is relative to the block's start_sample (SAN) or to 0
-    (residual), each next one relative to the previous one of the same kernel or layer;
-  - positions and levels travel as one adaptive Golomb-Rice bit stream (`bits`), specified in
-    docs/sanc-format.md and sancodec/sparse_stream.py: per value, the gap to the previous
-    position minus 1, then zigzag(level) - 1, each with a parameter the decoder derives from
-    the values before it (contexts per band of positions, as in JPEG-LS).
+  - positions are absolute sample positions in the stream.
 """
 
 from collections import abc as _abc
@@ -53,34 +51,6 @@ DECODER_MODE_CORRELATION: DecoderMode.ValueType  # 2
 """The authors' code: the same cross-correlation again, so a spike paints the time-reversed kernel."""
 Global___DecoderMode: _TypeAlias = DecoderMode  # noqa: Y015
 
-class _EntropyCoder:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _EntropyCoderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntropyCoder.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    ENTROPY_CODER_UNSPECIFIED: _EntropyCoder.ValueType  # 0
-    """Adaptive Golomb-Rice (sancodec.sparse_stream): the original, and the default."""
-    ENTROPY_CODER_ADAPTIVE_BINARY: _EntropyCoder.ValueType  # 1
-    """Exp-Golomb bins through an adaptive binary range coder (sancodec.binary_stream)."""
-    ENTROPY_CODER_PACKED: _EntropyCoder.ValueType  # 2
-    """The whole channel code, both layers and their side information, in one range code:
-    ChannelCode.packed (sancodec.packed). The smallest; set on the residual layer's config.
-    """
-
-class EntropyCoder(_EntropyCoder, metaclass=_EntropyCoderEnumTypeWrapper):
-    """The entropy coder of a layer's (position, level) list (docs/sanc-format.md)."""
-
-ENTROPY_CODER_UNSPECIFIED: EntropyCoder.ValueType  # 0
-"""Adaptive Golomb-Rice (sancodec.sparse_stream): the original, and the default."""
-ENTROPY_CODER_ADAPTIVE_BINARY: EntropyCoder.ValueType  # 1
-"""Exp-Golomb bins through an adaptive binary range coder (sancodec.binary_stream)."""
-ENTROPY_CODER_PACKED: EntropyCoder.ValueType  # 2
-"""The whole channel code, both layers and their side information, in one range code:
-ChannelCode.packed (sancodec.packed). The smallest; set on the residual layer's config.
-"""
-Global___EntropyCoder: _TypeAlias = EntropyCoder  # noqa: Y015
-
 class _SampleDtype:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -101,187 +71,62 @@ Global___SampleDtype: _TypeAlias = SampleDtype  # noqa: Y015
 
 @_typing.final
 class Kernel(_message.Message):
-    """One learned kernel. Its centre is at index floor((len(weights) - 1) / 2)."""
+    """One learned kernel of `size` weights; its centre is at index floor((size - 1) / 2). Weight j is
+    level[j] * 2^step_exp (|level| < 2^24, so every weight is exact in float32). `levels` is a range
+    code of the levels' first differences (the first minus 0), zigzag-mapped, as integers under the
+    fixed kernel class table of docs/sanc-format.md.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
-    WEIGHTS_FIELD_NUMBER: _builtins.int
-    WEIGHTS_F16_FIELD_NUMBER: _builtins.int
-    LEVELS_STEP_EXP_FIELD_NUMBER: _builtins.int
+    STEP_EXP_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     LEVELS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
-    weights_f16: _builtins.bytes
-    """Set instead of weights when every weight is exactly a half-precision float: the weights as
-    little-endian IEEE 754 binary16, 2 bytes each.
-    """
-    levels_step_exp: _builtins.int
-    """Set instead of both when it is smaller and exact: weight j is level[j] * 2^levels_step_exp
-    (a power of two, so every weight is exact in float32). The `size` levels, each minus the one
-    before it (the first minus 0), zigzag-mapped, are Exp-Golomb bins through one adaptive binary
-    range code with a lean flush (docs/sanc-format.md). Smooth kernels quantized this way
-    (`--adapt`'s) cost a few bits a weight instead of 16.
-    """
+    step_exp: _builtins.int
     size: _builtins.int
     levels: _builtins.bytes
-    @_builtins.property
-    def weights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
-        weights: _abc.Iterable[_builtins.float] | None = ...,
-        weights_f16: _builtins.bytes = ...,
-        levels_step_exp: _builtins.int = ...,
+        step_exp: _builtins.int = ...,
         size: _builtins.int = ...,
         levels: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "levels", b"levels", "levels_step_exp", b"levels_step_exp", "size", b"size", "weights", b"weights", "weights_f16", b"weights_f16"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "levels", b"levels", "size", b"size", "step_exp", b"step_exp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Kernel: _TypeAlias = Kernel  # noqa: Y015
 
 @_typing.final
-class KernelSpikes(_message.Message):
-    """The spikes of one kernel in one block of one channel."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    KERNEL_ID_FIELD_NUMBER: _builtins.int
-    COUNT_FIELD_NUMBER: _builtins.int
-    BITS_FIELD_NUMBER: _builtins.int
-    kernel_id: _builtins.int
-    count: _builtins.int
-    bits: _builtins.bytes
-    """Positions in [start_sample, start_sample + sample_count), one band, and their levels
-    (amplitude = level * 2^(step_exp / 8) * scale).
-    """
-    def __init__(
-        self,
-        *,
-        kernel_id: _builtins.int = ...,
-        count: _builtins.int = ...,
-        bits: _builtins.bytes = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bits", b"bits", "count", b"count", "kernel_id", b"kernel_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___KernelSpikes: _TypeAlias = KernelSpikes  # noqa: Y015
-
-@_typing.final
-class SanLayer(_message.Message):
-    """The SAN layer: kernel spikes plus the block's normalization."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    STEP_EXP_FIELD_NUMBER: _builtins.int
-    OFFSET_LEVEL_FIELD_NUMBER: _builtins.int
-    SCALE_EXP_FIELD_NUMBER: _builtins.int
-    KERNELS_FIELD_NUMBER: _builtins.int
-    step_exp: _builtins.int
-    offset_level: _builtins.int
-    """Block offset, in units of the step; added to every sample of the block when decoding."""
-    scale_exp: _builtins.int
-    """Block scale 2^(scale_exp / 8), multiplying every spike amplitude of the block (0 means 1)."""
-    @_builtins.property
-    def kernels(self) -> _containers.RepeatedCompositeFieldContainer[Global___KernelSpikes]: ...
-    def __init__(
-        self,
-        *,
-        step_exp: _builtins.int = ...,
-        offset_level: _builtins.int = ...,
-        scale_exp: _builtins.int = ...,
-        kernels: _abc.Iterable[Global___KernelSpikes] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kernels", b"kernels", "offset_level", b"offset_level", "scale_exp", b"scale_exp", "step_exp", b"step_exp"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SanLayer: _TypeAlias = SanLayer  # noqa: Y015
-
-@_typing.final
-class ResidualLayer(_message.Message):
-    """The residual layer: sparse coefficients of a fixed transform (named in the stream header)
-    applied to what the SAN layer missed in this block.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    STEP_EXP_FIELD_NUMBER: _builtins.int
-    COUNT_FIELD_NUMBER: _builtins.int
-    BITS_FIELD_NUMBER: _builtins.int
-    CODER_FIELD_NUMBER: _builtins.int
-    step_exp: _builtins.int
-    count: _builtins.int
-    bits: _builtins.bytes
-    """Coefficient indices from 0 and their levels; bands L/64, then one per octave up to L/2
-    (L = sample_count), as wavelet sub-bands fall.
-    """
-    coder: Global___EntropyCoder.ValueType
-    """How `bits` is entropy-coded."""
-    def __init__(
-        self,
-        *,
-        step_exp: _builtins.int = ...,
-        count: _builtins.int = ...,
-        bits: _builtins.bytes = ...,
-        coder: Global___EntropyCoder.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bits", b"bits", "coder", b"coder", "count", b"count", "step_exp", b"step_exp"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ResidualLayer: _TypeAlias = ResidualLayer  # noqa: Y015
-
-@_typing.final
 class ChannelCode(_message.Message):
-    """The code of one channel in one block."""
+    """The code of one channel in one block: a range code of its SAN layer (block offset and
+    spikes: kernel, position, level), its residual layer if it has one (step and the quantized
+    coefficients of the codebook's transform applied to what the SAN layer missed), and their side
+    information, in the order of docs/sanc-format.md. A block with no spikes codes a spike count of
+    zero for every kernel: that is how a block leaves its SAN layer out where it does not pay.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANNEL_FIELD_NUMBER: _builtins.int
-    SAN_FIELD_NUMBER: _builtins.int
-    RESIDUAL_FIELD_NUMBER: _builtins.int
-    PACKED_FIELD_NUMBER: _builtins.int
-    PACKED2_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
     channel: _builtins.int
-    packed: _builtins.bytes
-    """Set instead of san and residual when the channel is coded with ENTROPY_CODER_PACKED."""
-    packed2: _builtins.bytes
-    """The packed code's second layout (format version 3), which writers now use instead of
-    `packed`: one more bin after the spike count, 1 when spikes are coded relative to their
-    kernel's earlier spikes in the block: the kernel id first; from the kernel's third spike on,
-    the position minus the previous position and the previous interval; from its second on, the
-    level minus the previous level (docs/sanc-format.md). At most one of the two is set. Readers
-    older than version 3 do not know this field: give them `packed` or another coder.
-    """
-    @_builtins.property
-    def san(self) -> Global___SanLayer: ...
-    @_builtins.property
-    def residual(self) -> Global___ResidualLayer: ...
+    payload: _builtins.bytes
     def __init__(
         self,
         *,
         channel: _builtins.int = ...,
-        san: Global___SanLayer | None = ...,
-        residual: Global___ResidualLayer | None = ...,
-        packed: _builtins.bytes = ...,
-        packed2: _builtins.bytes = ...,
+        payload: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["residual", b"residual", "san", b"san"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "packed", b"packed", "packed2", b"packed2", "residual", b"residual", "san", b"san"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "payload", b"payload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -289,7 +134,9 @@ Global___ChannelCode: _TypeAlias = ChannelCode  # noqa: Y015
 
 @_typing.final
 class EncodedBlock(_message.Message):
-    """The code of one block: all a decoder needs for samples [start_sample, start_sample + sample_count)."""
+    """The code of one block: all a decoder needs for samples [start_sample, start_sample + sample_count)
+    of every channel, given the stream's codebook and the blocks before it.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -314,6 +161,73 @@ class EncodedBlock(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EncodedBlock: _TypeAlias = EncodedBlock  # noqa: Y015
+
+@_typing.final
+class FieldTable(_message.Message):
+    """A bit-length class table (docs/sanc-format.md): half-bit log weights of classes first, first + 1, ..."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FIRST_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    first: _builtins.int
+    weights: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        first: _builtins.int = ...,
+        weights: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first", b"first", "name", b"name", "weights", b"weights"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldTable: _TypeAlias = FieldTable  # noqa: Y015
+
+@_typing.final
+class CodingTables(_message.Message):
+    """The probability models of a codebook, learned in training and shipped in the bundle."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAN_STEP_EXP_FIELD_NUMBER: _builtins.int
+    RESIDUAL_STEP_EXP_FIELD_NUMBER: _builtins.int
+    BAND_CLASSES_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    san_step_exp: _builtins.int
+    """References: a payload codes its steps as differences from these."""
+    residual_step_exp: _builtins.int
+    band_classes: _builtins.int
+    """Residual rows: for each band class (0 the approximation, j detail level j, 1 the finest) and
+    each of its 5 contexts, (zero, decay) as two little-endian uint16.
+    """
+    rows: _builtins.bytes
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldTable]:
+        """The class tables of the named fields; a field not listed uses the fallback table."""
+
+    def __init__(
+        self,
+        *,
+        san_step_exp: _builtins.int = ...,
+        residual_step_exp: _builtins.int = ...,
+        band_classes: _builtins.int = ...,
+        rows: _builtins.bytes = ...,
+        fields: _abc.Iterable[Global___FieldTable] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["band_classes", b"band_classes", "fields", b"fields", "residual_step_exp", b"residual_step_exp", "rows", b"rows", "san_step_exp", b"san_step_exp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CodingTables: _TypeAlias = CodingTables  # noqa: Y015
 
 @_typing.final
 class ResidualSpec(_message.Message):
@@ -392,21 +306,25 @@ class Codebook(_message.Message):
     KERNELS_FIELD_NUMBER: _builtins.int
     DECODER_MODE_FIELD_NUMBER: _builtins.int
     RESIDUAL_FIELD_NUMBER: _builtins.int
+    TABLES_FIELD_NUMBER: _builtins.int
     decoder_mode: Global___DecoderMode.ValueType
     @_builtins.property
     def kernels(self) -> _containers.RepeatedCompositeFieldContainer[Global___Kernel]: ...
     @_builtins.property
     def residual(self) -> Global___ResidualSpec: ...
+    @_builtins.property
+    def tables(self) -> Global___CodingTables: ...
     def __init__(
         self,
         *,
         kernels: _abc.Iterable[Global___Kernel] | None = ...,
         decoder_mode: Global___DecoderMode.ValueType = ...,
         residual: Global___ResidualSpec | None = ...,
+        tables: Global___CodingTables | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["residual", b"residual"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["residual", b"residual", "tables", b"tables"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decoder_mode", b"decoder_mode", "kernels", b"kernels", "residual", b"residual"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decoder_mode", b"decoder_mode", "kernels", b"kernels", "residual", b"residual", "tables", b"tables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

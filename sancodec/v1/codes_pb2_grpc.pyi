@@ -3,16 +3,14 @@
 isort:skip_file
 The sparse code format: what travels on the wire and what a .sanc file stores.
 
-Every number a decoder needs is here, as compact integers where it can be. A client in any
-language decodes a block with the kernels (from the model or the .sanc header) and these rules:
-  - a quantization step is 2^(step_exp / 8): sint32 step_exp, 8 steps per octave;
+The messages carry the structure (blocks, channels, codebooks); each channel-block's values
+travel as one `payload`, a range code of constriction (https://github.com/bamler-lab/constriction,
+which has a Rust crate) under the codebook's `CodingTables`. docs/sanc-format.md gives the order
+of the values and the arithmetic of the tables, so a client in any language decodes a block with
+the codebook and these rules:
+  - a quantization step is 2^(step_exp / 8);
   - a quantized amplitude is level * step; levels are never zero;
-  - positions are delta-coded: the first is relative to the block's start_sample (SAN) or to 0
-    (residual), each next one relative to the previous one of the same kernel or layer;
-  - positions and levels travel as one adaptive Golomb-Rice bit stream (`bits`), specified in
-    docs/sanc-format.md and sancodec/sparse_stream.py: per value, the gap to the previous
-    position minus 1, then zigzag(level) - 1, each with a parameter the decoder derives from
-    the values before it (contexts per band of positions, as in JPEG-LS).
+  - positions are absolute sample positions in the stream.
 """
 
 from collections import abc as _abc

@@ -1,0 +1,140 @@
+"""One channel's final block: its offset, its residual at the step rate control picks, its payload."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from sancodec.codes import ChannelCode, ResidualLayer, SanLayer
+from sancodec.decoder import paint_spikes
+from sancodec.payload import encode_channel
+from sancodec.plan import CodedChannel, CodingPlan
+from sancodec.quantization import Quantizer
+from sancodec.ratecontrol import (
+    STEP_SEARCH,
+    coarsest_meeting_prdn,
+    finest_within_bits,
+    spikes_pay,
+)
+from sancodec.residual import band_sizes, encode_residual, transform_for
+
+__all__ = ["BlockCoder"]
+
+Samples = npt.NDArray[np.float64]
+SAFETY_BITS = 40  # a residual's step and the range coder's last word, beyond the estimate
+
+
+def _varint_bytes(value: int) -> int:
+    return max(1, (max(value, 1).bit_length() + 6) // 7)
+
+
+class BlockCoder:
+    """Codes final blocks of one channel under a plan (the streaming and blocking are the
+    ChannelCoder's)."""
+
+    def __init__(self, plan: CodingPlan, channel: int) -> None:
+        self.plan, self.channel = plan, channel
+        self._tables = plan.codebook.tables
+        self._kernels = len(plan.codebook.kernels)
+        self._transform = transform_for(plan.codebook.residual) if plan.codebook.residual else None
+
+    def _sizes(self, count: int) -> tuple[int, ...]:
+        spec = self.plan.codebook.residual
+        return band_sizes(spec, count) if spec is not None else ()
+
+    def _payload(self, code: ChannelCode, start: int, count: int) -> bytes:
+        return encode_channel(code, self._tables, self._kernels, start, self._sizes(count))
+
+    def _paint(self, layers: list[SanLayer], start: int, count: int) -> Samples:
+        painted = np.zeros(count)
+        for layer in layers:
+            paint_spikes(painted, start, self.plan.codebook, layer.kernel_ids, layer.positions,
+                         layer.amplitudes())  # fmt: skip
+        return painted
+
+    def spikes_pay(self, x: Samples, layer: SanLayer, start: int) -> bool:
+        """Whether a block's own spikes lower distortion + λ·bits (no residual: always)."""
+        if self._transform is None or not self.plan.choose_layers:
+            return True
+        assert self.plan.residual_step_exp is not None
+        bare = ChannelCode(self.channel, layer.without_spikes())
+        spike_bits = 8 * (len(self._payload(ChannelCode(self.channel, layer), start, x.size))
+                          - len(self._payload(bare, start, x.size)))  # fmt: skip
+        painted = self._paint([layer], start, x.size)
+        return spikes_pay(self.plan.codebook, x, painted, self._transform,
+                          self.plan.residual_step_exp, spike_bits, self._sizes(x.size))  # fmt: skip
+
+    def code(self, index: int, start: int, x: Samples, layer: SanLayer,
+             neighbours: list[SanLayer], step_exp: int | None) -> CodedChannel:  # fmt: skip
+        """The block's code: what its neighbours' spikes paint into it is part of its base."""
+        plan = self.plan
+        if plan.max_bits_per_sample is not None:
+            return self._within_budget(index, start, x, layer, neighbours)
+        san, base = self._with_offset(x, layer, neighbours, start)
+        if self._transform is None or plan.residual_step_exp is None:
+            code = ChannelCode(self.channel, san)
+            return CodedChannel(index, start, code, self._payload(code, start, x.size), x, base)
+        step, missed = step_exp if step_exp is not None else plan.residual_step_exp, ""
+        if plan.max_prdn_percent is not None:
+            step = coarsest_meeting_prdn(x, base, self._transform, plan.residual_step_exp,
+                                         plan.max_prdn_percent)  # fmt: skip
+        residual, reconstruction = self._residual(x, base, step)
+        if plan.max_prdn_percent is not None and step == plan.residual_step_exp - STEP_SEARCH:
+            missed = f"PRDN cap {plan.max_prdn_percent:g}% may be missed at the finest step"
+        code = ChannelCode(self.channel, san, residual)
+        return CodedChannel(index, start, code, self._payload(code, start, x.size), x,
+                            reconstruction, missed)  # fmt: skip
+
+    def _with_offset(self, x: Samples, layer: SanLayer, neighbours: list[SanLayer],
+                     start: int) -> tuple[SanLayer, Samples]:  # fmt: skip
+        painted = self._paint([*neighbours, layer], start, x.size)
+        quantizer = Quantizer(layer.step_exp)
+        offset_level = int(quantizer.quantize([np.mean(x - painted)])[0])
+        san = SanLayer(layer.step_exp, layer.kernel_ids, layer.positions, layer.levels, offset_level)
+        return san, painted + san.offset
+
+    def _residual(self, x: Samples, base: Samples, step_exp: int) -> tuple[ResidualLayer, Samples]:
+        assert self._transform is not None
+        layer = encode_residual(x - base, self._transform, Quantizer(step_exp))
+        return layer, base + self._transform.decode_layer(layer, x.size)
+
+    def _allowance(self, count: int) -> int:
+        """The most payload bytes this channel may use so that its block keeps the budget."""
+        plan = self.plan
+        assert plan.max_bits_per_sample is not None
+        block = int(plan.max_bits_per_sample * count * plan.channels // 8)
+        framing = 2 + _varint_bytes(count) + 10  # sample count, and a start of up to 2^63
+        share = (block - framing) // plan.channels
+        # the channel message: its tag and length, its number, the payload's tag and length
+        overhead = 1 + _varint_bytes(share) + (1 + _varint_bytes(self.channel) if self.channel else 0)
+        return share - overhead - 1 - _varint_bytes(share)
+
+    def _within_budget(self, index: int, start: int, x: Samples, layer: SanLayer,
+                       neighbours: list[SanLayer]) -> CodedChannel:  # fmt: skip
+        allowed = self._allowance(x.size)
+        san, base = self._with_offset(x, layer, neighbours, start)
+        if len(self._payload(ChannelCode(self.channel, san), start, x.size)) > allowed:
+            san, base = self._with_offset(x, layer.without_spikes(), neighbours, start)
+        code, reconstruction = ChannelCode(self.channel, san), base
+        payload = self._payload(code, start, x.size)
+        if self._transform is not None and self.plan.residual_step_exp is not None:
+            coefficients = self._transform.forward(x - base)
+            sizes = self._sizes(x.size)
+            spare = 8 * (allowed - len(payload)) - SAFETY_BITS
+            for _ in range(2):  # the estimate, then at most one correction
+                step = finest_within_bits(coefficients, sizes, self._tables,
+                                          self.plan.residual_step_exp, spare)  # fmt: skip
+                if step is None:
+                    break
+                residual, recon = self._residual(x, base, step)
+                trial = ChannelCode(self.channel, san, residual)
+                coded = self._payload(trial, start, x.size)
+                if len(coded) <= allowed:
+                    code, reconstruction, payload = trial, recon, coded
+                    break
+                spare -= 8 * (len(coded) - allowed) + SAFETY_BITS
+        missed = ""
+        if len(payload) > allowed:
+            missed = (f"bit budget {self.plan.max_bits_per_sample:g} b/s cannot be met: "
+                      f"{len(payload)} payload bytes with no residual, {allowed} allowed")  # fmt: skip
+        return CodedChannel(index, start, code, payload, x, reconstruction, missed)

@@ -1,0 +1,266 @@
+"""One channel's code in one block as one range code: its layers, their side information, all of it.
+
+In order (docs/sanc-format.md): `layers` (1 with a residual layer), the SAN step and the block
+offset, the spike count of every kernel; each kernel's first spike, its second spike's interval,
+the change of every later interval, its first level and the change of every later level (each a
+whole array over the kernels at once); then, with a residual layer, its step and its
+coefficients band by band, coarsest first, each band's contexts from the band before it, and the
+band's escapes. Spikes never depend on coefficients, nor coefficients on spikes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import DecodeError
+
+from sancodec.codebook import Codebook
+from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
+from sancodec.entropy import Decoder, Encoder, row_costs, symbols_of, unzigzag, zigzag
+from sancodec.errors import CorruptCodeError, InvalidInputError
+from sancodec.quantization import LEVEL_LIMIT
+from sancodec.residual import band_sizes
+from sancodec.tables import CONTEXTS, CodingTables, contexts
+from sancodec.v1 import codes_pb2
+
+__all__ = [
+    "block_bytes",
+    "block_message",
+    "decode_block",
+    "decode_channel",
+    "encode_block",
+    "encode_channel",
+    "parse_block",
+    "residual_bits",
+]
+
+Ints = npt.NDArray[np.int64]
+
+
+def _bands(dense: Ints, sizes: tuple[int, ...]) -> list[Ints]:
+    return np.split(dense, np.cumsum(sizes)[:-1]) if sizes else []
+
+
+def _band_class(i: int, band_count: int) -> int:
+    """Approximation 0; detail level j (1 = finest) j. Bands come coarsest first."""
+    return 0 if i == 0 else band_count - i
+
+
+def _band_plan(bands: list[Ints]) -> list[tuple[int, Ints]]:
+    """(band class, contexts) of every band, the contexts from the band before it."""
+    out = []
+    for i, band in enumerate(bands):
+        ctx = np.zeros(band.size, dtype=np.int64)
+        if i > 0:
+            ctx = contexts(bands[i - 1], band.size, parent_is_approximation=i == 1)
+        out.append((_band_class(i, len(bands)), ctx))
+    return out
+
+
+class _Fields:
+    """Writes named integer fields under their tables; `seen` collects them when asked to
+    (training learns the tables from what it collects)."""
+
+    def __init__(self, enc: Encoder, tables: CodingTables, seen: dict[str, list[Ints]] | None) -> None:
+        self.enc, self.tables, self.seen = enc, tables, seen
+
+    def put(self, name: str, values: npt.ArrayLike) -> None:
+        v = np.asarray(values, dtype=np.int64)
+        self.enc.integers(v, self.tables.table(name))
+        if self.seen is not None:
+            self.seen.setdefault(name, []).append(v)
+
+
+def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int,
+                   sizes: tuple[int, ...], seen: dict[str, list[Ints]] | None = None) -> bytes:  # fmt: skip
+    """The range code of a channel; `sizes` are the residual transform's band sizes. With
+    `seen`, every field's values are also collected there, and the residual symbols under
+    "band <class> <context>" as their magnitudes."""
+    enc, san, r = Encoder(), code.san, code.residual
+    out = _Fields(enc, tables, seen)
+    out.put("layers", [int(r is not None)])
+    out.put("san_step", zigzag([san.step_exp - tables.san_step_exp]))
+    out.put("offset", zigzag([san.offset_level]))
+    _encode_spikes(out, san, kernel_count, start)
+    if r is not None:
+        out.put("residual_step", zigzag([r.step_exp - tables.residual_step_exp]))
+        dense = np.zeros(sum(sizes), dtype=np.int64)
+        if r.indices.size and r.indices[-1] >= dense.size:
+            raise InvalidInputError(f"residual index {int(r.indices[-1])} beyond {dense.size} coefficients")
+        dense[r.indices] = r.levels
+        bands = _bands(dense, sizes)
+        step_class = tables.step_class(r.step_exp)
+        for band, (band_class, ctx) in zip(bands, _band_plan(bands), strict=True):
+            symbols, excess = symbols_of(band)
+            for c in range(CONTEXTS):
+                enc.symbols(symbols[ctx == c], tables.row(step_class, band_class, c))
+                if seen is not None:
+                    key = f"band {step_class} {band_class} {c}"
+                    seen.setdefault(key, []).append(np.abs(band[ctx == c]))
+            out.put("escape", excess)
+    return enc.finish()
+
+
+def _encode_spikes(out: _Fields, san: SanLayer, kernel_count: int, start: int) -> None:
+    if san.kernel_ids.size and san.kernel_ids.max() >= kernel_count:
+        raise InvalidInputError(f"kernel id {int(san.kernel_ids.max())} is not in a codebook of {kernel_count}")
+    counts = np.bincount(san.kernel_ids, minlength=kernel_count)
+    out.put("spike_count", counts)
+    groups = np.cumsum(counts)[:-1]  # spikes are sorted by (kernel, position)
+    positions = np.split(san.positions, groups)
+    levels = np.split(san.levels.astype(np.int64), groups)
+    present = [i for i in range(kernel_count) if counts[i]]
+    out.put("spike_first", [positions[i][0] - start for i in present])
+    intervals = [np.diff(positions[i]) for i in present]
+    out.put("spike_interval", [iv[0] - 1 for iv in intervals if iv.size])
+    out.put("spike_interval_delta", zigzag(np.concatenate([np.diff(iv) for iv in intervals] or [np.zeros(0)])))
+    out.put("spike_level", zigzag([levels[i][0] for i in present]))
+    out.put("spike_level_delta", zigzag(np.concatenate([np.diff(levels[i]) for i in present] or [np.zeros(0)])))
+
+
+def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count: int,
+                   start: int, count: int, sizes: tuple[int, ...]) -> ChannelCode:  # fmt: skip
+    """The inverse of encode_channel; CorruptCodeError for a code that cannot be one."""
+    dec = Decoder(data)
+    try:
+        has_residual = int(dec.integers(1, tables.table("layers"))[0])
+        if has_residual > 1:
+            raise CorruptCodeError(f"layers value {has_residual}")
+        san_step = tables.san_step_exp + int(unzigzag(dec.integers(1, tables.table("san_step")))[0])
+        offset = int(unzigzag(dec.integers(1, tables.table("offset")))[0])
+        san = _decode_spikes(dec, tables, kernel_count, start, count, san_step, offset)
+        residual = None
+        if has_residual:
+            step = tables.residual_step_exp + int(unzigzag(dec.integers(1, tables.table("residual_step")))[0])
+            residual = _decode_residual(dec, tables, sizes, step)
+        dec.finish()
+        return ChannelCode(channel, san, residual)
+    except InvalidInputError as exc:
+        raise CorruptCodeError(f"channel {channel}: {exc}") from None
+    except (ValueError, OverflowError, RuntimeError) as exc:  # the coder's own refusals
+        raise CorruptCodeError(f"channel {channel}: the code does not decode ({exc})") from None
+
+
+def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start: int,
+                   count: int, step_exp: int, offset: int) -> SanLayer:  # fmt: skip
+    counts = dec.integers(kernel_count, tables.table("spike_count"))
+    if counts.sum() > count * kernel_count:
+        raise CorruptCodeError(f"{int(counts.sum())} spikes in a block of {count} samples")
+    present = np.flatnonzero(counts)
+    many = counts[present]
+    first = dec.integers(present.size, tables.table("spike_first")) + start
+    interval = dec.integers(int(np.sum(many >= 2)), tables.table("spike_interval")) + 1
+    deltas = unzigzag(dec.integers(int(np.sum(np.maximum(many - 2, 0))), tables.table("spike_interval_delta")))
+    level0 = unzigzag(dec.integers(present.size, tables.table("spike_level")))
+    level_deltas = unzigzag(dec.integers(int(np.sum(many - 1)), tables.table("spike_level_delta")))
+    positions, levels, iv, lv, dv = [], [], 0, 0, 0
+    for k, n in enumerate(many):
+        steps = np.zeros(n, dtype=np.int64)
+        if n >= 2:
+            steps[1:] = np.cumsum(np.concatenate([[interval[iv]], deltas[dv : dv + n - 2]]))
+            iv, dv = iv + 1, dv + n - 2
+        positions.append(first[k] + np.cumsum(steps))
+        levels.append(level0[k] + np.concatenate([[0], np.cumsum(level_deltas[lv : lv + n - 1])]))
+        lv += n - 1
+    p = np.concatenate([np.zeros(0, dtype=np.int64), *positions])
+    lev = np.concatenate([np.zeros(0, dtype=np.int64), *levels])
+    if p.size and (p.min() < start or p.max() >= start + count):
+        raise CorruptCodeError("a spike lies outside its block")
+    if lev.size and np.abs(lev).max() >= LEVEL_LIMIT:
+        raise CorruptCodeError(f"a spike level is beyond ±{LEVEL_LIMIT}")
+    ids = np.repeat(present, many).astype(np.int32)
+    return SanLayer(step_exp, ids, p, lev.astype(np.int32), offset)
+
+
+def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int) -> ResidualLayer:
+    bands: list[Ints] = []
+    step_class = tables.step_class(step_exp)
+    for i, size in enumerate(sizes):
+        band_class = _band_class(i, len(sizes))
+        ctx = np.zeros(size, dtype=np.int64)
+        if i > 0:
+            ctx = contexts(bands[i - 1], size, parent_is_approximation=i == 1)
+        symbols = np.zeros(size, dtype=np.int64)
+        for c in range(CONTEXTS):
+            where = ctx == c
+            symbols[where] = dec.symbols(int(where.sum()), tables.row(step_class, band_class, c))
+        magnitude = (symbols + 1) // 2
+        sign = np.where(symbols % 2 == 1, 1, -1)
+        escape = magnitude > 15
+        magnitude[escape] = 16 + dec.integers(int(escape.sum()), tables.table("escape"))
+        if magnitude.size and magnitude.max() >= LEVEL_LIMIT:
+            raise CorruptCodeError(f"a residual level is beyond ±{LEVEL_LIMIT}")
+        bands.append(sign * magnitude)
+    dense = np.concatenate([np.zeros(0, dtype=np.int64), *bands])
+    (indices,) = np.nonzero(dense)
+    return ResidualLayer(step_exp, indices, dense[indices].astype(np.int32))
+
+
+def residual_bits(dense: Ints, sizes: tuple[int, ...], tables: CodingTables, step_exp: int) -> float:
+    """The ideal code length of a residual layer's coefficients: the rate control's estimate."""
+    bands = _bands(dense, sizes)
+    total, step_class = 0.0, tables.step_class(step_exp)
+    for band, (band_class, ctx) in zip(bands, _band_plan(bands), strict=True):
+        symbols, excess = symbols_of(band)
+        for c in range(CONTEXTS):
+            total += float(row_costs(tables.row(step_class, band_class, c))[symbols[ctx == c]].sum())
+        total += float(tables.table("escape").bits(excess).sum())
+    return total
+
+
+
+def _sizes(codebook: Codebook, count: int) -> tuple[int, ...]:
+    return band_sizes(codebook.residual, count) if codebook.residual is not None else ()
+
+
+def encode_block(block: BlockCode, codebook: Codebook) -> codes_pb2.EncodedBlock:
+    """The block's message: each channel's payload under the codebook's tables."""
+    sizes = _sizes(codebook, block.sample_count)
+    count = len(codebook.kernels)
+    payloads = []
+    for c in block.channels:
+        if c.residual is not None and codebook.residual is None:
+            raise InvalidInputError("a residual layer needs a codebook with a residual transform")
+        payloads.append((c.channel, encode_channel(c, codebook.tables, count, block.start_sample, sizes)))
+    return block_message(block.start_sample, block.sample_count, payloads)
+
+
+def block_message(start: int, count: int, payloads: list[tuple[int, bytes]]) -> codes_pb2.EncodedBlock:
+    """A block's message from its channels' payloads, coded already."""
+    return codes_pb2.EncodedBlock(
+        start_sample=start,
+        sample_count=count,
+        channels=[codes_pb2.ChannelCode(channel=c, payload=p) for c, p in sorted(payloads)],
+    )
+
+
+def block_bytes(block: BlockCode, codebook: Codebook) -> bytes:
+    """The serialized EncodedBlock: exactly the bytes the rate metrics count."""
+    return encode_block(block, codebook).SerializeToString(deterministic=True)
+
+
+def decode_block(message: codes_pb2.EncodedBlock, codebook: Codebook, stored_bytes: int = 0) -> BlockCode:
+    """Validate and decode a received block; any inconsistency raises CorruptCodeError."""
+    start, count = message.start_sample, message.sample_count
+    if start >= MAX_SAMPLE or not 0 < count < 2**32:
+        raise CorruptCodeError(f"invalid encoded block: start {start}, {count} samples")
+    sizes = _sizes(codebook, count)
+    channels = tuple(
+        decode_channel(c.payload, c.channel, codebook.tables, len(codebook.kernels), start, count, sizes)
+        for c in message.channels
+    )
+    try:
+        return BlockCode(start, count, channels, stored_bytes or message.ByteSize(),
+                         tuple(len(c.payload) for c in sorted(message.channels, key=lambda c: c.channel)))  # fmt: skip
+    except InvalidInputError as exc:
+        raise CorruptCodeError(f"invalid encoded block: {exc}") from None
+
+
+def parse_block(data: bytes, codebook: Codebook) -> BlockCode:
+    """Parse, validate and decode a serialized EncodedBlock."""
+    message = codes_pb2.EncodedBlock()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise CorruptCodeError(f"encoded block does not parse: {exc}") from None
+    return decode_block(message, codebook, len(data))

@@ -1,0 +1,107 @@
+"""Rate control of the residual layer: the step of each block, chosen without coding it many times.
+
+- A PRDN cap per block: the coarsest step whose quantized coefficients, inverted, meet the cap
+  (a bisection on quantize + inverse transform; nothing is entropy-coded).
+- A bit budget per block: the finest step whose rate, estimated by the very tables that code it
+  (`payload.residual_bits`), fits; the block is coded once, and coarser only if its real bytes
+  overshoot. The budget is never exceeded: where even no residual layer fits, the block says so.
+- A PRDN target for the whole stream: one step for every block, steered one notch at a time by
+  the PRDN pooled so far, so that bits go where they buy the most fidelity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from sancodec.codebook import Codebook
+from sancodec.metrics import prdn
+from sancodec.payload import residual_bits
+from sancodec.residual import WaveletTransform
+from sancodec.tables import CodingTables
+
+__all__ = ["STEP_SEARCH", "Steering", "coarsest_meeting_prdn", "finest_within_bits", "rd_lambda"]
+
+Samples = npt.NDArray[np.float64]
+STEP_SEARCH = 96  # steps looked at around the default, 1/8 octave each: 2^±12
+
+
+def rd_lambda(step: float) -> float:
+    """The slope of a uniform quantizer's D(R) at step Δ (Δ² ln 2 / 6): distortion per bit."""
+    return step * step * math.log(2) / 6
+
+
+def _levels(coefficients: Samples, step_exp: int) -> npt.NDArray[np.int64]:
+    return np.rint(coefficients / 2.0 ** (step_exp / 8)).astype(np.int64)
+
+
+def coarsest_meeting_prdn(x: Samples, base: Samples, transform: WaveletTransform, default: int,
+                          cap_percent: float) -> int:  # fmt: skip
+    """The coarsest step exp (within STEP_SEARCH of default) at which the block meets the cap."""
+    coefficients = transform.forward(x - base)
+
+    def meets(step_exp: int) -> bool:
+        levels = _levels(coefficients, step_exp)
+        approx = base + transform.inverse(levels * 2.0 ** (step_exp / 8), x.size)
+        return prdn(x, approx) <= cap_percent
+
+    lo, hi = default - STEP_SEARCH, default + STEP_SEARCH
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if meets(mid) else (lo, mid - 1)
+    return lo
+
+
+def finest_within_bits(coefficients: Samples, sizes: tuple[int, ...], tables: CodingTables,
+                       default: int, bits: float) -> int | None:  # fmt: skip
+    """The finest step exp whose estimated coefficient bits fit in `bits`; None if none does."""
+    lo, hi = default - STEP_SEARCH, default + STEP_SEARCH
+    if residual_bits(_levels(coefficients, hi), sizes, tables, hi) > bits:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if residual_bits(_levels(coefficients, mid), sizes, tables, mid) <= bits:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@dataclass
+class Steering:
+    """One residual step for a stream, steered toward a pooled PRDN target between blocks."""
+
+    target_percent: float
+    step_exp: int
+    error: float = 0.0  # sum of squared errors so far
+    energy: float = 0.0  # sum of squared deviations from each block's mean
+
+    def observe(self, x: Samples, reconstruction: Samples) -> None:
+        """Take a finished block; the next block's step is one notch finer or coarser, if the
+        pooled PRDN is off the target by more than 3%."""
+        self.error += float(np.sum((x - reconstruction) ** 2))
+        self.energy += float(np.sum((x - x.mean()) ** 2))
+        if self.energy <= 0:
+            return
+        pooled = 100.0 * math.sqrt(self.error / self.energy)
+        if pooled > self.target_percent * 1.03:
+            self.step_exp -= 1
+        elif pooled < self.target_percent / 1.03:
+            self.step_exp += 1
+
+
+def spikes_pay(codebook: Codebook, x: Samples, painted: Samples, transform: WaveletTransform,
+               step_exp: int, spike_bits: float, sizes: tuple[int, ...]) -> bool:  # fmt: skip
+    """Whether a block's own spikes lower distortion + λ·bits of its residual at this step."""
+    step = 2.0 ** (step_exp / 8)
+    lam = rd_lambda(step)
+    costs = []
+    for base in (painted, np.zeros_like(painted)):
+        c = transform.forward(x - x.mean() - base)
+        levels = _levels(c, step_exp)
+        distortion = float(np.sum((c - levels * step) ** 2))
+        costs.append(distortion + lam * residual_bits(levels, sizes, codebook.tables, step_exp))
+    return costs[0] + lam * spike_bits < costs[1]

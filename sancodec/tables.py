@@ -1,0 +1,168 @@
+"""The probability tables of a codebook: learned in training, shipped in the bundle and the header.
+
+Residual coefficients are coded band by band, coarsest first, each under the row of its band
+class and context. The band class of the approximation is 0 and of detail level j (1 = finest) is
+j. A detail coefficient's context comes from already decoded coefficients at its place one level
+coarser (`contexts`), so a whole band's contexts are known before it is decoded. Every other
+value of a channel code (steps, offset, spike counts, positions and levels, escapes) is an
+integer under one of the named class tables (`FIELDS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sancodec.entropy import CLASSES, ClassTable, SymbolRow
+from sancodec.errors import CorruptCodeError, InvalidInputError
+from sancodec.v1 import codes_pb2
+
+__all__ = ["CONTEXTS", "FIELDS", "STEP_CLASSES", "CodingTables", "contexts"]
+
+CONTEXTS = 5
+# a residual step's class: its octave relative to the tables' reference, -4..+3 octaves
+STEP_CLASSES = 8
+# parent magnitude m (2|p| + |p_left| + |p_right|, in steps) -> context: 0 | 1-2 | 3-5 | 6-11 | 12+
+_BOUNDS = np.array([1, 3, 6, 12])
+FIELDS = (
+    "layers",  # 1 when the channel has a residual layer
+    "offset",  # zigzag(offset level), in SAN steps
+    "san_step",  # zigzag(SAN step exp - the tables' reference)
+    "residual_step",  # zigzag(residual step exp - the tables' reference)
+    "spike_count",  # spikes of each kernel
+    "spike_first",  # a kernel's first spike, from the block's first sample
+    "spike_interval",  # its second spike, from its first
+    "spike_interval_delta",  # zigzag(each later interval - the interval before it)
+    "spike_level",  # zigzag(its first level)
+    "spike_level_delta",  # zigzag(each later level - the level before it)
+    "escape",  # |v| - 16 of a residual coefficient beyond the rows' symbols
+)
+MAX_BAND_CLASSES = 17
+MAX_ROWS = STEP_CLASSES * MAX_BAND_CLASSES * CONTEXTS
+# a fallback class table: small values likelier, every class possible
+_FALLBACK = ClassTable(0, tuple(max(1, 40 - 2 * c) for c in range(CLASSES)))
+_FALLBACK_ROW = SymbolRow(45875, 32768)  # P(0) = 0.7, decay 0.5
+
+
+def contexts(parent: npt.NDArray[np.int64], size: int, parent_is_approximation: bool) -> npt.NDArray[np.int64]:
+    """Context of each of `size` detail coefficients from the levels of the band one coarser."""
+    if size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if parent.size == 0:
+        return np.zeros(size, dtype=np.int64)
+    if parent_is_approximation:  # the local slope of the approximation predicts detail
+        padded = np.concatenate([parent[:1], parent, parent[-1:]])
+        magnitude = np.abs(padded[2:] - padded[:-2])
+    else:
+        a = np.abs(parent)
+        padded = np.concatenate([a[:1], a, a[-1:]])
+        magnitude = 2 * a + padded[:-2] + padded[2:]
+    index = np.minimum(np.arange(size) * parent.size // size, parent.size - 1)
+    return np.searchsorted(_BOUNDS, magnitude[index], side="right").astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class CodingTables:
+    """rows[step class][band class][context] for residual coefficients (each step class holds the
+    same number of band classes); a ClassTable for each of FIELDS."""
+
+    san_step_exp: int = 0
+    residual_step_exp: int = 0
+    rows: tuple[tuple[tuple[SymbolRow, ...], ...], ...] = ()
+    fields: Mapping[str, ClassTable] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rows and len(self.rows) != STEP_CLASSES:
+            raise InvalidInputError(f"residual rows need {STEP_CLASSES} step classes")
+        bands = {len(s) for s in self.rows}
+        if len(bands) > 1 or max(bands, default=0) > MAX_BAND_CLASSES:
+            raise InvalidInputError(f"every step class needs the same 1..{MAX_BAND_CLASSES} bands")
+        if any(len(r) != CONTEXTS for s in self.rows for r in s):
+            raise InvalidInputError(f"every band needs {CONTEXTS} context rows")
+        unknown = set(self.fields) - set(FIELDS)
+        if unknown:
+            raise InvalidInputError(f"unknown table fields {sorted(unknown)}")
+        object.__setattr__(self, "rows", tuple(tuple(tuple(r) for r in s) for s in self.rows))
+        object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CodingTables):
+            return NotImplemented
+        return (self.san_step_exp, self.residual_step_exp, self.rows, dict(self.fields)) == (
+            other.san_step_exp, other.residual_step_exp, other.rows, dict(other.fields)
+        )  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def table(self, name: str) -> ClassTable:
+        return self.fields.get(name, _FALLBACK)
+
+    @property
+    def band_classes(self) -> int:
+        return len(self.rows[0]) if self.rows else 0
+
+    def step_class(self, step_exp: int) -> int:
+        return min(max((step_exp - self.residual_step_exp + 32) // 8, 0), STEP_CLASSES - 1)
+
+    def row(self, step_class: int, band_class: int, context: int) -> SymbolRow:
+        if band_class >= self.band_classes:
+            return _FALLBACK_ROW
+        return self.rows[step_class][band_class][context]
+
+    def to_proto(self) -> codes_pb2.CodingTables:
+        rows = [r for s in self.rows for band in s for r in band]
+        pairs = np.array([[r.zero, r.decay] for r in rows], dtype="<u2").reshape(-1, 2)
+        return codes_pb2.CodingTables(
+            san_step_exp=self.san_step_exp,
+            residual_step_exp=self.residual_step_exp,
+            band_classes=self.band_classes,
+            rows=pairs.tobytes(),
+            fields=[
+                codes_pb2.FieldTable(name=n, first=t.first, weights=bytes(t.weights))
+                for n, t in self.fields.items()
+            ],
+        )
+
+    @classmethod
+    def from_proto(cls, m: codes_pb2.CodingTables) -> CodingTables:
+        per_class = CONTEXTS * m.band_classes
+        if m.band_classes > MAX_BAND_CLASSES or len(m.rows) != 4 * STEP_CLASSES * per_class:
+            raise CorruptCodeError(
+                f"coding tables: {len(m.rows)} row bytes for {m.band_classes} band classes"
+            )
+        pairs = np.frombuffer(m.rows, dtype="<u2").reshape(-1, 2)
+        try:
+            flat = [SymbolRow(int(z), int(d)) for z, d in pairs]
+            fields = {f.name: ClassTable(f.first, tuple(f.weights)) for f in m.fields}
+            rows = tuple(
+                tuple(tuple(flat[i + j : i + j + CONTEXTS]) for j in range(0, per_class, CONTEXTS))
+                for i in range(0, len(flat), per_class)
+            )
+            return cls(m.san_step_exp, m.residual_step_exp, rows if m.band_classes else (), fields)
+        except InvalidInputError as exc:
+            raise CorruptCodeError(f"coding tables: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "san_step_exp": self.san_step_exp,
+            "residual_step_exp": self.residual_step_exp,
+            "rows": [[[[r.zero, r.decay] for r in band] for band in s] for s in self.rows],
+            "fields": {n: {"first": t.first, "weights": list(t.weights)} for n, t in self.fields.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CodingTables:
+        return cls(
+            int(data["san_step_exp"]),
+            int(data["residual_step_exp"]),
+            tuple(
+                tuple(tuple(SymbolRow(int(z), int(d)) for z, d in band) for band in s)
+                for s in data["rows"]
+            ),
+            {n: ClassTable(int(t["first"]), tuple(t["weights"])) for n, t in data["fields"].items()},
+        )

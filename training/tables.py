@@ -1,0 +1,124 @@
+"""Learn a codebook's probability tables from training recordings, as kernels are learned.
+
+The training recordings are coded through the stream coder (the detector the bundle will ship,
+the bundle's blocks) at residual steps spanning the codec's operating range; every value the
+coder writes is counted under its field or its band and context (`payload.encode_channel`'s
+`seen`), and each table is fitted to its counts: a class table's half-bit weights from its
+smoothed class frequencies, a row's zero probability and geometric decay by maximum likelihood.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from sancodec.codebook import Codebook
+from sancodec.entropy import CLASSES, MAGNITUDES, ClassTable, SymbolRow, bit_lengths
+from sancodec.payload import encode_channel
+from sancodec.plan import CodingPlan, Spikes, Window
+from sancodec.residual import band_sizes
+from sancodec.streamcoder import ChannelCoder
+from sancodec.tables import CONTEXTS, FIELDS, STEP_CLASSES, CodingTables
+
+__all__ = ["STEP_OFFSETS", "fit_tables", "learn_tables"]
+
+log = logging.getLogger(__name__)
+
+Detector = Callable[[Window], Spikes]
+Ints = npt.NDArray[np.int64]
+# residual steps the tables learn from, in 1/8 octaves around the bundle's own: every step class
+STEP_OFFSETS = tuple(range(-30, 32, 4))
+SMOOTHING = 0.05  # counts added to every class
+FLOOR_LOG2 = -20.0  # the half-bit weights count up from a probability of 2^-20
+MARGIN = 2  # classes kept beyond those seen
+
+
+def _class_table(values: Ints) -> ClassTable:
+    counts = np.bincount(bit_lengths(values), minlength=CLASSES)[:CLASSES].astype(np.float64)
+    seen = np.flatnonzero(counts)
+    if seen.size == 0:
+        return ClassTable(0, (1,))
+    first, last = max(int(seen[0]) - MARGIN, 0), min(int(seen[-1]) + MARGIN, CLASSES - 1)
+    p = (counts + SMOOTHING) / (counts.sum() + SMOOTHING * CLASSES)
+    weights = np.clip(np.rint(2 * (np.log2(p) - FLOOR_LOG2)), 0, 63).astype(int)
+    return ClassTable(first, tuple(int(w) for w in weights[first : last + 1]))
+
+
+def _row(magnitudes: Ints) -> SymbolRow:
+    """Maximum likelihood P(0) and decay of |v| >= 1 (escapes counted at K + 1)."""
+    n = magnitudes.size
+    zeros = int(np.sum(magnitudes == 0))
+    p0 = (zeros + 0.5) / (n + 1.0)
+    nonzero = np.minimum(magnitudes[magnitudes > 0], MAGNITUDES + 1)
+    mean = float(nonzero.mean()) if nonzero.size else 1.0
+    decay = (mean - 1.0 + 0.25) / (mean + 0.25)  # geometric on 1, 2, ...: r = (m - 1) / m
+    return SymbolRow(int(np.clip(round(p0 * 65536), 1, 65535)),
+                     int(np.clip(round(decay * 65536), 1, 65535)))  # fmt: skip
+
+
+def fit_tables(seen: dict[str, list[Ints]], band_classes: int, san_step_exp: int,
+               residual_step_exp: int) -> CodingTables:  # fmt: skip
+    """Tables fitted to collected values (encode_channel's `seen`)."""
+    empty = np.zeros(0, dtype=np.int64)
+
+    def values(name: str) -> Ints:
+        return np.concatenate([empty, *seen.get(name, [])])
+
+    fields = {name: _class_table(values(name)) for name in FIELDS if name in seen}
+    rows = tuple(
+        tuple(
+            tuple(_row(values(f"band {s} {b} {c}")) for c in range(CONTEXTS))
+            for b in range(band_classes)
+        )
+        for s in range(STEP_CLASSES)
+    ) if band_classes else ()
+    return CodingTables(san_step_exp, residual_step_exp, rows, fields)
+
+
+def _collect(plan: CodingPlan, signal: npt.NDArray[np.float64], detect: Detector,
+             seen: dict[str, list[Ints]]) -> None:  # fmt: skip
+    coder = ChannelCoder(plan)
+    windows = coder.push(signal) + coder.finish()
+    coded = [c for w in windows for c in coder.accept(w, detect(w))] + coder.ready()
+    spec, kernels = plan.codebook.residual, len(plan.codebook.kernels)
+    for block in coded:
+        sizes = band_sizes(spec, block.signal.size) if spec is not None else ()
+        encode_channel(block.code, plan.codebook.tables, kernels, block.start, sizes, seen)
+
+
+def learn_tables(plan: CodingPlan, signals: Sequence[npt.NDArray[np.float64]], detect: Detector) -> Codebook:
+    """The plan's codebook with tables learned on physical `signals` (training recordings)."""
+    residual = plan.codebook.residual
+    reference = plan.residual_step_exp if plan.residual_step_exp is not None else 0
+    band_classes = residual.level + 1 if residual is not None else 0
+    seen: dict[str, list[Ints]] = {}
+    offsets = STEP_OFFSETS if plan.residual_step_exp is not None else (0,)
+    found: dict[tuple[int, int], Spikes] = {}  # detection does not depend on the step: once each
+    for offset in offsets:
+        step = None if plan.residual_step_exp is None else reference + offset
+        trial = dataclasses.replace(plan, residual_step_exp=step)
+        for i, signal in enumerate(signals):
+
+            def cached(window: Window, i: int = i) -> Spikes:
+                key = (i, window.index)
+                if key not in found:
+                    found[key] = detect(window)
+                return found[key]
+
+            _collect(trial, signal, cached, seen)
+    tables = fit_tables(seen, band_classes, plan.san_step_exp, reference)
+    bits = sum(len(t.weights) for t in tables.fields.values())
+    log.info("learned tables: %d band classes, %d field classes, from %d samples x %d steps",
+             band_classes, bits, sum(s.size for s in signals), len(offsets))  # fmt: skip
+    c = plan.codebook
+    return Codebook(c.kernels, c.decoder_mode, c.residual, tables)
+
+
+def mean_bits(values: Ints, table: ClassTable) -> float:
+    """Average code length of values under a table (for reports)."""
+    return float(table.bits(values).mean()) if values.size else math.nan
