@@ -7,7 +7,7 @@ import numpy.typing as npt
 
 from sancodec.codes import ChannelCode, ResidualLayer, SanLayer
 from sancodec.decoder import paint_spikes
-from sancodec.payload import encode_channel
+from sancodec.payload import encode_channel, field_bits
 from sancodec.plan import CodedChannel, CodingPlan
 from sancodec.quantization import Quantizer
 from sancodec.ratecontrol import (
@@ -57,9 +57,10 @@ class BlockCoder:
         if self._transform is None or not self.plan.choose_layers:
             return True
         assert self.plan.residual_step_exp is not None
+        sizes, kernels = self._sizes(x.size), self._kernels
         bare = ChannelCode(self.channel, layer.without_spikes())
-        spike_bits = 8 * (len(self._payload(ChannelCode(self.channel, layer), start, x.size))
-                          - len(self._payload(bare, start, x.size)))  # fmt: skip
+        spike_bits = field_bits(ChannelCode(self.channel, layer), self._tables, kernels, start, sizes) - field_bits(
+            bare, self._tables, kernels, start, sizes)  # fmt: skip
         painted = self._paint([layer], start, x.size)
         return spikes_pay(self.plan.codebook, x, painted, self._transform,
                           self.plan.residual_step_exp, spike_bits, self._sizes(x.size))  # fmt: skip
@@ -75,12 +76,13 @@ class BlockCoder:
             code = ChannelCode(self.channel, san)
             return CodedChannel(index, start, code, self._payload(code, start, x.size), x, base)
         step, missed = step_exp if step_exp is not None else plan.residual_step_exp, ""
-        if plan.max_prdn_percent is not None:
-            step = coarsest_meeting_prdn(x, base, self._transform, plan.residual_step_exp,
-                                         plan.max_prdn_percent)  # fmt: skip
+        # a PRDN cap: each block's own step; a stream target: the first block's, then steered
+        cap = plan.max_prdn_percent if index > 0 else plan.max_prdn_percent or plan.stream_prdn_percent
+        if cap is not None:
+            step = coarsest_meeting_prdn(x, base, self._transform, plan.residual_step_exp, cap)
         residual, reconstruction = self._residual(x, base, step)
-        if plan.max_prdn_percent is not None and step == plan.residual_step_exp - STEP_SEARCH:
-            missed = f"PRDN cap {plan.max_prdn_percent:g}% may be missed at the finest step"
+        if cap is not None and step == plan.residual_step_exp - STEP_SEARCH:
+            missed = f"PRDN {cap:g}% may be missed at the finest step"
         code = ChannelCode(self.channel, san, residual)
         return CodedChannel(index, start, code, self._payload(code, start, x.size), x,
                             reconstruction, missed)  # fmt: skip
@@ -98,12 +100,12 @@ class BlockCoder:
         layer = encode_residual(x - base, self._transform, Quantizer(step_exp))
         return layer, base + self._transform.decode_layer(layer, x.size)
 
-    def _allowance(self, count: int) -> int:
+    def _allowance(self, start: int, count: int) -> int:
         """The most payload bytes this channel may use so that its block keeps the budget."""
         plan = self.plan
         assert plan.max_bits_per_sample is not None
         block = int(plan.max_bits_per_sample * count * plan.channels // 8)
-        framing = 2 + _varint_bytes(count) + 10  # sample count, and a start of up to 2^63
+        framing = (1 + _varint_bytes(start) if start else 0) + 1 + _varint_bytes(count)
         share = (block - framing) // plan.channels
         # the channel message: its tag and length, its number, the payload's tag and length
         overhead = 1 + _varint_bytes(share) + (1 + _varint_bytes(self.channel) if self.channel else 0)
@@ -111,7 +113,7 @@ class BlockCoder:
 
     def _within_budget(self, index: int, start: int, x: Samples, layer: SanLayer,
                        neighbours: list[SanLayer]) -> CodedChannel:  # fmt: skip
-        allowed = self._allowance(x.size)
+        allowed = self._allowance(start, x.size)
         san, base = self._with_offset(x, layer, neighbours, start)
         if len(self._payload(ChannelCode(self.channel, san), start, x.size)) > allowed:
             san, base = self._with_offset(x, layer.without_spikes(), neighbours, start)

@@ -9,7 +9,7 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.entropy import ClassTable, Decoder, Encoder, unzigzag, zigzag
+from sancodec.entropy import CODER_ERRORS, ClassTable, Decoder, Encoder, unzigzag, zigzag
 from sancodec.errors import CorruptCodeError, InvalidConfigError, InvalidInputError
 from sancodec.residual import ResidualSpec
 from sancodec.tables import CodingTables
@@ -216,7 +216,7 @@ def _kernel_from_proto(message: codes_pb2.Kernel) -> npt.NDArray[np.float32]:
     try:
         levels = np.cumsum(unzigzag(dec.integers(message.size, _LEVEL_CLASSES)))
         dec.finish()
-    except (CorruptCodeError, ValueError, RuntimeError) as exc:
+    except (CorruptCodeError, *CODER_ERRORS) as exc:
         raise InvalidInputError(f"{name}: its levels do not decode ({exc})") from None
     if np.abs(levels).max() > MAX_KERNEL_LEVEL:
         raise InvalidInputError(f"{name}: a level is beyond ±{MAX_KERNEL_LEVEL}")

@@ -28,6 +28,7 @@ from sancodec.errors import CorruptCodeError, InvalidInputError
 
 __all__ = [
     "CLASSES",
+    "CODER_ERRORS",
     "MAGNITUDES",
     "ClassTable",
     "Decoder",
@@ -37,6 +38,8 @@ __all__ = [
     "zigzag",
 ]
 
+# what constriction raises for data no model can have written (it says so with an assertion)
+CODER_ERRORS = (ValueError, OverflowError, RuntimeError, AssertionError)
 MAGNITUDES = 15  # K: |v| up to this has its own symbol; beyond, an escape and the excess
 CLASSES = 33  # bit lengths 0..32
 PIECE_BITS = 16

@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from sancodec.codebook import Codebook
 from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
-from sancodec.entropy import Decoder, Encoder, row_costs, symbols_of, unzigzag, zigzag
+from sancodec.entropy import CODER_ERRORS, Decoder, Encoder, row_costs, symbols_of, unzigzag, zigzag
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT
 from sancodec.residual import band_sizes
@@ -30,6 +30,7 @@ __all__ = [
     "decode_channel",
     "encode_block",
     "encode_channel",
+    "field_bits",
     "parse_block",
     "residual_bits",
 ]
@@ -137,7 +138,7 @@ def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count
         return ChannelCode(channel, san, residual)
     except InvalidInputError as exc:
         raise CorruptCodeError(f"channel {channel}: {exc}") from None
-    except (ValueError, OverflowError, RuntimeError) as exc:  # the coder's own refusals
+    except CODER_ERRORS as exc:  # the coder's own refusals
         raise CorruptCodeError(f"channel {channel}: the code does not decode ({exc})") from None
 
 
@@ -194,6 +195,19 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
     dense = np.concatenate([np.zeros(0, dtype=np.int64), *bands])
     (indices,) = np.nonzero(dense)
     return ResidualLayer(step_exp, indices, dense[indices].astype(np.int32))
+
+
+def field_bits(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int,
+               sizes: tuple[int, ...]) -> float:  # fmt: skip
+    """The ideal code length of a channel's fields (side information and spikes; not the
+    residual coefficients' symbols): what the layer choice charges spikes with."""
+    seen: dict[str, list[Ints]] = {}
+    encode_channel(code, tables, kernel_count, start, sizes, seen)
+    return sum(
+        float(tables.table(name).bits(np.concatenate(parts)).sum())
+        for name, parts in seen.items()
+        if not name.startswith("band ")
+    )
 
 
 def residual_bits(dense: Ints, sizes: tuple[int, ...], tables: CodingTables, step_exp: int) -> float:

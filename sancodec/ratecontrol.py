@@ -5,8 +5,9 @@
 - A bit budget per block: the finest step whose rate, estimated by the very tables that code it
   (`payload.residual_bits`), fits; the block is coded once, and coarser only if its real bytes
   overshoot. The budget is never exceeded: where even no residual layer fits, the block says so.
-- A PRDN target for the whole stream: one step for every block, steered one notch at a time by
-  the PRDN pooled so far, so that bits go where they buy the most fidelity.
+- A PRDN target for the whole stream: one step for every block, steered slowly by
+  the PRDN pooled so far (at most a quarter octave a block), so that bits go where they buy the
+  most fidelity.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = ["STEP_SEARCH", "Steering", "coarsest_meeting_prdn", "finest_within_bi
 
 Samples = npt.NDArray[np.float64]
 STEP_SEARCH = 96  # steps looked at around the default, 1/8 octave each: 2^±12
+MAX_MOVE = 2  # a steered step moves at most a quarter octave a block
 
 
 def rd_lambda(step: float) -> float:
@@ -80,17 +82,16 @@ class Steering:
     energy: float = 0.0  # sum of squared deviations from each block's mean
 
     def observe(self, x: Samples, reconstruction: Samples) -> None:
-        """Take a finished block; the next block's step is one notch finer or coarser, if the
-        pooled PRDN is off the target by more than 3%."""
+        """Take a finished block; the next block's step moves toward the target by half the
+        log-ratio of the pooled PRDN to it (PRDN grows about as the step), at most MAX_MOVE."""
         self.error += float(np.sum((x - reconstruction) ** 2))
         self.energy += float(np.sum((x - x.mean()) ** 2))
         if self.energy <= 0:
             return
         pooled = 100.0 * math.sqrt(self.error / self.energy)
-        if pooled > self.target_percent * 1.03:
-            self.step_exp -= 1
-        elif pooled < self.target_percent / 1.03:
-            self.step_exp += 1
+        if pooled > 0:
+            move = round(4 * math.log2(self.target_percent / pooled))
+            self.step_exp += max(-MAX_MOVE, min(MAX_MOVE, move))
 
 
 def spikes_pay(codebook: Codebook, x: Samples, painted: Samples, transform: WaveletTransform,

@@ -116,7 +116,8 @@ class ChannelCoder:
         neighbours = [self._layers[b] for b in (index - 1, index + 1) if b in self._layers]
         step = self._steering.step_exp if self._steering is not None else None
         coded = self._blocks.code(index, start, x, self._layers[index], neighbours, step)
-        if self._steering is not None:
+        if self._steering is not None and coded.code.residual is not None:
+            self._steering.step_exp = coded.code.residual.step_exp  # the first block chose its own
             self._steering.observe(x, coded.reconstruction)
         self._layers.pop(index - 1, None)
         self._next_final += 1

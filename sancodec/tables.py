@@ -141,7 +141,7 @@ class CodingTables:
             fields = {f.name: ClassTable(f.first, tuple(f.weights)) for f in m.fields}
             rows = tuple(
                 tuple(tuple(flat[i + j : i + j + CONTEXTS]) for j in range(0, per_class, CONTEXTS))
-                for i in range(0, len(flat), per_class)
+                for i in range(0, len(flat), max(per_class, 1))
             )
             return cls(m.san_step_exp, m.residual_step_exp, rows if m.band_classes else (), fields)
         except InvalidInputError as exc:

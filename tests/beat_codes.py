@@ -9,7 +9,6 @@ from sancodec import (
     BlockCode,
     ChannelCode,
     Codebook,
-    EntropyCoder,
     Quantizer,
     SanLayer,
     WaveletTransform,
@@ -36,7 +35,6 @@ def beat_blocks(
     block: int = 2048,
     san_step: float = 0.02,
     residual_step: float = 0.06,
-    coder: EntropyCoder = EntropyCoder.RICE,
 ) -> list[BlockCode]:
     """(channels, n) signal to blocks: kernel c spikes once per beat on channel c, amplitudes by
     projection; with a residual transform, the residual is taken against all spikes, since they
@@ -62,7 +60,7 @@ def beat_blocks(
     transform, quantizer = WaveletTransform(codebook.residual), Quantizer.from_step(residual_step)
     return [
         BlockCode(b.start_sample, b.sample_count, tuple(
-            ChannelCode(c.channel, c.san, encode_residual(missed[c.channel, b.start_sample : b.end_sample], transform, quantizer, coder))
+            ChannelCode(c.channel, c.san, encode_residual(missed[c.channel, b.start_sample : b.end_sample], transform, quantizer))
             for c in b.channels
         ))
         for b in blocks

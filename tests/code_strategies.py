@@ -11,7 +11,6 @@ from sancodec import (
     ChannelInfo,
     Codebook,
     DecoderMode,
-    EntropyCoder,
     ModelRef,
     ResidualLayer,
     ResidualSpec,
@@ -56,7 +55,6 @@ def channel_codes(
         positions=np.array([p for _, p in spikes], dtype=np.int64),
         levels=np.array(levels, dtype=np.int32),
         offset_level=draw(st.integers(-1000, 1000)),
-        scale_exp=draw(st.integers(-16, 16)),
     )
     residual = None
     if codebook.residual is not None and draw(st.booleans()):
@@ -67,7 +65,6 @@ def channel_codes(
             draw(st.integers(-40, 40)),
             np.array(indices),
             np.array(coef_levels),
-            draw(st.sampled_from(list(EntropyCoder))),
         )
     return ChannelCode(channel, san, residual)
 

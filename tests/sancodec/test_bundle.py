@@ -10,6 +10,7 @@ import pytest
 
 from sancodec.bundle import Manifest, load_bundle, sha256_file
 from sancodec.errors import BundleError, InvalidInputError
+from sancodec.tables import CodingTables
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "sancodec" / "schemas" / "model.v1.json").read_text()
@@ -25,6 +26,7 @@ def _manifest(**overrides: Any) -> dict[str, Any]:
         "normalization": {"scale": 0.2, "units": "mV", "per_block_mean": True},
         "quantization": {"san_step_exp": -24, "residual_step_exp": -30},
         "residual": {"wavelet": "bior4.4", "level": 5},
+        "tables": CodingTables(-24, -30).to_dict(),
         "files": {"encoder.onnx": {"sha256": "0" * 64}, "decoder.onnx": {"sha256": "0" * 64}},
         "training": {"seed": 0}, "test_metrics": {"prdn_percent": 9.5},
     }  # fmt: skip

@@ -1,3 +1,5 @@
+"""Block codes as values and as one range-coded payload per channel (sancodec.payload)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,50 +8,47 @@ from code_strategies import block_streams, channel_codes, codebooks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sancodec import BlockCode, ChannelCode, Quantizer, SanLayer, parse_block
+from sancodec import (
+    BlockCode,
+    ChannelCode,
+    Codebook,
+    Quantizer,
+    ResidualLayer,
+    ResidualSpec,
+    SanLayer,
+    block_bytes,
+    encode_block,
+    parse_block,
+)
 from sancodec.errors import CorruptCodeError, InvalidInputError
-from sancodec.metrics import bits_per_sample
-from sancodec.sparse_stream import decode_sparse, encode_sparse
 from sancodec.v1 import codes_pb2
 
+CODEBOOK = Codebook((np.ones(8, np.float32), np.ones(3, np.float32)), residual=ResidualSpec())
 
-@settings(max_examples=60, deadline=None)
+
+@settings(max_examples=80, deadline=None)
 @given(st.data())
-def test_proto_round_trip(data: st.DataObject) -> None:
+def test_every_layer_combination_round_trips(data: st.DataObject) -> None:
+    """Random codes, with and without spikes and residual layers, in random codebooks."""
     codebook = data.draw(codebooks())
     for block in data.draw(block_streams(codebook, channel_count=3)):
-        assert parse_block(block.to_bytes()) == block
-        assert BlockCode.from_proto(block.to_proto()) == block
+        data_bytes = block_bytes(block, codebook)
+        back = parse_block(data_bytes, codebook)
+        assert back == block
+        assert back.stored_bytes == len(data_bytes)
+        assert sum(back.channel_bytes) < len(data_bytes)
 
 
-def test_each_kernel_codes_its_own_positions_within_the_block() -> None:
-    san = SanLayer(
-        step_exp=0,
-        kernel_ids=np.array([1, 0, 0, 1]),
-        positions=np.array([5005, 5010, 5002, 5001]),
-        levels=np.array([4, -3, 2, 1]),
-    )
-    block = BlockCode(5000, 100, (ChannelCode(0, san),))
-    message = block.to_proto()
-    spikes = {k.kernel_id: k for k in message.channels[0].san.kernels}
-    assert {kid: k.count for kid, k in spikes.items()} == {0: 2, 1: 2}
-    positions, levels = decode_sparse(spikes[0].bits, 2, 5000, [100])
-    assert positions.tolist() == [5002, 5010]
-    assert levels.tolist() == [2, -3]
-    positions, levels = decode_sparse(spikes[1].bits, 2, 5000, [100])
-    assert positions.tolist() == [5001, 5005]
-    assert levels.tolist() == [1, 4]
-
-
-def test_encoded_size_is_what_the_rate_counts() -> None:
+def test_a_channel_is_one_payload_and_the_rate_counts_the_message() -> None:
     q = Quantizer.from_step(0.05)
-    san = SanLayer.from_spikes([0, 0, 0], [10, 300, 700], [1.3, -0.7, 0.9], q, offset=0.2)
-    block = BlockCode(0, 1000, (ChannelCode(0, san),))
-    payload = block.to_bytes()
-    assert len(payload) == block.to_proto().ByteSize()
-    # everything a decoder gets is in those bytes: a round trip through them loses nothing
-    assert parse_block(payload) == block
-    assert bits_per_sample(len(payload), 1000) == 8 * len(payload) / 1000
+    san = SanLayer.from_spikes([0, 0, 1], [10, 300, 700], [1.3, -0.7, 0.9], q, offset=0.2)
+    residual = ResidualLayer(-6, np.array([0, 5, 900]), np.array([3, -1, 2]))
+    block = BlockCode(0, 1000, (ChannelCode(0, san, residual),))
+    message = encode_block(block, CODEBOOK)
+    assert [c.channel for c in message.channels] == [0]
+    assert message.channels[0].payload
+    assert len(block_bytes(block, CODEBOOK)) == message.ByteSize()
+    assert parse_block(message.SerializeToString(), CODEBOOK) == block
 
 
 def test_from_spikes_quantizes_and_drops_zero_levels() -> None:
@@ -59,6 +58,8 @@ def test_from_spikes_quantizes_and_drops_zero_levels() -> None:
     assert san.levels.tolist() == [2, -6]
     assert san.offset == -1.0
     assert np.allclose(san.amplitudes(), [2.0, -6.0])
+    assert san.without_spikes().spike_count == 0
+    assert san.without_spikes().offset == san.offset
 
 
 def test_invalid_codes_are_refused() -> None:
@@ -72,49 +73,52 @@ def test_invalid_codes_are_refused() -> None:
     with pytest.raises(InvalidInputError, match="occurs twice"):
         empty = SanLayer(0, np.array([]), np.array([]), np.array([]))
         BlockCode(0, 10, (ChannelCode(1, empty), ChannelCode(1, empty)))
+    with pytest.raises(InvalidInputError, match="not in a codebook of 2"):
+        block_bytes(BlockCode(0, 10, (ChannelCode(0, SanLayer(0, [2], [3], [1])),)), CODEBOOK)
 
 
-def _spikes(positions: list[int], levels: list[int], kernel_id: int = 0) -> codes_pb2.KernelSpikes:
-    bits = encode_sparse(positions, levels, 0, [1000])  # coded for a longer block than the test's
-    return codes_pb2.KernelSpikes(kernel_id=kernel_id, count=len(positions), bits=bits)
+def _payload_of(block: BlockCode) -> bytes:
+    return encode_block(block, CODEBOOK).channels[0].payload
 
 
 def _malformed_blocks() -> list[codes_pb2.EncodedBlock]:
-    def block(**san: object) -> codes_pb2.EncodedBlock:
+    def block(payload: bytes, count: int = 50, start: int = 0) -> codes_pb2.EncodedBlock:
         return codes_pb2.EncodedBlock(
-            start_sample=0,
-            sample_count=50,
-            channels=[codes_pb2.ChannelCode(san=codes_pb2.SanLayer(**san))],
-        )
+            start_sample=start, sample_count=count,
+            channels=[codes_pb2.ChannelCode(channel=0, payload=payload)],
+        )  # fmt: skip
 
-    good = encode_sparse([1, 2], [1, 1], 0, [50])
+    spikes = SanLayer(0, [0, 0], [900, 950], [5, 7])
+    far = _payload_of(BlockCode(0, 1000, (ChannelCode(0, spikes),)))
+    many = SanLayer(0, np.zeros(400, int), np.arange(400), np.ones(400, int))
+    crowded = _payload_of(BlockCode(0, 400, (ChannelCode(0, many),)))
     return [
-        block(kernels=[codes_pb2.KernelSpikes(count=2, bits=good[:1])]),  # bits run out
-        block(kernels=[codes_pb2.KernelSpikes(count=3, bits=good)]),
-        block(kernels=[codes_pb2.KernelSpikes(count=2**20, bits=b"\x00")]),  # cannot fit
-        block(kernels=[codes_pb2.KernelSpikes(count=2**25, bits=b"\x00" * 10)]),
-        block(kernels=[_spikes([600], [1])]),  # beyond the block
-        block(kernels=[_spikes([1], [1], kernel_id=2), _spikes([3], [1], kernel_id=2)]),
-        block(step_exp=100000),
-        block(kernels=[_spikes([1], [2**31 - 1])]),
+        block(far),  # spikes beyond a 50-sample block
+        block(crowded, count=2),  # more spikes than the block can hold
+        block(b"\xff" * 64),  # junk
         codes_pb2.EncodedBlock(start_sample=0, sample_count=0),
         codes_pb2.EncodedBlock(start_sample=2**63, sample_count=10),
+        codes_pb2.EncodedBlock(start_sample=0, sample_count=10, channels=[
+            codes_pb2.ChannelCode(channel=0, payload=_payload_of(BlockCode(0, 10, (ChannelCode(0, SanLayer(0, [], [], [])),)))),
+            codes_pb2.ChannelCode(channel=0, payload=b""),
+        ]),  # fmt: skip
     ]
 
 
 @pytest.mark.parametrize("message", _malformed_blocks())
-def test_malformed_proto_raises_corrupt_code(message: codes_pb2.EncodedBlock) -> None:
+def test_malformed_blocks_raise_corrupt_code(message: codes_pb2.EncodedBlock) -> None:
     with pytest.raises(CorruptCodeError):
-        parse_block(message.SerializeToString())
+        parse_block(message.SerializeToString(), CODEBOOK)
 
 
-@given(st.binary(max_size=64))
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=96))
 def test_random_bytes_never_crash(payload: bytes) -> None:
     try:
-        block = parse_block(payload)
+        block = parse_block(payload, CODEBOOK)
     except CorruptCodeError:
         return
-    assert parse_block(block.to_bytes()) == block
+    assert parse_block(block_bytes(block, CODEBOOK), CODEBOOK) == block
 
 
 @given(st.data())

@@ -39,7 +39,8 @@ def correlation_matrix(w: np.ndarray, n: int) -> np.ndarray:
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 12), st.integers(5, 60), st.data())
 def test_modes_match_the_encoder_operator(m: int, n: int, data: st.DataObject) -> None:
-    w = np.asarray(data.draw(st.lists(st.floats(-1, 1), min_size=m, max_size=m)), np.float32)
+    drawn = np.asarray(data.draw(st.lists(st.floats(-1, 1), min_size=m, max_size=m)), np.float32)
+    w = Codebook((drawn,)).kernels[0]  # as a codebook holds it: on a grid of 24-bit levels
     positions = sorted(data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=n)))
     levels = data.draw(
         st.lists(
@@ -76,7 +77,7 @@ def _split(block: BlockCode, cuts: list[int]) -> list[BlockCode]:
         mine = (san.positions >= lo) & (san.positions < hi)
         part = SanLayer(
             san.step_exp, san.kernel_ids[mine], san.positions[mine], san.levels[mine],
-            san.offset_level, san.scale_exp,
+            san.offset_level,
         )  # fmt: skip
         out.append(BlockCode(lo, hi - lo, (ChannelCode(0, part),)))
     return out

@@ -22,6 +22,7 @@ from sancodec import (
     SanLayer,
     StreamHeader,
     WaveletTransform,
+    block_bytes,
     decode,
     decode_file,
     encode_residual,
@@ -51,7 +52,7 @@ def test_file_round_trip(data: st.DataObject) -> None:
     assert list(contents.blocks) == blocks
     assert contents.trailer is not None
     assert contents.trailer.block_count == len(blocks)
-    assert contents.trailer.code_bytes == sum(len(b.to_bytes()) for b in blocks)
+    assert contents.trailer.code_bytes == sum(len(block_bytes(b, header.codebook)) for b in blocks)
     _, samples = decode_file(_write(header, blocks), physical=False)
     assert np.array_equal(samples, decode(blocks, codebook, 2))
 
