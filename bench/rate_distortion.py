@@ -1,21 +1,16 @@
-"""Rate-distortion benchmark (compression.md §8): shipped SAN ECG models vs wavelet, DCT and
-lossless coders on the MIT-BIH records the models never saw.
-
-From the repository root: `make bench`, or `PYTHONPATH=. python bench/rate_distortion.py [--records 100 105 ...]`
+"""Rate-distortion benchmark: the served codec, the archive path and their peers on the same
+samples, in the same run, with real bytes: `make bench`, or
+`PYTHONPATH=. python -m bench.rate_distortion [--records 100 105 ...] [--write-docs]`.
 
 Protocol (docs/rate-distortion.md):
-- data: channel 0 (MLII), samples [108000, 216000) of each unseen record (the 5 minutes the
-  shipped models were tested on), ADC counts minus the ADC zero, cut to whole 2048-sample blocks
-  (52 blocks = 106 496 samples) so that every method codes exactly the same samples; the SAN
-  models get physical mV = counts / 200 (PRDN is scale-free);
-- wavelet (bior4.4, L5, periodization, uniform Δ) and DCT-64: H0 rate estimate (bench.baselines);
-- the same quantized wavelet coefficients through our real sparse coder
-  (sancodec.sparse_stream.encode_sparse with dyadic_bands(2048)), real bytes, plus a 2-byte
-  coefficient count per block;
-- SAN models: training.codec_eval.measure with the exported encoder in ONNX Runtime, rate from the
-  real serialized block bytes; the kernels are then charged (fp16) once per record and, as a
-  second figure, once per block; beside it the H0 estimate of the same code's streams;
-- lossless: FLAC and zstd-19 (on first differences), real bytes.
+- data: channel 0 (MLII), samples [108000, 216000) of each MIT-BIH record the shipped models
+  never saw (5 minutes), cut to whole 2048-sample blocks so that every method codes exactly the
+  same samples; ADC counts minus the ADC zero for the peers, physical mV (counts / 200) for ours;
+- served: the `ecg` bundle as the server codes it (its plan, its encoder in ONNX Runtime, its
+  2048-sample blocks), over residual steps; the real bytes of every EncodedBlock;
+- residual alone: the same, with no spikes; archive: `sancodec encode --adapt`, the whole .sanc;
+- wavelet (bior4.4, L5, periodization, uniform Δ): the H0 estimate of compression.md §2c;
+- bioleptic: its option grid's lower convex hull, real bytes; FLAC: lossless, real bytes.
 """
 
 from __future__ import annotations
@@ -25,15 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pywt
-
-from bench.baselines import dct_coder, flac_bps, load_mitdb_adc, sweep, wavelet_coder, zstd_bps
-from bench.rd_report import ADAPTED, ADAPTED_SAN, PACKED_WAVELET, UNFITTED, plot, report
-from bench.san_sweeps import adapted_sweep, binary_sweep, san_sweep, thinned_sweep
-from sancodec.binary_stream import decode_binary, encode_binary
-from sancodec.metrics import bits_per_sample
-from sancodec.sparse_stream import decode_sparse, dyadic_bands, encode_sparse
+from bench.baselines import flac_bps, load_mitdb_adc, sweep, wavelet_coder
+from bench.peers import bioleptic_speed, bioleptic_sweep
+from bench.rd_report import ARCHIVE, BIOLEPTIC, LOWRATE, RESIDUAL, SERVED, WAVELET, plot, report
+from bench.san_sweeps import adapted_sweep, coder_speed, served_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "wfdb" / "mitdb"
@@ -44,58 +34,10 @@ SPAN = (108000, 216000)
 BLOCK = 2048
 COUNTS_PER_MV = 200.0
 WAVELET_STEPS = (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
-DCT_STEPS = WAVELET_STEPS
-# residual steps in model units; the SAN step stays the manifest's
-ECG_RESIDUAL_STEPS = (0.05, 0.1, 0.15, 0.3, 0.6, 1.0, 2.0, 4.0, 8.0)
-LOWRATE_SAN_STEPS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-ADAPT_STEPS = (*ECG_RESIDUAL_STEPS, 16.0)  # kernels fitted to the record reach PRDN 30% later
-ADAPT_SAN_STEPS = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
-THINNING = (1.0, 0.75, 0.5, 0.25, 0.0)  # share of each window's spikes kept (sparsity sweep)
-COUNT_BYTES = 2  # per-block coefficient count of the sparse wavelet coder
-
-
-def wavelet_sparse_sweep(
-    x: np.ndarray, steps: tuple[float, ...], write: Any = encode_sparse
-) -> list[dict]:
-    """The bench wavelet coder's quantized coefficients, coded by our sparse coder (real bytes):
-    Golomb-Rice (`encode_sparse`) or the adaptive binary range coder (`encode_binary`)."""
-    bands = dyadic_bands(BLOCK)
-    points = []
-    for step in steps:
-        r = wavelet_coder(x, step)
-        flat = np.concatenate(r["coefficients"], axis=1)  # (n_blocks, 2048), coarsest first
-        total = 0
-        for row in flat:
-            (idx,) = np.nonzero(row)
-            total += len(write(idx, row[idx], 0, bands)) + COUNT_BYTES
-        bps = bits_per_sample(total, r["n_samples"])
-        points.append({"step": float(step), "bps": bps, "prdn": r["prdn"], "prd": r["prd"]})
-    return points
-
-
-def wavelet_sparse_speed(
-    x: np.ndarray, step: float, write: Any = encode_sparse, read: Any = decode_sparse
-) -> tuple[float, float]:
-    """Samples/s of the sparse-coded wavelet: transform, quantize and code; decode and invert."""
-    bands = dyadic_bands(BLOCK)
-    t0 = time.perf_counter()
-    codes = []
-    for block in x.reshape(-1, BLOCK):
-        flat = np.concatenate(pywt.wavedec(block, "bior4.4", mode="periodization", level=5))
-        levels = np.rint(flat / step).astype(np.int64)
-        (idx,) = np.nonzero(levels)
-        codes.append((idx.size, write(idx, levels[idx], 0, bands)))
-    t1 = time.perf_counter()
-    layout = [
-        c.size for c in pywt.wavedec(np.zeros(BLOCK), "bior4.4", mode="periodization", level=5)
-    ]
-    for count, data in codes:
-        idx, levels = read(data, count, 0, bands)
-        flat = np.zeros(sum(layout))
-        flat[idx] = levels * step
-        pywt.waverec(np.split(flat, np.cumsum(layout)[:-1]), "bior4.4", mode="periodization")
-    t2 = time.perf_counter()
-    return x.size / (t1 - t0), x.size / (t2 - t1)
+# residual steps in model units (the SAN step stays the manifest's)
+ECG_RESIDUAL_STEPS = (0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.9, 1.2, 1.8, 2.5, 3.5, 5.0, 8.0)
+ADAPT_STEPS = (0.15, 0.3, 0.6, 1.2, 2.5, 5.0)
+LOWRATE_SAN_STEPS = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 def run_record(record: str) -> dict[str, Any]:
@@ -104,50 +46,31 @@ def run_record(record: str) -> dict[str, Any]:
     x_mv = x / COUNTS_PER_MV
     t0 = time.perf_counter()
     methods: dict[str, list[dict]] = {
-        "wavelet bior4.4 L5 (H0)": sweep(x, wavelet_coder, WAVELET_STEPS),
-        "wavelet bior4.4 L5 (our sparse coder)": wavelet_sparse_sweep(x, WAVELET_STEPS),
-        "wavelet bior4.4 L5 (our binary coder)": wavelet_sparse_sweep(
-            x, WAVELET_STEPS, encode_binary
-        ),
-        "DCT-64 (H0)": sweep(x, dct_coder, DCT_STEPS),
+        SERVED: served_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS),
+        RESIDUAL: served_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS, spikes=False),
+        ARCHIVE: adapted_sweep(ECG, x_mv, ADAPT_STEPS),
+        LOWRATE: served_sweep(ECG_LOWRATE, x_mv, LOWRATE_SAN_STEPS, which="san"),
+        WAVELET: sweep(x, wavelet_coder, WAVELET_STEPS),
+        BIOLEPTIC: bioleptic_sweep(x.astype(float)),
     }
-    t_base = time.perf_counter() - t0
-    ecg = san_sweep(ECG, x_mv, "residual", ECG_RESIDUAL_STEPS)
-    low = san_sweep(ECG_LOWRATE, x_mv, "san", LOWRATE_SAN_STEPS)
-    for name, res in (("ecg", ecg), ("ecg-lowrate", low)):
-        c = res["curves"]
-        methods[f"{name} (real bytes)"] = c["real"]
-        methods[f"{name} (+kernels/record)"] = c["per_record"]
-        methods[f"{name} (+kernels/block)"] = c["per_block"]
-        methods[f"{name} (H0 +kernels/record)"] = c["h0"]
-    methods["ecg (real bytes, binary coder)"] = binary_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS)
-    thinning = thinned_sweep(ECG, x_mv, THINNING)
-    adapted = adapted_sweep(ECG, x_mv, ADAPT_STEPS)
-    methods[ADAPTED] = adapted["chosen"]
-    methods[PACKED_WAVELET] = adapted["alone"]
-    methods[UNFITTED] = adapted_sweep(ECG, x_mv, ADAPT_STEPS, refit=False)["spikes"]
-    methods[ADAPTED_SAN] = adapted_sweep(ECG_LOWRATE, x_mv, ADAPT_SAN_STEPS, which="san")["chosen"]
-    lossless = {
-        "FLAC": flac_bps(x),
-        "zstd-19 (deltas)": zstd_bps(x, 19, delta=True),
-    }
+    middle = min(methods[BIOLEPTIC], key=lambda p: abs(p["prdn"] - 9.0))
     return {
         "record": record,
         "start": SPAN[0],
         "n": int(x.size),
         "methods": methods,
-        "lossless": lossless,
-        "shipped": {"ecg": ecg["shipped"], "ecg-lowrate": low["shipped"]},
-        "wavelet_speed": {
-            "Golomb-Rice": wavelet_sparse_speed(x, 24.0),
-            "adaptive binary": wavelet_sparse_speed(x, 24.0, encode_binary, decode_binary),
+        "lossless": {"FLAC": flac_bps(x)},
+        "speed": {
+            "ecg": coder_speed(ECG, x_mv),
+            BIOLEPTIC: dict(
+                zip(
+                    ("encode", "decode"),
+                    bioleptic_speed(x.astype(float), middle["option"]),
+                    strict=True,
+                )
+            ),
         },
-        "thinning": thinning,
-        "kernel_bps": {
-            n: (r["kernel_bps_record"], r["kernel_bps_block"])
-            for n, r in (("ecg", ecg), ("ecg-lowrate", low))
-        },
-        "baseline_seconds": t_base,
+        "seconds": time.perf_counter() - t0,
     }
 
 
@@ -161,11 +84,10 @@ def main() -> int:
     t_start = time.perf_counter()
     results = []
     for record in args.records:
-        t0 = time.perf_counter()
         r = run_record(record)
-        plot(r, OUT_DIR / f"{record}.png")
         results.append(r)
-        print(f"record {record}: {time.perf_counter() - t0:.1f} s", flush=True)
+        print(f"record {record}: {r['seconds']:.1f} s", flush=True)
+    plot(results, OUT_DIR / "all.png")
     return report(results, args.write_docs, t_start)
 
 

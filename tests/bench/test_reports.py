@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -40,18 +42,16 @@ def test_replace_section_keeps_the_hand_written_rest(tmp_path: Path) -> None:
     assert doc.read_text().endswith("third run\n<!-- end rd -->\n\nmore notes\n")
 
 
-def test_ideal_adaptive_binary_code_length(mitdb100: np.ndarray) -> None:
-    import pywt
+def test_the_peers_best_case_is_a_lower_convex_hull_of_real_points(mitdb100: np.ndarray) -> None:
+    from bench.peers import bioleptic_sweep, lower_hull
 
-    from bench.entropy_estimate import adaptive_binary_bits
-    from sancodec.sparse_stream import dyadic_bands, encode_sparse
-
-    bands = dyadic_bands(2048)
-    assert adaptive_binary_bits(np.zeros(2048 + 64, dtype=np.int64), bands) == 0.0
-    flat = np.concatenate(pywt.wavedec(mitdb100[:2048], "bior4.4", mode="periodization", level=5))
-    levels = np.rint(flat / 24).astype(np.int64)
-    (where,) = np.nonzero(levels)
-    ideal = adaptive_binary_bits(levels, bands)
-    rice = 8 * len(encode_sparse(where, levels[where], 0, bands))
-    # every value pays its sign and at least a fraction of a bit for its gap and magnitude
-    assert where.size < ideal < rice
+    hull = bioleptic_sweep(mitdb100[:8192].astype(np.float64))
+    assert len(hull) >= 4
+    assert all(a["bps"] < b["bps"] and a["prdn"] > b["prdn"] for a, b in itertools.pairwise(hull))
+    slopes = [
+        math.log(b["prdn"] / a["prdn"]) / math.log(b["bps"] / a["bps"])
+        for a, b in itertools.pairwise(hull)
+    ]
+    assert all(s1 <= s2 + 1e-9 for s1, s2 in itertools.pairwise(slopes))  # convex from below
+    square = [{"bps": 1.0, "prdn": 10.0}, {"bps": 2.0, "prdn": 9.0}, {"bps": 4.0, "prdn": 2.0}]
+    assert [p["bps"] for p in lower_hull(square)] == [1.0, 4.0]  # the middle lies above the chord

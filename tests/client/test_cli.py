@@ -12,6 +12,7 @@ import pytest
 from cli_runner import CliRun
 
 from client.recordings import read_recording, write_recording
+from sancodec import read_sanc
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "data" / "demo" / "mitdb100_excerpt.hea"
@@ -234,18 +235,27 @@ def test_missing_samples_are_refused_unless_filled(
     )
 
 
-@pytest.mark.parametrize(("coder", "smaller"), [("binary", 0.9), ("packed", 0.8)])
-def test_coder_choice_reaches_the_server(
-    tmp_path: Path, address: str, run: CliRun, coder: str, smaller: float
+def test_a_stream_target_and_inspect_with_stored_sizes(
+    tmp_path: Path, address: str, run: CliRun
 ) -> None:
-    rice, binary = tmp_path / "rice.sanc", tmp_path / f"{coder}.sanc"
-    assert run("encode", str(DEMO), "-o", str(rice), "--server", address)[0] == 0
+    sanc, out = tmp_path / "s.sanc", tmp_path / "s.npy"
     code, _, err = run(
-        "encode", str(DEMO), "-o", str(binary), "--server", address, "--coder", coder
+        "encode", str(DEMO), "-o", str(sanc), "--server", address, "--stream-prdn", "12"
     )
     assert code == 0, err
-    assert binary.stat().st_size < smaller * rice.stat().st_size
-    decoded = [tmp_path / "rice.npy", tmp_path / "binary.npy"]
-    for sanc, out in zip((rice, binary), decoded, strict=True):
-        assert run("decode", str(sanc), "-o", str(out))[0] == 0
-    np.testing.assert_array_equal(np.load(decoded[0]), np.load(decoded[1]))
+    assert run("decode", str(sanc), "-o", str(out))[0] == 0
+    original = read_recording(DEMO).samples
+    decoded = np.load(out)
+    error = np.linalg.norm(original - decoded) / np.linalg.norm(
+        original - original.mean(axis=1, keepdims=True)
+    )
+    assert 100 * error == pytest.approx(12, rel=0.3)
+    code, text, _ = run("--json", "inspect", str(sanc))
+    summary = json.loads(text)
+    contents = read_sanc(sanc)
+    assert (
+        summary["code_bytes"]
+        == sum(b.stored_bytes for b in contents.blocks)
+        == contents.trailer.code_bytes
+    )
+    assert summary["format_version"] == 4

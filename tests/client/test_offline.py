@@ -23,7 +23,9 @@ from sancodec import (
     SampleDtype,
     SancWriter,
     StreamHeader,
+    block_bytes,
     decode_file,
+    encode_block,
     read_sanc,
 )
 from sancodec.errors import CorruptFileError, InvalidInputError
@@ -67,7 +69,7 @@ def coded(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Coded:
 def _damaged(coded: Coded, tmp_path: Path) -> Path:
     """The file with one byte of block 1's payload flipped."""
     data = bytearray(coded.path.read_bytes())
-    payload = coded.blocks[1].to_bytes()
+    payload = block_bytes(coded.blocks[1], read_sanc(coded.path).header.codebook)
     at = bytes(data).find(payload)
     assert at > 0
     data[at + len(payload) // 2] ^= 0x40
@@ -95,11 +97,10 @@ def test_inspect_reports_what_the_file_holds(coded: Coded) -> None:
     assert summary.code_bytes == trailer.code_bytes
     assert sum(c.code_bytes for c in summary.channels) == trailer.code_bytes
     assert summary.file_bits_per_sample == pytest.approx(8 * summary.file_bytes / (2 * N))
+    codebook = read_sanc(coded.path).header.codebook
     for c, stats in enumerate(summary.channels):
-        own = sum(
-            b.channels[c].to_proto(b.start_sample, b.sample_count).ByteSize() for b in coded.blocks
-        )
-        assert own < stats.code_bytes < own + 40  # its own code plus a share of block framing
+        own = sum(len(encode_block(b, codebook).channels[c].payload) for b in coded.blocks)
+        assert own < stats.code_bytes < own + 40  # its own payload plus a share of block framing
         assert stats.samples == N
         assert stats.bits_per_sample == pytest.approx(8 * stats.code_bytes / N)
         assert stats.compression_ratio == pytest.approx(N * 16 / 8 / stats.code_bytes)
@@ -223,7 +224,9 @@ def test_a_damaged_block_is_named_and_salvage_keeps_the_blocks_before_it(
     assert summary.damaged is not None
     assert "block 1" in summary.damaged
     assert summary.block_count == 1
-    assert summary.code_bytes == len(coded.blocks[0].to_bytes())
+    assert summary.code_bytes == len(
+        block_bytes(coded.blocks[0], read_sanc(path, salvage=True).header.codebook)
+    )
     assert [c.samples for c in summary.channels] == [BLOCK, BLOCK]
     recording, error = decode_to_recording(path, salvage=True)
     assert error == summary.damaged
@@ -234,7 +237,8 @@ def test_a_damaged_block_is_named_and_salvage_keeps_the_blocks_before_it(
 def test_a_file_cut_after_its_header_salvages_to_nothing(coded: Coded, tmp_path: Path) -> None:
     data = coded.path.read_bytes()
     path = tmp_path / "cut.sanc"
-    path.write_bytes(data[: data.find(coded.blocks[0].to_bytes()) - 3])  # before block 0's record
+    first = block_bytes(coded.blocks[0], read_sanc(coded.path).header.codebook)
+    path.write_bytes(data[: data.find(first) - 3])  # before block 0's record
     summary = inspect_file(path, salvage=True)
     assert summary.block_count == 0
     assert "truncated" in (summary.damaged or "")

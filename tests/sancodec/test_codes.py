@@ -98,10 +98,19 @@ def _malformed_blocks() -> list[codes_pb2.EncodedBlock]:
         block(b"\xff" * 64),  # junk
         codes_pb2.EncodedBlock(start_sample=0, sample_count=0),
         codes_pb2.EncodedBlock(start_sample=2**63, sample_count=10),
-        codes_pb2.EncodedBlock(start_sample=0, sample_count=10, channels=[
-            codes_pb2.ChannelCode(channel=0, payload=_payload_of(BlockCode(0, 10, (ChannelCode(0, SanLayer(0, [], [], [])),)))),
-            codes_pb2.ChannelCode(channel=0, payload=b""),
-        ]),  # fmt: skip
+        codes_pb2.EncodedBlock(
+            start_sample=0,
+            sample_count=10,
+            channels=[
+                codes_pb2.ChannelCode(
+                    channel=0,
+                    payload=_payload_of(
+                        BlockCode(0, 10, (ChannelCode(0, SanLayer(0, [], [], [])),))
+                    ),
+                ),
+                codes_pb2.ChannelCode(channel=0, payload=b""),
+            ],
+        ),  # fmt: skip
     ]
 
 

@@ -12,7 +12,6 @@ from sancodec.errors import InvalidConfigError, ProtocolError
 from sancodec.metrics import bits_per_sample, prdn
 from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
 
-
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
@@ -141,7 +140,9 @@ def test_spikes_are_left_out_of_blocks_where_they_do_not_pay(mitdb100: np.ndarra
     x = mitdb100[:8192]
     flat = Codebook((np.ones(129, np.float32) / 11.4,), residual=ResidualSpec("bior4.4", 5))
     plan = _plan(x)
-    plan = _plan(x, codebook=Codebook(flat.kernels, residual=flat.residual, tables=plan.codebook.tables))
+    plan = _plan(
+        x, codebook=Codebook(flat.kernels, residual=flat.residual, tables=plan.codebook.tables)
+    )
     assert sum(c.code.san.spike_count for c in run(plan, x, 8192)) == 0
     assert sum(c.code.san.spike_count for c in run(_plan(x), x, 8192)) > 0
 
