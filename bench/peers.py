@@ -29,15 +29,15 @@ def _code(x: npt.NDArray[np.float64], options: Any) -> tuple[int, npt.NDArray[np
 
 
 def lower_hull(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The lower convex hull of (log bps, log PRDN): a peer's best case at every rate."""
+    """The lower convex hull of (bps, PRDN) (compression.md §11): a peer's best case."""
     pts = sorted(points, key=lambda p: (p["bps"], p["prdn"]))
     hull: list[dict[str, Any]] = []
     for p in pts:
         if hull and p["prdn"] >= hull[-1]["prdn"]:
             continue  # dominated
         while len(hull) >= 2:
-            (x1, y1), (x2, y2) = ((math.log(h["bps"]), math.log(h["prdn"])) for h in hull[-2:])
-            x3, y3 = math.log(p["bps"]), math.log(p["prdn"])
+            (x1, y1), (x2, y2) = ((h["bps"], h["prdn"]) for h in hull[-2:])
+            x3, y3 = p["bps"], p["prdn"]
             if (x2 - x1) * (y3 - y1) - (y2 - y1) * (x3 - x1) <= 0:
                 hull.pop()  # the middle point lies above the chord
             else:

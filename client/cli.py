@@ -81,7 +81,9 @@ def _input(p: argparse.ArgumentParser) -> None:
         type=float,
         help="per-block PRDN target in percent (models with a residual layer)",
     )
-    p.add_argument("--max-bits", type=float, help="per-block budget in bits per sample, never exceeded")
+    p.add_argument(
+        "--max-bits", type=float, help="per-block budget in bits per sample, never exceeded"
+    )
     p.add_argument("--stream-prdn", type=float,
                    help="PRDN target in percent for the whole stream (one steered step)")  # fmt: skip
 

@@ -17,7 +17,7 @@ from sancodec import BlockCode, ChannelInfo, Codebook, ModelRef, StreamHeader
 from sancodec.errors import CorruptCodeError, SancodecError, UnavailableError, error_for_status
 from sancodec.payload import decode_block, encode_block
 from sancodec.samples import SampleDtype, pack_samples
-from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
+from sancodec.v1 import codec_pb2, codec_pb2_grpc
 
 __all__ = ["CodecClient", "EncodeEvent", "EncodeResult", "ModelSummary"]
 

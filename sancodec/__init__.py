@@ -14,9 +14,9 @@ from sancodec.header import ChannelInfo, ModelRef, StreamHeader
 from sancodec.payload import block_bytes, decode_block, encode_block, parse_block
 from sancodec.quantization import Quantizer
 from sancodec.residual import ResidualSpec, WaveletTransform, encode_residual
-from sancodec.tables import CodingTables
 from sancodec.samples import SampleDtype, pack_samples, unpack_samples
 from sancodec.sancfile import SancReader, SancWriter, decode_file, read_sanc
+from sancodec.tables import CodingTables
 
 __version__ = "0.1.0"
 

@@ -57,10 +57,9 @@ class BlockCoder:
         if self._transform is None or not self.plan.choose_layers:
             return True
         assert self.plan.residual_step_exp is not None
-        sizes, kernels = self._sizes(x.size), self._kernels
         bare = ChannelCode(self.channel, layer.without_spikes())
-        spike_bits = field_bits(ChannelCode(self.channel, layer), self._tables, kernels, start, sizes) - field_bits(
-            bare, self._tables, kernels, start, sizes)  # fmt: skip
+        spike_bits = field_bits(ChannelCode(self.channel, layer), self._tables, self._kernels,
+                                start) - field_bits(bare, self._tables, self._kernels, start)  # fmt: skip
         painted = self._paint([layer], start, x.size)
         return spikes_pay(self.plan.codebook, x, painted, self._transform,
                           self.plan.residual_step_exp, spike_bits, self._sizes(x.size))  # fmt: skip
@@ -77,7 +76,11 @@ class BlockCoder:
             return CodedChannel(index, start, code, self._payload(code, start, x.size), x, base)
         step, missed = step_exp if step_exp is not None else plan.residual_step_exp, ""
         # a PRDN cap: each block's own step; a stream target: the first block's, then steered
-        cap = plan.max_prdn_percent if index > 0 else plan.max_prdn_percent or plan.stream_prdn_percent
+        cap = (
+            plan.max_prdn_percent
+            if index > 0
+            else plan.max_prdn_percent or plan.stream_prdn_percent
+        )
         if cap is not None:
             step = coarsest_meeting_prdn(x, base, self._transform, plan.residual_step_exp, cap)
         residual, reconstruction = self._residual(x, base, step)
@@ -92,7 +95,9 @@ class BlockCoder:
         painted = self._paint([*neighbours, layer], start, x.size)
         quantizer = Quantizer(layer.step_exp)
         offset_level = int(quantizer.quantize([np.mean(x - painted)])[0])
-        san = SanLayer(layer.step_exp, layer.kernel_ids, layer.positions, layer.levels, offset_level)
+        san = SanLayer(
+            layer.step_exp, layer.kernel_ids, layer.positions, layer.levels, offset_level
+        )
         return san, painted + san.offset
 
     def _residual(self, x: Samples, base: Samples, step_exp: int) -> tuple[ResidualLayer, Samples]:
@@ -108,7 +113,9 @@ class BlockCoder:
         framing = (1 + _varint_bytes(start) if start else 0) + 1 + _varint_bytes(count)
         share = (block - framing) // plan.channels
         # the channel message: its tag and length, its number, the payload's tag and length
-        overhead = 1 + _varint_bytes(share) + (1 + _varint_bytes(self.channel) if self.channel else 0)
+        overhead = (
+            1 + _varint_bytes(share) + (1 + _varint_bytes(self.channel) if self.channel else 0)
+        )
         return share - overhead - 1 - _varint_bytes(share)
 
     def _within_budget(self, index: int, start: int, x: Samples, layer: SanLayer,

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from sancodec.errors import InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT, Quantizer
 
@@ -124,7 +125,9 @@ class SanLayer(_ArrayValue):
     def without_spikes(self) -> SanLayer:
         """The same block offset with no spikes: the block's SAN layer left out."""
         empty = np.zeros(0, dtype=np.int64)
-        return SanLayer(self.step_exp, empty.astype(np.int32), empty, empty.astype(np.int32), self.offset_level)
+        return SanLayer(
+            self.step_exp, empty.astype(np.int32), empty, empty.astype(np.int32), self.offset_level
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,4 +202,3 @@ class BlockCode(_ArrayValue):
     @property
     def spike_count(self) -> int:
         return sum(c.san.spike_count for c in self.channels)
-

@@ -119,15 +119,14 @@ def _categorical(key: SymbolRow | ClassTable) -> Any:
 @lru_cache(maxsize=4096)
 def _class_costs(table: ClassTable) -> npt.NDArray[np.float64]:
     p = table.probabilities()
-    p = np.maximum(p / p.sum(), 2.0**-24)
-    return -np.log2(p)
+    return np.asarray(-np.log2(np.maximum(p / p.sum(), 2.0**-24)), dtype=np.float64)
 
 
 @lru_cache(maxsize=4096)
 def row_costs(row: SymbolRow) -> npt.NDArray[np.float64]:
     """Ideal code length of each symbol of a row, in bits."""
     p = row.probabilities()
-    return -np.log2(np.maximum(p / p.sum(), 2.0**-24))
+    return np.asarray(-np.log2(np.maximum(p / p.sum(), 2.0**-24)), dtype=np.float64)
 
 
 def bit_lengths(values: Ints) -> Ints:
@@ -176,7 +175,9 @@ class Encoder:
             take = width > 0
             sizes = np.left_shift(1, width[take], dtype=np.int64)
             self._coder.encode(
-                (rest[take] & (sizes - 1)).astype(np.int32), _UNIFORM, np.maximum(sizes, 2).astype(np.int32)
+                (rest[take] & (sizes - 1)).astype(np.int32),
+                _UNIFORM,
+                np.maximum(sizes, 2).astype(np.int32),
             )
             rest, bits = np.right_shift(rest, width), bits - width
 

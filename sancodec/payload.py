@@ -59,17 +59,32 @@ def _band_plan(bands: list[Ints]) -> list[tuple[int, Ints]]:
 
 
 class _Fields:
-    """Writes named integer fields under their tables; `seen` collects them when asked to
-    (training learns the tables from what it collects)."""
+    """Writes named integer fields under their tables (with no encoder, only adds up their ideal
+    code length in `bits`); `seen` collects them when asked to (training learns the tables from
+    what it collects)."""
 
-    def __init__(self, enc: Encoder, tables: CodingTables, seen: dict[str, list[Ints]] | None) -> None:
-        self.enc, self.tables, self.seen = enc, tables, seen
+    def __init__(
+        self, enc: Encoder | None, tables: CodingTables, seen: dict[str, list[Ints]] | None = None
+    ) -> None:
+        self.enc, self.tables, self.seen, self.bits = enc, tables, seen, 0.0
 
     def put(self, name: str, values: npt.ArrayLike) -> None:
         v = np.asarray(values, dtype=np.int64)
-        self.enc.integers(v, self.tables.table(name))
+        if self.enc is None:
+            self.bits += float(self.tables.table(name).bits(v).sum())
+        else:
+            self.enc.integers(v, self.tables.table(name))
         if self.seen is not None:
             self.seen.setdefault(name, []).append(v)
+
+
+def _put_side(out: _Fields, code: ChannelCode, kernel_count: int, start: int) -> None:
+    """Everything but the residual's coefficients: layers, SAN step, offset, spikes."""
+    san, tables = code.san, out.tables
+    out.put("layers", [int(code.residual is not None)])
+    out.put("san_step", zigzag([san.step_exp - tables.san_step_exp]))
+    out.put("offset", zigzag([san.offset_level]))
+    _encode_spikes(out, san, kernel_count, start)
 
 
 def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int,
@@ -77,17 +92,16 @@ def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, s
     """The range code of a channel; `sizes` are the residual transform's band sizes. With
     `seen`, every field's values are also collected there, and the residual symbols under
     "band <class> <context>" as their magnitudes."""
-    enc, san, r = Encoder(), code.san, code.residual
+    enc, r = Encoder(), code.residual
     out = _Fields(enc, tables, seen)
-    out.put("layers", [int(r is not None)])
-    out.put("san_step", zigzag([san.step_exp - tables.san_step_exp]))
-    out.put("offset", zigzag([san.offset_level]))
-    _encode_spikes(out, san, kernel_count, start)
+    _put_side(out, code, kernel_count, start)
     if r is not None:
         out.put("residual_step", zigzag([r.step_exp - tables.residual_step_exp]))
         dense = np.zeros(sum(sizes), dtype=np.int64)
         if r.indices.size and r.indices[-1] >= dense.size:
-            raise InvalidInputError(f"residual index {int(r.indices[-1])} beyond {dense.size} coefficients")
+            raise InvalidInputError(
+                f"residual index {int(r.indices[-1])} beyond {dense.size} coefficients"
+            )
         dense[r.indices] = r.levels
         bands = _bands(dense, sizes)
         step_class = tables.step_class(r.step_exp)
@@ -104,7 +118,9 @@ def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, s
 
 def _encode_spikes(out: _Fields, san: SanLayer, kernel_count: int, start: int) -> None:
     if san.kernel_ids.size and san.kernel_ids.max() >= kernel_count:
-        raise InvalidInputError(f"kernel id {int(san.kernel_ids.max())} is not in a codebook of {kernel_count}")
+        raise InvalidInputError(
+            f"kernel id {int(san.kernel_ids.max())} is not in a codebook of {kernel_count}"
+        )
     counts = np.bincount(san.kernel_ids, minlength=kernel_count)
     out.put("spike_count", counts)
     groups = np.cumsum(counts)[:-1]  # spikes are sorted by (kernel, position)
@@ -114,9 +130,15 @@ def _encode_spikes(out: _Fields, san: SanLayer, kernel_count: int, start: int) -
     out.put("spike_first", [positions[i][0] - start for i in present])
     intervals = [np.diff(positions[i]) for i in present]
     out.put("spike_interval", [iv[0] - 1 for iv in intervals if iv.size])
-    out.put("spike_interval_delta", zigzag(np.concatenate([np.diff(iv) for iv in intervals] or [np.zeros(0)])))
+    out.put(
+        "spike_interval_delta",
+        zigzag(np.concatenate([np.diff(iv) for iv in intervals] or [np.zeros(0)])),
+    )
     out.put("spike_level", zigzag([levels[i][0] for i in present]))
-    out.put("spike_level_delta", zigzag(np.concatenate([np.diff(levels[i]) for i in present] or [np.zeros(0)])))
+    out.put(
+        "spike_level_delta",
+        zigzag(np.concatenate([np.diff(levels[i]) for i in present] or [np.zeros(0)])),
+    )
 
 
 def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count: int,
@@ -132,7 +154,9 @@ def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count
         san = _decode_spikes(dec, tables, kernel_count, start, count, san_step, offset)
         residual = None
         if has_residual:
-            step = tables.residual_step_exp + int(unzigzag(dec.integers(1, tables.table("residual_step")))[0])
+            step = tables.residual_step_exp + int(
+                unzigzag(dec.integers(1, tables.table("residual_step")))[0]
+            )
             residual = _decode_residual(dec, tables, sizes, step)
         dec.finish()
         return ChannelCode(channel, san, residual)
@@ -151,7 +175,9 @@ def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start:
     many = counts[present]
     first = dec.integers(present.size, tables.table("spike_first")) + start
     interval = dec.integers(int(np.sum(many >= 2)), tables.table("spike_interval")) + 1
-    deltas = unzigzag(dec.integers(int(np.sum(np.maximum(many - 2, 0))), tables.table("spike_interval_delta")))
+    deltas = unzigzag(
+        dec.integers(int(np.sum(np.maximum(many - 2, 0))), tables.table("spike_interval_delta"))
+    )
     level0 = unzigzag(dec.integers(present.size, tables.table("spike_level")))
     level_deltas = unzigzag(dec.integers(int(np.sum(many - 1)), tables.table("spike_level_delta")))
     positions, levels, iv, lv, dv = [], [], 0, 0, 0
@@ -173,7 +199,9 @@ def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start:
     return SanLayer(step_exp, ids, p, lev.astype(np.int32), offset)
 
 
-def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int) -> ResidualLayer:
+def _decode_residual(
+    dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int
+) -> ResidualLayer:
     bands: list[Ints] = []
     step_class = tables.step_class(step_exp)
     for i, size in enumerate(sizes):
@@ -197,30 +225,28 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
     return ResidualLayer(step_exp, indices, dense[indices].astype(np.int32))
 
 
-def field_bits(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int,
-               sizes: tuple[int, ...]) -> float:  # fmt: skip
-    """The ideal code length of a channel's fields (side information and spikes; not the
-    residual coefficients' symbols): what the layer choice charges spikes with."""
-    seen: dict[str, list[Ints]] = {}
-    encode_channel(code, tables, kernel_count, start, sizes, seen)
-    return sum(
-        float(tables.table(name).bits(np.concatenate(parts)).sum())
-        for name, parts in seen.items()
-        if not name.startswith("band ")
-    )
+def field_bits(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int) -> float:
+    """The ideal code length of a channel's side information and spikes (not the residual's
+    coefficients): what the layer choice charges spikes with."""
+    out = _Fields(None, tables)
+    _put_side(out, code, kernel_count, start)
+    return out.bits
 
 
-def residual_bits(dense: Ints, sizes: tuple[int, ...], tables: CodingTables, step_exp: int) -> float:
+def residual_bits(
+    dense: Ints, sizes: tuple[int, ...], tables: CodingTables, step_exp: int
+) -> float:
     """The ideal code length of a residual layer's coefficients: the rate control's estimate."""
     bands = _bands(dense, sizes)
-    total, step_class = 0.0, tables.step_class(step_exp)
+    costs = tables.costs(tables.step_class(step_exp))  # (band class, context, symbol)
+    total = 0.0
     for band, (band_class, ctx) in zip(bands, _band_plan(bands), strict=True):
         symbols, excess = symbols_of(band)
-        for c in range(CONTEXTS):
-            total += float(row_costs(tables.row(step_class, band_class, c))[symbols[ctx == c]].sum())
-        total += float(tables.table("escape").bits(excess).sum())
+        row = band_class if band_class < tables.band_classes else -1
+        total += float(costs[row, ctx, symbols].sum())
+        if excess.size:
+            total += float(tables.table("escape").bits(excess).sum())
     return total
-
 
 
 def _sizes(codebook: Codebook, count: int) -> tuple[int, ...]:
@@ -235,11 +261,15 @@ def encode_block(block: BlockCode, codebook: Codebook) -> codes_pb2.EncodedBlock
     for c in block.channels:
         if c.residual is not None and codebook.residual is None:
             raise InvalidInputError("a residual layer needs a codebook with a residual transform")
-        payloads.append((c.channel, encode_channel(c, codebook.tables, count, block.start_sample, sizes)))
+        payloads.append(
+            (c.channel, encode_channel(c, codebook.tables, count, block.start_sample, sizes))
+        )
     return block_message(block.start_sample, block.sample_count, payloads)
 
 
-def block_message(start: int, count: int, payloads: list[tuple[int, bytes]]) -> codes_pb2.EncodedBlock:
+def block_message(
+    start: int, count: int, payloads: list[tuple[int, bytes]]
+) -> codes_pb2.EncodedBlock:
     """A block's message from its channels' payloads, coded already."""
     return codes_pb2.EncodedBlock(
         start_sample=start,
@@ -253,14 +283,18 @@ def block_bytes(block: BlockCode, codebook: Codebook) -> bytes:
     return encode_block(block, codebook).SerializeToString(deterministic=True)
 
 
-def decode_block(message: codes_pb2.EncodedBlock, codebook: Codebook, stored_bytes: int = 0) -> BlockCode:
+def decode_block(
+    message: codes_pb2.EncodedBlock, codebook: Codebook, stored_bytes: int = 0
+) -> BlockCode:
     """Validate and decode a received block; any inconsistency raises CorruptCodeError."""
     start, count = message.start_sample, message.sample_count
     if start >= MAX_SAMPLE or not 0 < count < 2**32:
         raise CorruptCodeError(f"invalid encoded block: start {start}, {count} samples")
     sizes = _sizes(codebook, count)
     channels = tuple(
-        decode_channel(c.payload, c.channel, codebook.tables, len(codebook.kernels), start, count, sizes)
+        decode_channel(
+            c.payload, c.channel, codebook.tables, len(codebook.kernels), start, count, sizes
+        )
         for c in message.channels
     )
     try:

@@ -42,13 +42,14 @@ class CodingPlan:
             raise InvalidConfigError("a residual step needs a residual transform, and back")
         targets = (self.max_prdn_percent, self.max_bits_per_sample, self.stream_prdn_percent)
         if sum(t is not None for t in targets) > 1:
-            raise InvalidConfigError("ask for one quality target: a PRDN cap, a bit budget or a stream PRDN")
+            raise InvalidConfigError(
+                "ask for one quality target: a PRDN cap, a bit budget or a stream PRDN"
+            )
         for target in targets:
             if target is not None and not target > 0:
                 raise InvalidConfigError(f"quality targets must be positive, got {target}")
         if self.channels < 1:
             raise InvalidConfigError(f"a stream has at least one channel, got {self.channels}")
-
 
     @classmethod
     def from_manifest(
@@ -62,7 +63,9 @@ class CodingPlan:
     ) -> CodingPlan:
         """The bundle's plan: its codebook, blocks, scale and steps, and the stream's target."""
         if m.residual_step_exp is None and (
-            max_prdn_percent is not None or max_bits_per_sample is not None or stream_prdn_percent is not None
+            max_prdn_percent is not None
+            or max_bits_per_sample is not None
+            or stream_prdn_percent is not None
         ):
             raise InvalidConfigError(
                 f"model {m.name}/{m.version} has no residual layer: it cannot meet a quality target"

@@ -37,7 +37,7 @@ def rd_lambda(step: float) -> float:
 
 
 def _levels(coefficients: Samples, step_exp: int) -> npt.NDArray[np.int64]:
-    return np.rint(coefficients / 2.0 ** (step_exp / 8)).astype(np.int64)
+    return np.asarray(np.rint(coefficients / 2.0 ** (step_exp / 8)), dtype=np.int64)
 
 
 def coarsest_meeting_prdn(x: Samples, base: Samples, transform: WaveletTransform, default: int,

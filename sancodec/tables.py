@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.entropy import CLASSES, ClassTable, SymbolRow
+from sancodec.entropy import CLASSES, ClassTable, SymbolRow, row_costs
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.v1 import codes_pb2
 
@@ -49,7 +49,9 @@ _FALLBACK = ClassTable(0, tuple(max(1, 40 - 2 * c) for c in range(CLASSES)))
 _FALLBACK_ROW = SymbolRow(45875, 32768)  # P(0) = 0.7, decay 0.5
 
 
-def contexts(parent: npt.NDArray[np.int64], size: int, parent_is_approximation: bool) -> npt.NDArray[np.int64]:
+def contexts(
+    parent: npt.NDArray[np.int64], size: int, parent_is_approximation: bool
+) -> npt.NDArray[np.int64]:
     """Context of each of `size` detail coefficients from the levels of the band one coarser."""
     if size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -63,7 +65,7 @@ def contexts(parent: npt.NDArray[np.int64], size: int, parent_is_approximation: 
         padded = np.concatenate([a[:1], a, a[-1:]])
         magnitude = 2 * a + padded[:-2] + padded[2:]
     index = np.minimum(np.arange(size) * parent.size // size, parent.size - 1)
-    return np.searchsorted(_BOUNDS, magnitude[index], side="right").astype(np.int64)
+    return np.asarray(np.searchsorted(_BOUNDS, magnitude[index], side="right"), dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +77,7 @@ class CodingTables:
     residual_step_exp: int = 0
     rows: tuple[tuple[tuple[SymbolRow, ...], ...], ...] = ()
     fields: Mapping[str, ClassTable] = field(default_factory=dict)
+    _costs: dict[int, npt.NDArray[np.float64]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.rows and len(self.rows) != STEP_CLASSES:
@@ -114,6 +117,14 @@ class CodingTables:
             return _FALLBACK_ROW
         return self.rows[step_class][band_class][context]
 
+    def costs(self, step_class: int) -> npt.NDArray[np.float64]:
+        """Ideal code lengths (bits) of every symbol of every row of a step class, as an array
+        (band class, context, symbol), and last the fallback row's, for band classes beyond."""
+        if step_class not in self._costs:
+            rows = (*(self.rows[step_class] if self.rows else ()), (_FALLBACK_ROW,) * CONTEXTS)
+            self._costs[step_class] = np.array([[row_costs(r) for r in band] for band in rows])
+        return self._costs[step_class]
+
     def to_proto(self) -> codes_pb2.CodingTables:
         rows = [r for s in self.rows for band in s for r in band]
         pairs = np.array([[r.zero, r.decay] for r in rows], dtype="<u2").reshape(-1, 2)
@@ -152,7 +163,9 @@ class CodingTables:
             "san_step_exp": self.san_step_exp,
             "residual_step_exp": self.residual_step_exp,
             "rows": [[[[r.zero, r.decay] for r in band] for band in s] for s in self.rows],
-            "fields": {n: {"first": t.first, "weights": list(t.weights)} for n, t in self.fields.items()},
+            "fields": {
+                n: {"first": t.first, "weights": list(t.weights)} for n, t in self.fields.items()
+            },
         }
 
     @classmethod
@@ -164,5 +177,8 @@ class CodingTables:
                 tuple(tuple(SymbolRow(int(z), int(d)) for z, d in band) for band in s)
                 for s in data["rows"]
             ),
-            {n: ClassTable(int(t["first"]), tuple(t["weights"])) for n, t in data["fields"].items()},
+            {
+                n: ClassTable(int(t["first"]), tuple(t["weights"]))
+                for n, t in data["fields"].items()
+            },
         )

@@ -15,8 +15,8 @@ from sancodec.errors import (
     InvalidSignalError,
     OverloadedError,
 )
-from sancodec.samples import SampleDtype, unpack_samples
 from sancodec.payload import block_message
+from sancodec.samples import SampleDtype, unpack_samples
 from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Window
 from sancodec.v1 import codec_pb2, codes_pb2
 from server.batcher import Batcher
@@ -51,7 +51,9 @@ def _plan(model: LoadedModel, quality: codec_pb2.QualityTarget, channels: int) -
     value = getattr(quality, target) if target else None
     if value is not None and not (math.isfinite(value) and value > 0):
         raise InvalidConfigError(f"{target} must be positive, got {value}")
-    return CodingPlan.from_manifest(model.manifest, channels=channels, **({target: value} if target else {}))
+    return CodingPlan.from_manifest(
+        model.manifest, channels=channels, **({target: value} if target else {})
+    )
 
 
 class EncodeSession:
@@ -154,7 +156,9 @@ class EncodeSession:
 
     def _respond(self, parts: list[CodedChannel], started: float) -> codec_pb2.EncodeResponse:
         block = BlockCode(parts[0].start, parts[0].signal.size, tuple(p.code for p in parts))
-        message = block_message(block.start_sample, block.sample_count, [(p.code.channel, p.payload) for p in parts])
+        message = block_message(
+            block.start_sample, block.sample_count, [(p.code.channel, p.payload) for p in parts]
+        )
         size = message.ByteSize()
         n = block.sample_count * len(parts)
         x = np.concatenate([p.signal - p.signal.mean() for p in parts])

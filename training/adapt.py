@@ -27,8 +27,8 @@ from sancodec.codebook import Codebook, quantize_kernel
 from sancodec.codes import BlockCode
 from sancodec.errors import InvalidConfigError, InvalidInputError
 from sancodec.header import ChannelInfo, StreamHeader
-from sancodec.quantization import Quantizer
 from sancodec.payload import block_bytes
+from sancodec.quantization import Quantizer
 from sancodec.sancfile import SancWriter
 from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
 from training.codec_eval import Detector, block_flithos, torch_detector

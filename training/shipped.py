@@ -154,7 +154,9 @@ def build(recipe: Recipe, data_root: Path, models_dir: Path, command: str) -> di
     session = ort.InferenceSession(
         str(directory / "encoder.onnx"), providers=["CPUExecutionProvider"]
     )
-    plan = _plan(recipe, Codebook(model.codebook().kernels, model.decoder_mode, recipe.residual), scale)
+    plan = _plan(
+        recipe, Codebook(model.codebook().kernels, model.decoder_mode, recipe.residual), scale
+    )
     # the tables learn from every training recording whole, through the detector that ships
     whole = _signals(data_root, src.train + src.val + src.tables, src, (0, None))
     plan = dataclasses.replace(

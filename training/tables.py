@@ -70,13 +70,17 @@ def fit_tables(seen: dict[str, list[Ints]], band_classes: int, san_step_exp: int
         return np.concatenate([empty, *seen.get(name, [])])
 
     fields = {name: _class_table(values(name)) for name in FIELDS if name in seen}
-    rows = tuple(
+    rows = (
         tuple(
-            tuple(_row(values(f"band {s} {b} {c}")) for c in range(CONTEXTS))
-            for b in range(band_classes)
+            tuple(
+                tuple(_row(values(f"band {s} {b} {c}")) for c in range(CONTEXTS))
+                for b in range(band_classes)
+            )
+            for s in range(STEP_CLASSES)
         )
-        for s in range(STEP_CLASSES)
-    ) if band_classes else ()
+        if band_classes
+        else ()
+    )
     return CodingTables(san_step_exp, residual_step_exp, rows, fields)
 
 
@@ -91,7 +95,9 @@ def _collect(plan: CodingPlan, signal: npt.NDArray[np.float64], detect: Detector
         encode_channel(block.code, plan.codebook.tables, kernels, block.start, sizes, seen)
 
 
-def learn_tables(plan: CodingPlan, signals: Sequence[npt.NDArray[np.float64]], detect: Detector) -> Codebook:
+def learn_tables(
+    plan: CodingPlan, signals: Sequence[npt.NDArray[np.float64]], detect: Detector
+) -> Codebook:
     """The plan's codebook with tables learned on physical `signals` (training recordings)."""
     residual = plan.codebook.residual
     reference = plan.residual_step_exp if plan.residual_step_exp is not None else 0

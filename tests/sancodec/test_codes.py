@@ -110,7 +110,7 @@ def _malformed_blocks() -> list[codes_pb2.EncodedBlock]:
                 ),
                 codes_pb2.ChannelCode(channel=0, payload=b""),
             ],
-        ),  # fmt: skip
+        ),
     ]
 
 
