@@ -80,6 +80,12 @@ def _header(
                         dtype, metadata=metadata)  # fmt: skip
 
 
+def _signal_channel(c: ChannelInfo) -> codec_pb2.SignalChannel:
+    """What a channel's samples are (units, ADC); offset and scale describe decoded output."""
+    return codec_pb2.SignalChannel(name=c.name, units=c.units, adc_gain=c.adc_gain, adc_baseline=c.adc_baseline,
+                                   adc_resolution_bits=c.adc_resolution_bits)  # fmt: skip
+
+
 class CodecClient:
     """A connection to one server: plain, TLS (`tls_ca`), mTLS (plus `client_cert`/`client_key`),
     and a bearer `token`. Every call has a deadline; UNAVAILABLE at connect is retried."""
@@ -169,7 +175,7 @@ class CodecClient:
             quality.max_bits_per_sample = max_bits_per_sample
         config = codec_pb2.EncodeConfig(model=model, model_version=version, sample_rate_hz=sample_rate_hz,
                                         channel_count=channel_count, dtype=dtype.to_proto(), quality=quality,
-                                        channels=[c.to_proto() for c in channels],
+                                        channels=[_signal_channel(c) for c in channels],
                                         residual_coder=codes_pb2.EntropyCoder.ValueType(residual_coder))  # fmt: skip
 
         def requests() -> Iterator[codec_pb2.EncodeRequest]:

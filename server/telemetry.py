@@ -270,14 +270,16 @@ class Telemetry:
     def set_ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> int:
-        """Serve /metrics over HTTP on its own port (0 picks a free one); return the bound port."""
+    def serve(self, port: int, host: str) -> int:
+        """Serve /metrics over HTTP on `host` (empty or "::" is every interface) and its own port
+        (0 picks a free one); return the bound port."""
         if self._http is not None:
             raise RuntimeError("telemetry is already being served")
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         self._http = server
-        bound = int(server.server_port)
-        logger.info("telemetry served on http://%s:%d/metrics", host, bound)
+        bound_host, bound = str(server.server_address[0]), int(server.server_port)
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        logger.info("metrics on http://%s:%d/metrics", shown, bound)
         return bound
 
     def close(self) -> None:
