@@ -197,3 +197,15 @@ def test_statuses_and_errors_number_chunks_from_zero(channel: grpc.Channel) -> N
         list(stub.Encode(iter([first, good, good, first])))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "chunk 2 is a second config" in (caught.value.details() or "")
+
+
+def test_health_answers_for_the_names_the_docs_give(channel: grpc.Channel) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", "sancodec.v1.CodecService"):
+        reply = health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as caught:
+        health.Check(health_pb2.HealthCheckRequest(service="sancodec.v1.Other"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
