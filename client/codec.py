@@ -38,6 +38,7 @@ class ModelSummary:
     residual: str
     test_metrics: dict[str, float]
     description: str
+    units: str = ""  # the physical units the model codes, e.g. "mV"
 
     @classmethod
     def from_proto(cls, m: codec_pb2.ModelInfo) -> ModelSummary:
@@ -49,7 +50,7 @@ class ModelSummary:
         )
         return cls(m.ref.name, m.ref.version, m.activation, m.sample_rate_hz, m.block_length,
                    m.execution_provider, tuple(k.size for k in codebook.kernels),
-                   codebook.decoder_mode.value, residual, dict(m.test_metrics), m.description)  # fmt: skip
+                   codebook.decoder_mode.value, residual, dict(m.test_metrics), m.description, m.units)  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
