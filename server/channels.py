@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from sancodec import ChannelInfo
 from sancodec.errors import InvalidConfigError
@@ -42,6 +43,12 @@ def _input_channel(
     c: codec_pb2.SignalChannel, number: int, dtype: SampleDtype, units: str, scale: float
 ) -> InputChannel:
     name = c.name or f"ch{number}"
+    unknown = UnknownFieldSet(c)
+    if any(unknown[i].field_number in (3, 4) for i in range(len(unknown))):  # sent as ChannelInfo
+        raise InvalidConfigError(
+            f"channel {number} ({name!r}): offset and scale describe decoded output "
+            "(EncodeStarted.channels); a SignalChannel has neither: send units and the ADC mapping"
+        )
     if dtype is SampleDtype.INT16 and not c.adc_gain > 0:
         raise InvalidConfigError(
             f"channel {number} ({name!r}): int16 samples need SignalChannel.adc_gain (counts per "

@@ -96,6 +96,17 @@ def test_units_it_cannot_convert_are_refused_by_name(
     assert "'mV'" in details  # the model's units
 
 
+def test_offset_and_scale_sent_to_encode_are_refused_not_ignored(
+    channel: grpc.Channel, counts: np.ndarray
+) -> None:
+    """A client built on the output-side ChannelInfo sends fields 3 and 4 that Encode has not."""
+    old = codes_pb2.ChannelInfo(name="lead", units="mV", scale=2.0).SerializeToString()
+    details = _refusal(
+        channel, _physical(counts, 1.0), channels=[codec_pb2.SignalChannel.FromString(old)] * 2
+    )
+    assert "offset and scale" in details
+
+
 def test_int16_without_an_adc_gain_is_refused_naming_the_field(
     channel: grpc.Channel, counts: np.ndarray
 ) -> None:
