@@ -28,9 +28,11 @@ class QualityTarget(_message.Message):
     MAX_PRDN_PERCENT_FIELD_NUMBER: _builtins.int
     MAX_BITS_PER_SAMPLE_FIELD_NUMBER: _builtins.int
     max_prdn_percent: _builtins.float
-    """Largest acceptable PRDN of a block, in percent."""
+    """Largest acceptable PRDN of each channel of each block, in percent."""
     max_bits_per_sample: _builtins.float
-    """Largest acceptable code size, in bits per sample."""
+    """Largest acceptable code size of each channel of each block, in bits per sample (per frame
+    of that channel); the block's framing adds a few bytes on top.
+    """
     def __init__(
         self,
         *,

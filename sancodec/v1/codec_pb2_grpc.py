@@ -88,9 +88,10 @@ class CodecServiceServicer:
     """
 
     def Encode(self, request_iterator, context):
-        """First message a config, then signal chunks; answers EncodeStarted at once, each block as soon
-        as its samples and right context have arrived, and, after the client half-closes, the
-        remaining blocks (the stream's last, shorter block among them) and then EncodeSummary.
+        """First message a config, then signal chunks; answers EncodeStarted at once, then each block
+        once its code is final (which needs the samples of the next block too: its spikes paint back
+        into this one), and, after the client half-closes, the remaining blocks (the last may be
+        shorter) and then EncodeSummary. In-band MessageStatus answers may come between blocks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -48,9 +48,10 @@ class CodecServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CodecServiceAsyncStub: ...
     Encode: _grpc.StreamStreamMultiCallable[_codec_pb2.EncodeRequest, _codec_pb2.EncodeResponse]
-    """First message a config, then signal chunks; answers EncodeStarted at once, each block as soon
-    as its samples and right context have arrived, and, after the client half-closes, the
-    remaining blocks (the stream's last, shorter block among them) and then EncodeSummary.
+    """First message a config, then signal chunks; answers EncodeStarted at once, then each block
+    once its code is final (which needs the samples of the next block too: its spikes paint back
+    into this one), and, after the client half-closes, the remaining blocks (the last may be
+    shorter) and then EncodeSummary. In-band MessageStatus answers may come between blocks.
     """
     Decode: _grpc.StreamStreamMultiCallable[_codec_pb2.DecodeRequest, _codec_pb2.DecodeResponse]
     """First message a config, then encoded blocks in order; answers decoded samples as soon as no
@@ -82,9 +83,10 @@ class CodecServiceAsyncStub(CodecServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Encode: _aio.StreamStreamMultiCallable[_codec_pb2.EncodeRequest, _codec_pb2.EncodeResponse]  # type: ignore[assignment]
-    """First message a config, then signal chunks; answers EncodeStarted at once, each block as soon
-    as its samples and right context have arrived, and, after the client half-closes, the
-    remaining blocks (the stream's last, shorter block among them) and then EncodeSummary.
+    """First message a config, then signal chunks; answers EncodeStarted at once, then each block
+    once its code is final (which needs the samples of the next block too: its spikes paint back
+    into this one), and, after the client half-closes, the remaining blocks (the last may be
+    shorter) and then EncodeSummary. In-band MessageStatus answers may come between blocks.
     """
     Decode: _aio.StreamStreamMultiCallable[_codec_pb2.DecodeRequest, _codec_pb2.DecodeResponse]  # type: ignore[assignment]
     """First message a config, then encoded blocks in order; answers decoded samples as soon as no
@@ -119,9 +121,10 @@ class CodecServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_codec_pb2.EncodeRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_codec_pb2.EncodeResponse], _abc.AsyncIterator[_codec_pb2.EncodeResponse]]:
-        """First message a config, then signal chunks; answers EncodeStarted at once, each block as soon
-        as its samples and right context have arrived, and, after the client half-closes, the
-        remaining blocks (the stream's last, shorter block among them) and then EncodeSummary.
+        """First message a config, then signal chunks; answers EncodeStarted at once, then each block
+        once its code is final (which needs the samples of the next block too: its spikes paint back
+        into this one), and, after the client half-closes, the remaining blocks (the last may be
+        shorter) and then EncodeSummary. In-band MessageStatus answers may come between blocks.
         """
 
     @_abc_1.abstractmethod
