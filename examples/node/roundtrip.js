@@ -101,17 +101,21 @@ function unary(client, method, request) {
   });
 }
 
-// A bidirectional stream: write every request, half-close, collect every response.
-function stream(client, method, requests) {
-  return new Promise((resolve, reject) => {
-    const call = client[method]({ deadline: new Date(Date.now() + 120_000) });
-    const responses = [];
+// A bidirectional stream: write every request (waiting whenever the transport asks us to),
+// half-close, and collect every response; the first error rejects.
+async function stream(client, method, requests) {
+  const call = client[method]({ deadline: new Date(Date.now() + 120_000) });
+  const responses = [];
+  const done = new Promise((resolve, reject) => {
     call.on("data", (response) => responses.push(response));
     call.on("error", reject);
     call.on("end", () => resolve(responses));
-    for (const request of requests) call.write(request);
-    call.end();
   });
+  for (const request of requests) {
+    if (!call.write(request)) await Promise.race([new Promise((resolve) => call.once("drain", resolve)), done]);
+  }
+  call.end();
+  return done;
 }
 
 async function encode(codec, args, header, data) {
