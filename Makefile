@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
+NODE_EXAMPLE := examples/node/node_modules/.package-lock.json
 
 .PHONY: test lint proto models bench demo clean
 
@@ -15,6 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 $(BUF):
 	npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION)
+
+$(NODE_EXAMPLE): examples/node/package.json examples/node/package-lock.json  ## the Node example's pinned packages
+	npm ci --prefix examples/node --no-audit --no-fund --loglevel=error
 
 proto: $(STAMP)  ## regenerate sancodec/v1 from proto/
 	$(BIN)/python tools/genproto.py
@@ -31,11 +35,11 @@ lint: $(STAMP) $(BUF)
 	$(BIN)/mypy
 	$(BUF) lint
 
-test: lint
+test: lint $(NODE_EXAMPLE)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)  ## the main job: server, a real recording streamed, stored, decoded, plotted
 	$(BIN)/python tools/demo.py
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .tools examples/node/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

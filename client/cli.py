@@ -269,7 +269,7 @@ def _plot(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     with _client(args) as client:
         models = client.models()
-    lines = [f"{m.name}@{m.version}: {m.description} [{m.activation}, kernels {m.kernel_sizes}, {m.sample_rate_hz:g} Hz, "
+    lines = [f"{m.name}@{m.version}: {m.description} [{m.activation}, kernels {m.kernel_sizes}, {m.sample_rate_hz:g} Hz in {m.units or '?'}, "
              f"residual {m.residual}, {m.execution_provider}]" for m in models]  # fmt: skip
     _emit(args, {"models": [asdict(m) for m in models]}, "\n".join(lines))
     return 0

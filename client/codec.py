@@ -38,6 +38,7 @@ class ModelSummary:
     residual: str
     test_metrics: dict[str, float]
     description: str
+    units: str = ""  # the physical units the model codes, e.g. "mV"
 
     @classmethod
     def from_proto(cls, m: codec_pb2.ModelInfo) -> ModelSummary:
@@ -49,7 +50,7 @@ class ModelSummary:
         )
         return cls(m.ref.name, m.ref.version, m.activation, m.sample_rate_hz, m.block_length,
                    m.execution_provider, tuple(k.size for k in codebook.kernels),
-                   codebook.decoder_mode.value, residual, dict(m.test_metrics), m.description)  # fmt: skip
+                   codebook.decoder_mode.value, residual, dict(m.test_metrics), m.description, m.units)  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +79,12 @@ def _header(
     channels = tuple(ChannelInfo.from_proto(c) for c in started.channels)
     return StreamHeader(model, Codebook.from_proto(started.codebook), rate, started.block_length, channels,
                         dtype, metadata=metadata)  # fmt: skip
+
+
+def _signal_channel(c: ChannelInfo) -> codec_pb2.SignalChannel:
+    """What a channel's samples are (units, ADC); offset and scale describe decoded output."""
+    return codec_pb2.SignalChannel(name=c.name, units=c.units, adc_gain=c.adc_gain, adc_baseline=c.adc_baseline,
+                                   adc_resolution_bits=c.adc_resolution_bits)  # fmt: skip
 
 
 class CodecClient:
@@ -171,7 +178,7 @@ class CodecClient:
             quality.stream_prdn_percent = stream_prdn_percent
         config = codec_pb2.EncodeConfig(model=model, model_version=version, sample_rate_hz=sample_rate_hz,
                                         channel_count=channel_count, dtype=dtype.to_proto(), quality=quality,
-                                        channels=[c.to_proto() for c in channels])  # fmt: skip
+                                        channels=[_signal_channel(c) for c in channels])  # fmt: skip
 
         def requests() -> Iterator[codec_pb2.EncodeRequest]:
             yield codec_pb2.EncodeRequest(config=config)

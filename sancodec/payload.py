@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from sancodec.codebook import Codebook
 from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
-from sancodec.entropy import CODER_ERRORS, Decoder, Encoder, row_costs, symbols_of, unzigzag, zigzag
+from sancodec.entropy import CODER_ERRORS, Decoder, Encoder, symbols_of, unzigzag, zigzag
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT
 from sancodec.residual import band_sizes

@@ -171,12 +171,8 @@ async def create_server(config: ServerConfig, telemetry: Telemetry | None = None
 async def serve(config: ServerConfig) -> None:
     """Run until SIGTERM or SIGINT, then drain within the grace period."""
     telemetry = Telemetry()
-    if config.metrics_port >= 0:
-        log.info(
-            "metrics on http://%s:%d/metrics",
-            config.host.strip("[]") or "0.0.0.0",
-            telemetry.serve(config.metrics_port),
-        )
+    if config.metrics_port >= 0:  # logs the address it bound
+        telemetry.serve(config.metrics_port, host=config.metrics_address)
     runtime = await create_server(config, telemetry)
     for model in runtime.repository.models():
         log.info("serving %s/%s (%s)", *model.key, model.provider)

@@ -23,6 +23,7 @@ class ServerConfig:
     host: str = "[::]"
     port: int = 50051
     metrics_port: int = 9464  # 0 picks a free port; -1 turns the HTTP exposition off
+    metrics_host: str = ""  # where /metrics listens; empty follows `host`
     max_batch: int = 64  # windows per ONNX Runtime call
     max_wait_ms: float = 2.0  # how long a window waits for others to join its batch
     queue_windows: int = 4096  # windows waiting for the encoder; beyond, RESOURCE_EXHAUSTED
@@ -60,6 +61,12 @@ class ServerConfig:
         failed = [message for message, ok in checks.items() if not ok]
         if failed:
             raise InvalidConfigError("; ".join(failed))
+
+    @property
+    def metrics_address(self) -> str:
+        """The host /metrics binds: `metrics_host`, else `host` (IPv6 without its brackets;
+        empty is every interface, as for gRPC)."""
+        return (self.metrics_host or self.host).strip("[]") or "::"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:

@@ -45,7 +45,7 @@ def model_info(model: LoadedModel) -> codec_pb2.ModelInfo:
         ref=codes_pb2.ModelRef(name=m.name, version=m.version, manifest_sha256=b.manifest_sha256),
         activation=m.activation, codebook=m.codebook.to_proto(), sample_rate_hz=m.sample_rate_hz,
         block_length=m.block_length, execution_provider=model.provider, test_metrics=metrics,
-        description=m.description,
+        description=m.description, units=m.normalization.units,
     )  # fmt: skip
 
 
@@ -180,7 +180,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         index = 0
         async for request in requests:
             if not request.HasField("chunk"):
-                raise ProtocolError(f"message {index + 1} is a second config; a stream has one")
+                raise ProtocolError(f"chunk {index} is a second config; a stream has one")
             try:
                 responses = await session.push(request.chunk.samples)
             except InvalidSignalError as exc:  # the chunk is refused whole; the stream goes on
@@ -202,7 +202,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         index = 0
         async for request in requests:
             if not request.HasField("block"):
-                raise ProtocolError(f"message {index + 1} is a second config; a stream has one")
+                raise ProtocolError(f"block {index} is a second config; a stream has one")
             try:
                 yield session.push(request.block)
             except CorruptCodeError as exc:

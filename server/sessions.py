@@ -8,7 +8,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from sancodec import BlockCode, ChannelInfo, Codebook, StreamingDecoder, decode_block, metrics
+from sancodec import BlockCode, Codebook, StreamingDecoder, decode_block, metrics
 from sancodec.errors import (
     CorruptCodeError,
     InvalidConfigError,
@@ -20,6 +20,7 @@ from sancodec.samples import SampleDtype, unpack_samples
 from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Window
 from sancodec.v1 import codec_pb2, codes_pb2
 from server.batcher import Batcher
+from server.channels import input_channels, output_channels
 from server.config import ServerConfig
 from server.repository import LoadedModel, ModelRepository
 from server.telemetry import Telemetry
@@ -28,22 +29,6 @@ __all__ = ["DecodeSession", "EncodeSession"]
 
 MAX_CHANNELS = 256
 RATE_TOLERANCE = 0.005  # relative: 360 Hz models take 358.2 to 361.8 Hz
-
-
-def _channels(
-    infos: list[codes_pb2.ChannelInfo], count: int, units: str, scale: float
-) -> list[ChannelInfo]:
-    if infos and len(infos) != count:
-        raise InvalidConfigError(f"{len(infos)} channel descriptions for {count} channels")
-    given = [ChannelInfo.from_proto(c) for c in infos] or [
-        ChannelInfo(f"ch{c}", units) for c in range(count)
-    ]
-    return [
-        ChannelInfo(
-            c.name, c.units or units, 0.0, scale, c.adc_gain, c.adc_baseline, c.adc_resolution_bits
-        )
-        for c in given
-    ]
 
 
 def _plan(model: LoadedModel, quality: codec_pb2.QualityTarget, channels: int) -> CodingPlan:
@@ -76,12 +61,10 @@ class EncodeSession:
             raise InvalidConfigError(
                 "dtype must be SAMPLE_DTYPE_FLOAT32 or SAMPLE_DTYPE_INT16"
             ) from None
-        self.channels = _channels(
-            list(config.channels),
-            config.channel_count,
-            m.normalization.units,
+        self.channels = input_channels(
+            config.channels, config.channel_count, self.dtype, m.normalization.units,
             m.normalization.scale,
-        )
+        )  # fmt: skip
         self.plan = _plan(self.model, config.quality, config.channel_count)
         self.coders = [ChannelCoder(self.plan, c) for c in range(config.channel_count)]
         self.batcher, self.telemetry, self.settings = batcher, telemetry, settings
@@ -95,17 +78,14 @@ class EncodeSession:
         return codec_pb2.EncodeResponse(started=codec_pb2.EncodeStarted(
             model=codes_pb2.ModelRef(name=b.ref.name, version=b.ref.version, manifest_sha256=b.manifest_sha256),
             codebook=self.plan.codebook.to_proto(), block_length=self.plan.block_length,
-            channels=[c.to_proto() for c in self.channels], execution_provider=self.model.provider,
+            channels=[c.output.to_proto() for c in self.channels], execution_provider=self.model.provider,
         ))  # fmt: skip
 
     def _physical(self, samples: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        if self.dtype is SampleDtype.FLOAT32:
-            return samples
-        out = samples.copy()
-        for c, info in enumerate(self.channels):
-            if info.adc_gain > 0:  # counts to physical units, as WFDB does
-                out[c] = (out[c] - info.adc_baseline) / info.adc_gain
-        return out
+        """(channels, n) samples as sent to physical values in the model's units."""
+        return np.stack(
+            [c.to_model_units(row) for c, row in zip(self.channels, samples, strict=True)]
+        )
 
     async def push(self, data: bytes) -> list[codec_pb2.EncodeResponse]:
         """Code one chunk; InvalidSignalError (the chunk is refused whole) leaves the stream intact."""
@@ -194,9 +174,10 @@ class DecodeSession:
             raise InvalidConfigError(
                 f"channel count must be 1..{MAX_CHANNELS}, got {config.channel_count}"
             )
+        scale: float | None
         if config.HasField("codebook"):
             try:
-                codebook, units, scale = Codebook.from_proto(config.codebook), "", 1.0
+                codebook, units, scale = Codebook.from_proto(config.codebook), "", None
             except CorruptCodeError as exc:
                 raise InvalidConfigError(f"the config's codebook is invalid: {exc}") from None
             self.key = ("custom", "0")
@@ -208,14 +189,7 @@ class DecodeSession:
                 model.manifest.normalization.scale,
             )
             self.key = model.key
-        if not config.channels:  # the model's own mapping to physical units
-            self.channels = _channels([], config.channel_count, units, scale)
-        elif len(config.channels) != config.channel_count:
-            raise InvalidConfigError(
-                f"{len(config.channels)} channel descriptions for {config.channel_count} channels"
-            )
-        else:  # the caller's mapping, as a .sanc header carries it
-            self.channels = [ChannelInfo.from_proto(c) for c in config.channels]
+        self.channels = output_channels(config.channels, config.channel_count, units, scale)
         self.decoder = StreamingDecoder(codebook, config.channel_count)
         self.telemetry = telemetry
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import platform
+import socket
 import threading
 from collections.abc import Sequence
 from wsgiref.simple_server import WSGIServer
@@ -34,6 +36,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+NO_IPV6 = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, socket.EAI_ADDRFAMILY, socket.EAI_NONAME)
 
 # Buckets, chosen per quantity so that every bucket separates values an operator would tell apart.
 # Raw / encoded bytes: 1 (incompressible) to 1000, roughly log-spaced (1-1.5-2-3-5-7.5 steps).
@@ -270,14 +273,22 @@ class Telemetry:
     def set_ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> int:
-        """Serve /metrics over HTTP on its own port (0 picks a free one); return the bound port."""
+    def serve(self, port: int, host: str) -> int:
+        """Serve /metrics over HTTP on `host` ("::" or "0.0.0.0" is every interface) and its own
+        port (0 picks a free one); return the bound port."""
         if self._http is not None:
             raise RuntimeError("telemetry is already being served")
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            if host != "::" or exc.errno not in NO_IPV6:
+                raise
+            # A kernel without IPv6: every interface is every IPv4 one, as gRPC reads "[::]".
+            server, _thread = start_http_server(port, addr="0.0.0.0", registry=self.registry)
         self._http = server
-        bound = int(server.server_port)
-        logger.info("telemetry served on http://%s:%d/metrics", host, bound)
+        bound_host, bound = str(server.server_address[0]), int(server.server_port)
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        logger.info("metrics on http://%s:%d/metrics", shown, bound)
         return bound
 
     def close(self) -> None:

@@ -9,11 +9,12 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "proto"
+OURS = PROTO_ROOT / "sancodec"  # proto/grpc/ holds the standard health .proto: grpcio has its stubs
 
 
 def generate(out_dir: Path) -> None:
-    """Run protoc on every .proto file, writing modules, type stubs and gRPC stubs to out_dir."""
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
+    """Run protoc on sancodec's .proto files, writing modules, type stubs and gRPC stubs to out_dir."""
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in OURS.rglob("*.proto"))
     include = str(Path(protoc.__file__).parent / "_proto")
     bindir = Path(sys.executable).parent  # the venv's plugins, whether or not it is activated
     args = [

@@ -29,10 +29,13 @@ class QualityTarget(_message.Message):
     MAX_BITS_PER_SAMPLE_FIELD_NUMBER: _builtins.int
     STREAM_PRDN_PERCENT_FIELD_NUMBER: _builtins.int
     max_prdn_percent: _builtins.float
-    """Largest acceptable PRDN of a block, in percent: each block at the coarsest step that meets it."""
+    """Largest acceptable PRDN of each channel of each block, in percent: each at the coarsest
+    step that meets it.
+    """
     max_bits_per_sample: _builtins.float
-    """Largest code size of a block, in bits per sample over all channels; never exceeded (a block
-    that cannot meet it says so in BlockQuality.target_missed).
+    """Largest code size of each block, in bits per sample over all its channels (each channel an
+    equal share), framing included; never exceeded (a block that cannot meet it says so in
+    BlockQuality.target_missed).
     """
     stream_prdn_percent: _builtins.float
     """PRDN of the whole stream, in percent, pooled: one step for every block, steered slowly toward
@@ -56,6 +59,52 @@ class QualityTarget(_message.Message):
 Global___QualityTarget: _TypeAlias = QualityTarget  # noqa: Y015
 
 @_typing.final
+class SignalChannel(_message.Message):
+    """One channel of the signal a client sends to Encode: what its values are. (What decoded values
+    are is ChannelInfo, in EncodeStarted; the two are different messages on purpose.)
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    ADC_GAIN_FIELD_NUMBER: _builtins.int
+    ADC_BASELINE_FIELD_NUMBER: _builtins.int
+    ADC_RESOLUTION_BITS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    units: _builtins.str
+    """Physical units of the channel: "V", "mV", "uV" (also "µV" or "μV") are converted to the
+    model's units (ModelInfo.units); empty means the model's units; any other name is refused
+    with INVALID_ARGUMENT unless it is exactly the model's units. For int16 samples these are the
+    units of (raw - adc_baseline) / adc_gain.
+    """
+    adc_gain: _builtins.float
+    """int16 samples: counts per physical unit, as in WFDB; required (> 0) for int16, where
+    physical = (raw - adc_baseline) / adc_gain. float32 samples are physical already: the ADC
+    fields then only describe the source and are carried into EncodeStarted.channels.
+    """
+    adc_baseline: _builtins.int
+    """int16 samples: the count of 0 physical units (0 when unset)."""
+    adc_resolution_bits: _builtins.int
+    """Bits the source's ADC had, 0 when unknown; informational."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        units: _builtins.str = ...,
+        adc_gain: _builtins.float = ...,
+        adc_baseline: _builtins.int = ...,
+        adc_resolution_bits: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adc_baseline", b"adc_baseline", "adc_gain", b"adc_gain", "adc_resolution_bits", b"adc_resolution_bits", "name", b"name", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalChannel: _TypeAlias = SignalChannel  # noqa: Y015
+
+@_typing.final
 class EncodeConfig(_message.Message):
     """The first message of an Encode stream."""
 
@@ -72,6 +121,7 @@ class EncodeConfig(_message.Message):
     model_version: _builtins.str
     """Empty means the latest version."""
     sample_rate_hz: _builtins.float
+    """Frames per second; must be within 0.5% of the model's ModelInfo.sample_rate_hz."""
     channel_count: _builtins.int
     dtype: _codes_pb2.SampleDtype.ValueType
     @_builtins.property
@@ -79,9 +129,9 @@ class EncodeConfig(_message.Message):
         """Optional; the bundle's defaults apply without it."""
 
     @_builtins.property
-    def channels(self) -> _containers.RepeatedCompositeFieldContainer[_codes_pb2.ChannelInfo]:
-        """Optional, one per channel: names, units and the ADC mapping of int16 samples
-        (physical = (raw - adc_baseline) / adc_gain, as in WFDB).
+    def channels(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignalChannel]:
+        """One per channel, or none: units and the ADC mapping of the samples sent. Required for int16
+        (adc_gain > 0 for each channel); for float32, none means every channel is in the model's units.
         """
 
     def __init__(
@@ -93,7 +143,7 @@ class EncodeConfig(_message.Message):
         channel_count: _builtins.int = ...,
         dtype: _codes_pb2.SampleDtype.ValueType = ...,
         quality: Global___QualityTarget | None = ...,
-        channels: _abc.Iterable[_codes_pb2.ChannelInfo] | None = ...,
+        channels: _abc.Iterable[Global___SignalChannel] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quality", b"quality"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -106,7 +156,8 @@ Global___EncodeConfig: _TypeAlias = EncodeConfig  # noqa: Y015
 @_typing.final
 class SignalChunk(_message.Message):
     """Raw samples: little-endian values of the configured dtype, interleaved by frame
-    (sample 0 of every channel, then sample 1, ...). Whole frames only.
+    (sample 0 of every channel, then sample 1, ...). Whole frames only, any number of them: codes do
+    not depend on how a stream is cut into chunks.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -164,14 +215,22 @@ class EncodeStarted(_message.Message):
     CHANNELS_FIELD_NUMBER: _builtins.int
     EXECUTION_PROVIDER_FIELD_NUMBER: _builtins.int
     block_length: _builtins.int
+    """Frames per block; the stream's last block may be shorter."""
     execution_provider: _builtins.str
     """The ONNX Runtime execution provider that runs the encoder, e.g. "CPUExecutionProvider"."""
     @_builtins.property
-    def model(self) -> _codes_pb2.ModelRef: ...
+    def model(self) -> _codes_pb2.ModelRef:
+        """The model and the version that codes this stream (the latest one when none was asked for)."""
+
     @_builtins.property
     def codebook(self) -> _codes_pb2.Codebook: ...
     @_builtins.property
-    def channels(self) -> _containers.RepeatedCompositeFieldContainer[_codes_pb2.ChannelInfo]: ...
+    def channels(self) -> _containers.RepeatedCompositeFieldContainer[_codes_pb2.ChannelInfo]:
+        """One per channel: how decoded model-domain values map to physical units (offset, scale, and
+        units, which are always the model's), with the source's ADC description copied from the
+        config. Pass these to DecodeConfig.channels, or store them in a .sanc header.
+        """
+
     def __init__(
         self,
         *,
@@ -191,7 +250,9 @@ Global___EncodeStarted: _TypeAlias = EncodeStarted  # noqa: Y015
 
 @_typing.final
 class BlockQuality(_message.Message):
-    """What one block achieved, measured by decoding it on the server."""
+    """What one block achieved, measured by decoding it on the server. "Samples" here count every
+    channel: a block of n frames and c channels has n x c samples.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -205,15 +266,22 @@ class BlockQuality(_message.Message):
     RESIDUAL_COUNT_FIELD_NUMBER: _builtins.int
     TARGET_MISSED_FIELD_NUMBER: _builtins.int
     bits_per_sample: _builtins.float
+    """8 x (serialized bytes of the EncodedBlock) / (n x c): over all channels together."""
     compression_ratio: _builtins.float
+    """Raw bytes of the block in the config's dtype (n x c x 2 or 4) / serialized bytes."""
     prdn_percent: _builtins.float
+    """100 ||x - x_hat|| / ||x - mean(x)|| with each channel's own mean removed, pooled over all
+    channels (one figure for the block, not a mean of per-channel figures).
+    """
     normalized_loss: _builtins.float
     """The paper's normalized reconstruction loss (sum |x - x_hat| / sum |x|)."""
     inverse_compression_ratio: _builtins.float
     """The paper's inverse compression ratio and phi metric."""
     flithos: _builtins.float
     spike_count: _builtins.int
+    """SAN spikes of all channels of the block."""
     residual_count: _builtins.int
+    """Non-zero residual coefficients of all channels of the block."""
     target_missed: _builtins.str
     """Empty when the block met the stream's quality target; otherwise what it missed and why. The
     figures above say what it reached.
@@ -249,7 +317,9 @@ class MessageStatus(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     index: _builtins.int
-    """Position of the offending message among the stream's chunks (Encode) or blocks (Decode)."""
+    """The offending message's number among the messages after the config, from 0: chunk 0 is the
+    stream's second message. Errors that end a stream name messages the same way.
+    """
     code: _builtins.int
     """A google.rpc.Code value, e.g. 3 for INVALID_ARGUMENT."""
     message: _builtins.str
@@ -270,7 +340,7 @@ Global___MessageStatus: _TypeAlias = MessageStatus  # noqa: Y015
 
 @_typing.final
 class EncodeSummary(_message.Message):
-    """The last answer of an Encode stream."""
+    """The last answer of an Encode stream, sent after the client half-closes and the last block."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -280,8 +350,11 @@ class EncodeSummary(_message.Message):
     REJECTED_CHUNK_COUNT_FIELD_NUMBER: _builtins.int
     block_count: _builtins.int
     sample_count: _builtins.int
+    """Samples per channel (frames) coded, as in SancTrailer.sample_count."""
     code_bytes: _builtins.int
+    """Sum of the serialized sizes of the EncodedBlock messages."""
     rejected_chunk_count: _builtins.int
+    """Chunks refused whole (each answered by a MessageStatus); their samples are not coded."""
     def __init__(
         self,
         *,
@@ -356,7 +429,12 @@ class DecodeConfig(_message.Message):
     def codebook(self) -> _codes_pb2.Codebook: ...
     @_builtins.property
     def channels(self) -> _containers.RepeatedCompositeFieldContainer[_codes_pb2.ChannelInfo]:
-        """Optional, one per channel: maps model-domain values to physical units."""
+        """Optional, one per channel: how to map model-domain values to physical units, as
+        EncodeStarted.channels or a .sanc header gives them (their ADC fields are ignored here).
+        None, or a channel with scale 0 (unset), takes the model's own mapping, in the channel's
+        units if given ("V", "mV", "uV" are converted) or else the model's. With a codebook and no
+        model, the channels are needed to get physical units: without them samples stay model-domain.
+        """
 
     def __init__(
         self,
@@ -403,7 +481,10 @@ Global___DecodeRequest: _TypeAlias = DecodeRequest  # noqa: Y015
 
 @_typing.final
 class DecodedChunk(_message.Message):
-    """Decoded samples: float32 little-endian, interleaved by frame, final (no later block changes them)."""
+    """Decoded samples: float32 little-endian, interleaved by frame, final (no later block changes
+    them), in the units of DecodeConfig.channels. Chunks follow one another without gaps, but their
+    borders are not the blocks' borders.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -411,7 +492,9 @@ class DecodedChunk(_message.Message):
     SAMPLE_COUNT_FIELD_NUMBER: _builtins.int
     SAMPLES_FIELD_NUMBER: _builtins.int
     start_sample: _builtins.int
+    """The frame number of the chunk's first frame."""
     sample_count: _builtins.int
+    """Frames in the chunk: samples holds sample_count x channel_count float32 values."""
     samples: _builtins.bytes
     def __init__(
         self,
@@ -488,12 +571,18 @@ class ModelInfo(_message.Message):
     EXECUTION_PROVIDER_FIELD_NUMBER: _builtins.int
     TEST_METRICS_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
     activation: _builtins.str
     """One of identity, relu, topk_absolutes, extrema_pool_indices, extrema."""
     sample_rate_hz: _builtins.float
     block_length: _builtins.int
+    """Frames per block."""
     execution_provider: _builtins.str
     description: _builtins.str
+    units: _builtins.str
+    """The physical units the model codes, e.g. "mV" for ecg and "uV" for eeg: Encode converts
+    SignalChannel.units to these, and Decode returns them unless asked for others.
+    """
     @_builtins.property
     def ref(self) -> _codes_pb2.ModelRef: ...
     @_builtins.property
@@ -513,10 +602,11 @@ class ModelInfo(_message.Message):
         execution_provider: _builtins.str = ...,
         test_metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         description: _builtins.str = ...,
+        units: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["codebook", b"codebook", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "block_length", b"block_length", "codebook", b"codebook", "description", b"description", "execution_provider", b"execution_provider", "ref", b"ref", "sample_rate_hz", b"sample_rate_hz", "test_metrics", b"test_metrics"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "block_length", b"block_length", "codebook", b"codebook", "description", b"description", "execution_provider", b"execution_provider", "ref", b"ref", "sample_rate_hz", b"sample_rate_hz", "test_metrics", b"test_metrics", "units", b"units"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,6 +27,19 @@ if _version_not_supported:
 
 class CodecServiceStub:
     """Compresses biosignal streams into sparse codes and decodes them.
+
+    Numbering: the messages of a stream after its config are numbered from 0 (chunk 0 is the
+    first chunk, block 0 the first block), and every status and error message uses that number.
+    Samples are numbered per channel from 0 at the stream's first frame: a frame is one sample of
+    every channel, so "sample n" and "frame n" are the same instant.
+    Versions: "the latest version" is the highest version of that model among the bundles the
+    server loaded at startup, versions ordered as people read them ("10" after "9", "1.10" after
+    "1.9": parts split at ".", "_" or "-", numeric parts compared as numbers). An empty version
+    asks for it; Encode names the version it resolved in EncodeStarted.model.
+
+    Besides this service the server answers the standard grpc.health.v1.Health
+    (proto/grpc/health/v1/health.proto) for the service names "" and "sancodec.v1.CodecService",
+    and server reflection.
     """
 
     def __init__(self, channel):
@@ -59,17 +72,35 @@ class CodecServiceStub:
 
 class CodecServiceServicer:
     """Compresses biosignal streams into sparse codes and decodes them.
+
+    Numbering: the messages of a stream after its config are numbered from 0 (chunk 0 is the
+    first chunk, block 0 the first block), and every status and error message uses that number.
+    Samples are numbered per channel from 0 at the stream's first frame: a frame is one sample of
+    every channel, so "sample n" and "frame n" are the same instant.
+    Versions: "the latest version" is the highest version of that model among the bundles the
+    server loaded at startup, versions ordered as people read them ("10" after "9", "1.10" after
+    "1.9": parts split at ".", "_" or "-", numeric parts compared as numbers). An empty version
+    asks for it; Encode names the version it resolved in EncodeStarted.model.
+
+    Besides this service the server answers the standard grpc.health.v1.Health
+    (proto/grpc/health/v1/health.proto) for the service names "" and "sancodec.v1.CodecService",
+    and server reflection.
     """
 
     def Encode(self, request_iterator, context):
-        """First message a config, then signal chunks; answers a start message, blocks and a summary.
+        """First message a config, then signal chunks; answers EncodeStarted at once, then each block
+        once its code is final (which needs the samples of the next block too: its spikes paint back
+        into this one), and, after the client half-closes, the remaining blocks (the last may be
+        shorter) and then EncodeSummary. In-band MessageStatus answers may come between blocks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Decode(self, request_iterator, context):
-        """First message a config, then encoded blocks; answers decoded samples.
+        """First message a config, then encoded blocks in order; answers decoded samples as soon as no
+        later block can change them, and the rest after the client half-closes. Decoded chunks do not
+        align with blocks: a block's samples are final only once the next block has overlapped them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +153,19 @@ def add_CodecServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class CodecService:
     """Compresses biosignal streams into sparse codes and decodes them.
+
+    Numbering: the messages of a stream after its config are numbered from 0 (chunk 0 is the
+    first chunk, block 0 the first block), and every status and error message uses that number.
+    Samples are numbered per channel from 0 at the stream's first frame: a frame is one sample of
+    every channel, so "sample n" and "frame n" are the same instant.
+    Versions: "the latest version" is the highest version of that model among the bundles the
+    server loaded at startup, versions ordered as people read them ("10" after "9", "1.10" after
+    "1.9": parts split at ".", "_" or "-", numeric parts compared as numbers). An empty version
+    asks for it; Encode names the version it resolved in EncodeStarted.model.
+
+    Besides this service the server answers the standard grpc.health.v1.Health
+    (proto/grpc/health/v1/health.proto) for the service names "" and "sancodec.v1.CodecService",
+    and server reflection.
     """
 
     @staticmethod

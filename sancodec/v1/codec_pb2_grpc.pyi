@@ -27,16 +27,37 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class CodecServiceStub:
-    """Compresses biosignal streams into sparse codes and decodes them."""
+    """Compresses biosignal streams into sparse codes and decodes them.
+
+    Numbering: the messages of a stream after its config are numbered from 0 (chunk 0 is the
+    first chunk, block 0 the first block), and every status and error message uses that number.
+    Samples are numbered per channel from 0 at the stream's first frame: a frame is one sample of
+    every channel, so "sample n" and "frame n" are the same instant.
+    Versions: "the latest version" is the highest version of that model among the bundles the
+    server loaded at startup, versions ordered as people read them ("10" after "9", "1.10" after
+    "1.9": parts split at ".", "_" or "-", numeric parts compared as numbers). An empty version
+    asks for it; Encode names the version it resolved in EncodeStarted.model.
+
+    Besides this service the server answers the standard grpc.health.v1.Health
+    (proto/grpc/health/v1/health.proto) for the service names "" and "sancodec.v1.CodecService",
+    and server reflection.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CodecServiceAsyncStub: ...
     Encode: _grpc.StreamStreamMultiCallable[_codec_pb2.EncodeRequest, _codec_pb2.EncodeResponse]
-    """First message a config, then signal chunks; answers a start message, blocks and a summary."""
+    """First message a config, then signal chunks; answers EncodeStarted at once, then each block
+    once its code is final (which needs the samples of the next block too: its spikes paint back
+    into this one), and, after the client half-closes, the remaining blocks (the last may be
+    shorter) and then EncodeSummary. In-band MessageStatus answers may come between blocks.
+    """
     Decode: _grpc.StreamStreamMultiCallable[_codec_pb2.DecodeRequest, _codec_pb2.DecodeResponse]
-    """First message a config, then encoded blocks; answers decoded samples."""
+    """First message a config, then encoded blocks in order; answers decoded samples as soon as no
+    later block can change them, and the rest after the client half-closes. Decoded chunks do not
+    align with blocks: a block's samples are final only once the next block has overlapped them.
+    """
     GetModel: _grpc.UnaryUnaryMultiCallable[_codec_pb2.GetModelRequest, _codec_pb2.GetModelResponse]
     """One loaded model: metadata, kernels and test metrics."""
     ListModels: _grpc.UnaryUnaryMultiCallable[_codec_pb2.ListModelsRequest, _codec_pb2.ListModelsResponse]
@@ -44,20 +65,55 @@ class CodecServiceStub:
 
 @_typing.type_check_only
 class CodecServiceAsyncStub(CodecServiceStub):
-    """Compresses biosignal streams into sparse codes and decodes them."""
+    """Compresses biosignal streams into sparse codes and decodes them.
+
+    Numbering: the messages of a stream after its config are numbered from 0 (chunk 0 is the
+    first chunk, block 0 the first block), and every status and error message uses that number.
+    Samples are numbered per channel from 0 at the stream's first frame: a frame is one sample of
+    every channel, so "sample n" and "frame n" are the same instant.
+    Versions: "the latest version" is the highest version of that model among the bundles the
+    server loaded at startup, versions ordered as people read them ("10" after "9", "1.10" after
+    "1.9": parts split at ".", "_" or "-", numeric parts compared as numbers). An empty version
+    asks for it; Encode names the version it resolved in EncodeStarted.model.
+
+    Besides this service the server answers the standard grpc.health.v1.Health
+    (proto/grpc/health/v1/health.proto) for the service names "" and "sancodec.v1.CodecService",
+    and server reflection.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Encode: _aio.StreamStreamMultiCallable[_codec_pb2.EncodeRequest, _codec_pb2.EncodeResponse]  # type: ignore[assignment]
-    """First message a config, then signal chunks; answers a start message, blocks and a summary."""
+    """First message a config, then signal chunks; answers EncodeStarted at once, then each block
+    once its code is final (which needs the samples of the next block too: its spikes paint back
+    into this one), and, after the client half-closes, the remaining blocks (the last may be
+    shorter) and then EncodeSummary. In-band MessageStatus answers may come between blocks.
+    """
     Decode: _aio.StreamStreamMultiCallable[_codec_pb2.DecodeRequest, _codec_pb2.DecodeResponse]  # type: ignore[assignment]
-    """First message a config, then encoded blocks; answers decoded samples."""
+    """First message a config, then encoded blocks in order; answers decoded samples as soon as no
+    later block can change them, and the rest after the client half-closes. Decoded chunks do not
+    align with blocks: a block's samples are final only once the next block has overlapped them.
+    """
     GetModel: _aio.UnaryUnaryMultiCallable[_codec_pb2.GetModelRequest, _codec_pb2.GetModelResponse]  # type: ignore[assignment]
     """One loaded model: metadata, kernels and test metrics."""
     ListModels: _aio.UnaryUnaryMultiCallable[_codec_pb2.ListModelsRequest, _codec_pb2.ListModelsResponse]  # type: ignore[assignment]
     """Every loaded model."""
 
 class CodecServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Compresses biosignal streams into sparse codes and decodes them."""
+    """Compresses biosignal streams into sparse codes and decodes them.
+
+    Numbering: the messages of a stream after its config are numbered from 0 (chunk 0 is the
+    first chunk, block 0 the first block), and every status and error message uses that number.
+    Samples are numbered per channel from 0 at the stream's first frame: a frame is one sample of
+    every channel, so "sample n" and "frame n" are the same instant.
+    Versions: "the latest version" is the highest version of that model among the bundles the
+    server loaded at startup, versions ordered as people read them ("10" after "9", "1.10" after
+    "1.9": parts split at ".", "_" or "-", numeric parts compared as numbers). An empty version
+    asks for it; Encode names the version it resolved in EncodeStarted.model.
+
+    Besides this service the server answers the standard grpc.health.v1.Health
+    (proto/grpc/health/v1/health.proto) for the service names "" and "sancodec.v1.CodecService",
+    and server reflection.
+    """
 
     @_abc_1.abstractmethod
     def Encode(
@@ -65,7 +121,11 @@ class CodecServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_codec_pb2.EncodeRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_codec_pb2.EncodeResponse], _abc.AsyncIterator[_codec_pb2.EncodeResponse]]:
-        """First message a config, then signal chunks; answers a start message, blocks and a summary."""
+        """First message a config, then signal chunks; answers EncodeStarted at once, then each block
+        once its code is final (which needs the samples of the next block too: its spikes paint back
+        into this one), and, after the client half-closes, the remaining blocks (the last may be
+        shorter) and then EncodeSummary. In-band MessageStatus answers may come between blocks.
+        """
 
     @_abc_1.abstractmethod
     def Decode(
@@ -73,7 +133,10 @@ class CodecServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_codec_pb2.DecodeRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_codec_pb2.DecodeResponse], _abc.AsyncIterator[_codec_pb2.DecodeResponse]]:
-        """First message a config, then encoded blocks; answers decoded samples."""
+        """First message a config, then encoded blocks in order; answers decoded samples as soon as no
+        later block can change them, and the rest after the client half-closes. Decoded chunks do not
+        align with blocks: a block's samples are final only once the next block has overlapped them.
+        """
 
     @_abc_1.abstractmethod
     def GetModel(

@@ -257,7 +257,11 @@ Global___ResidualSpec: _TypeAlias = ResidualSpec  # noqa: Y015
 
 @_typing.final
 class ChannelInfo(_message.Message):
-    """Physical meaning of one channel: physical = offset + scale * model-domain value."""
+    """Physical meaning of one decoded channel: physical = offset + scale * model-domain value.
+    Output side only: EncodeStarted.channels, SancHeader.channels and DecodeConfig.channels carry it.
+    What a client sends to Encode is a SignalChannel (codec.proto), whose ADC mapping is applied
+    to the input; here the adc_* fields only describe the source and no decoder applies them.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -270,11 +274,15 @@ class ChannelInfo(_message.Message):
     ADC_RESOLUTION_BITS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     units: _builtins.str
+    """Units of the decoded physical values (of offset + scale * value), e.g. "mV"."""
     offset: _builtins.float
+    """Added after scaling, in `units`."""
     scale: _builtins.float
+    """Physical units per model-domain unit; 0 (unset) in a DecodeConfig takes the model's."""
     adc_gain: _builtins.float
     """How the source was digitized, as in WFDB: gain in counts per physical unit, the baseline
-    count, and the resolution in bits (0 when unknown).
+    count, and the resolution in bits (0 when unknown). Provenance: decoders return physical
+    values; a client re-digitizes with round(physical * adc_gain + adc_baseline) if it wants.
     """
     adc_baseline: _builtins.int
     adc_resolution_bits: _builtins.int

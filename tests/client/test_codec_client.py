@@ -35,6 +35,7 @@ def test_models_and_health(client: CodecClient) -> None:
     ecg = client.model("ecg")
     assert ecg.kernel_sizes == (256,)
     assert ecg.residual.startswith("bior4.4")
+    assert (ecg.units, client.model("eeg").units) == ("mV", "uV")
     with pytest.raises(NotFoundError, match="no model named 'nope'"):
         client.model("nope")
 

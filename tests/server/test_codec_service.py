@@ -99,12 +99,12 @@ def test_int16_counts_with_their_adc_map(channel: grpc.Channel, shared_data: Pat
     record = wfdb.rdrecord(str(shared_data / "wfdb" / "mitdb" / "100"), sampto=6000, physical=False)
     counts = record.d_signal.T.astype(np.int16)
     infos = [
-        codes_pb2.ChannelInfo(name=n, units="mV", adc_gain=200, adc_baseline=1024)
+        codec_pb2.SignalChannel(name=n, units="mV", adc_gain=200, adc_baseline=1024)
         for n in record.sig_name
     ]
     as_counts = blocks(encode(channel, counts, 2048, dtype=INT16, channels=infos))
-    physical = (counts.astype(np.float64) - 1024) / 200
-    assert len(as_counts) == len(blocks(encode(channel, physical, 2048)))
+    physical = ((counts.astype(np.float64) - 1024) / 200).astype(np.float32)
+    assert as_counts == blocks(encode(channel, physical, 2048))
 
 
 def test_prdn_target_is_met_and_reported(channel: grpc.Channel, ecg: np.ndarray) -> None:
