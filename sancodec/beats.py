@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from sancodec.errors import InvalidInputError
 
-__all__ = ["BEAT_TOLERANCE_S", "detect_beats", "match_beats", "rr_errors_s"]
+__all__ = ["BEAT_TOLERANCE_S", "detect_beats", "kept_beats", "match_beats", "rr_errors_s"]
 
 BEAT_TOLERANCE_S = 0.150  # the matching window of ANSI/AAMI EC57 and wfdb's compare_annotations
 REFRACTORY_S = 0.200  # no two QRS complexes closer than this (300 bpm)
@@ -124,3 +124,16 @@ def rr_errors_s(
     rr_test = np.diff(tst[j])[consecutive]
     errors: npt.NDArray[np.float64] = np.abs(rr_test - rr_ref) / sample_rate_hz
     return errors
+
+
+def kept_beats(
+    signal: npt.ArrayLike, reconstruction: npt.ArrayLike, sample_rate_hz: float
+) -> tuple[int, int]:
+    """(beats detected in `signal`, how many of them the reconstruction's detections keep within
+    BEAT_TOLERANCE_S): the server's per-block figure, pooled over a block's channels."""
+    original = detect_beats(signal, sample_rate_hz)
+    if original.size == 0:
+        return 0, 0
+    decoded = detect_beats(reconstruction, sample_rate_hz)
+    kept, _ = match_beats(original, decoded, round(BEAT_TOLERANCE_S * sample_rate_hz))
+    return int(original.size), int(kept.size)
