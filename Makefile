@@ -10,7 +10,7 @@ BUF := .tools/node_modules/.bin/buf
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[server,client,training,dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[server,client,training,dev,bench]"
 	touch $@
 
 $(BUF):
@@ -22,8 +22,9 @@ proto: $(STAMP)  ## regenerate sancodec/v1 from proto/
 models: $(STAMP)  ## retrain and re-export the shipped bundles in models/ (fixed seeds)
 	$(BIN)/python -m training.shipped --out models
 
-bench: $(STAMP)  ## rate-distortion vs wavelet, DCT, lossless; the paper's metric -> docs/benchmarks.md
+bench: $(STAMP)  ## rate-distortion vs wavelet, DCT, lossless; beats kept; the paper's metric -> docs/benchmarks.md
 	$(BIN)/python -m bench.rate_distortion --write-docs
+	$(BIN)/python -m bench.clinical --write-docs
 
 lint: $(STAMP) $(BUF)
 	$(BIN)/ruff format --check .
