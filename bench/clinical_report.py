@@ -115,16 +115,20 @@ def _models_section(results: Results) -> str:
         "| model | record | bit/sample | PRDN % | Se / PPV original | Se / PPV decoded | beats kept % | RR error mean / p99 ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in (r for r in results if not r["seen"]):
-        for p in r["points"]:
-            if p["method"] != p["at"] or not p["method"].endswith("(shipped)"):
-                continue
-            b = p["beats"]
-            lines.append(
-                f"| `{p['method'].split()[0]}` | {r['record']} | {p['bps']:.3f} | {p['prdn']:.1f} | "
-                f"{_se_ppv(b['original'])} | {_se_ppv(b['decoded'])} | {_f(b['agreement_percent'])} | "
-                f"{_f(b['rr_error_mean_ms'], 1)} / {_f(b['rr_error_p99_ms'], 1)} |"
-            )  # fmt: skip
+    shipped = [
+        (p["method"], r, p)
+        for r in results
+        if not r["seen"]
+        for p in r["points"]
+        if p["method"] == p["at"] and p["method"].endswith("(shipped)")
+    ]
+    for _, r, p in sorted(shipped, key=lambda item: item[0]):  # by model, records in order
+        b = p["beats"]
+        lines.append(
+            f"| `{p['method'].split()[0]}` | {r['record']} | {p['bps']:.3f} | {p['prdn']:.1f} | "
+            f"{_se_ppv(b['original'])} | {_se_ppv(b['decoded'])} | {_f(b['agreement_percent'])} | "
+            f"{_f(b['rr_error_mean_ms'], 1)} / {_f(b['rr_error_p99_ms'], 1)} |"
+        )  # fmt: skip
     return "\n".join(lines)
 
 
