@@ -54,7 +54,11 @@ FS = 360.0
 BLOCK = 2048
 SPAN = (108000, 108000 + (108000 // BLOCK) * BLOCK)
 # (model, the step that moves, steps): None is the shipped step
-OPERATING_POINTS = (("ecg", "residual", (None, 4.0)), ("ecg-lowrate", "san", (None, 1.0)))
+OPERATING_POINTS = (
+    ("ecg", "residual", (None, 4.0)),
+    ("ecg-lowrate", "san", (None, 1.0)),
+    ("ecg-rhythm", "san", (None, 2.0)),
+)
 BIOLEPTIC_SCALES = (6, 8, 10, 12)
 
 __all__ = ["OPERATING_POINTS", "RECORDS", "bioleptic_at", "model_point", "run_record", "wavelet_at"]
