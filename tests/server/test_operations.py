@@ -271,7 +271,12 @@ def test_get_model_with_a_path_in_its_name_is_not_found(
         stub = codec_pb2_grpc.CodecServiceStub(channel)
         request = codec_pb2.GetModelRequest(name=name, version=version)
         assert _code(lambda: stub.GetModel(request, timeout=5)) == grpc.StatusCode.NOT_FOUND
-        assert _names(channel) == {"ecg", "ecg-lowrate", "ecg-rhythm", "eeg"}  # and it still answers
+        assert _names(channel) == {
+            "ecg",
+            "ecg-lowrate",
+            "ecg-rhythm",
+            "eeg",
+        }  # and it still answers
 
 
 def test_an_encode_stream_naming_a_path_is_refused(server: RunningServer) -> None:
