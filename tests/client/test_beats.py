@@ -95,7 +95,12 @@ def test_compare_refuses_annotations_it_cannot_find(excerpt: tuple[Path, Path], 
     assert "cannot read annotations" in err
 
 
-@pytest.mark.parametrize("record", ["100", "105", "208", "233"])
+# The least share of the annotated beats (Se and PPV) the block detector finds in the first five
+# minutes, and of XQRS's: 208 and 228 hold runs of PVCs and beats of very different sizes.
+BLOCK_DETECTOR_FLOOR = {"100": 0.99, "105": 0.99, "208": 0.98, "228": 0.95, "233": 0.99}
+
+
+@pytest.mark.parametrize("record", sorted(BLOCK_DETECTOR_FLOOR))
 def test_block_detector_finds_the_annotated_beats(shared_data: Path, record: str) -> None:
     """The server's detector, block by block (2048 samples) on 5 minutes, against the .atr."""
     path = shared_data / "wfdb" / "mitdb" / record
@@ -105,10 +110,10 @@ def test_block_detector_finds_the_annotated_beats(shared_data: Path, record: str
     )
     reference = read_reference_beats("atr", path, x.size)
     scored = wfdb.processing.compare_annotations(reference, found, int(0.15 * FS))
-    assert scored.sensitivity > 0.99
-    assert scored.positive_predictivity > 0.99
+    floor = BLOCK_DETECTOR_FLOOR[record]
+    assert min(scored.sensitivity, scored.positive_predictivity) > floor
     agreement = metrics.beat_agreement(xqrs_beats(x, FS), found, int(0.15 * FS))
-    assert agreement > 0.99
+    assert agreement > floor
 
 
 def test_matching_agrees_with_wfdb_compare_annotations(shared_data: Path) -> None:
