@@ -46,7 +46,10 @@ def _thresholds(energy: npt.NDArray[np.float64], fs: float) -> npt.NDArray[np.fl
     count = max(1, energy.size // stretch)  # a short tail joins the stretch before it
     edges = np.linspace(0, energy.size, count + 1).astype(np.int64)
     levels = np.array(
-        [np.percentile(energy[a:b], STRETCH_PERCENTILE) for a, b in itertools.pairwise(edges.tolist())]
+        [
+            np.percentile(energy[a:b], STRETCH_PERCENTILE)
+            for a, b in itertools.pairwise(edges.tolist())
+        ]
     )
     levels = np.maximum(levels, FLOOR_SHARE * float(levels.max()))
     return np.repeat(THRESHOLD_SHARE * levels, np.diff(edges))
