@@ -15,7 +15,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from client.beats import beats_json, beats_text, compare_beats
 from client.codec import CodecClient
 from client.commands import (
     EncodeReport,
@@ -270,9 +269,12 @@ def _compare(args: argparse.Namespace) -> int:
     data = to_json(compare(original, decoded))
     lines = [f"{k}: {v}" for k, v in data.items()]
     if args.beats or args.annotations is not None:
-        found = compare_beats(original, decoded, args.original, args.annotations)
-        data["beats"] = beats_json(found)
-        lines += beats_text(found)
+        # Imported here: wfdb is slow to import, and the server images (which run `health`) lack it.
+        from client import beats
+
+        found = beats.compare_beats(original, decoded, args.original, args.annotations)
+        data["beats"] = beats.beats_json(found)
+        lines += beats.beats_text(found)
     _emit(args, data, "\n".join(lines))
     return 0
 
