@@ -11,7 +11,7 @@ NODE_EXAMPLE := examples/node/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[server,client,training,dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[server,client,training,dev,bench]"
 	touch $@
 
 $(BUF):
@@ -26,8 +26,9 @@ proto: $(STAMP)  ## regenerate sancodec/v1 from proto/
 models: $(STAMP)  ## retrain and re-export the shipped bundles in models/ (fixed seeds)
 	$(BIN)/python -m training.shipped --out models
 
-bench: $(STAMP)  ## rate-distortion vs wavelet, DCT, lossless; the paper's metric -> docs/benchmarks.md
+bench: $(STAMP)  ## rate-distortion vs wavelet, DCT, lossless; beats kept; the paper's metric -> docs/benchmarks.md
 	$(BIN)/python -m bench.rate_distortion --write-docs
+	$(BIN)/python -m bench.clinical --write-docs
 
 lint: $(STAMP) $(BUF)
 	$(BIN)/ruff format --check .

@@ -138,6 +138,15 @@ def build_parser(config: ClientConfig) -> argparse.ArgumentParser:
     p.add_argument("original", type=Path)
     p.add_argument("decoded", type=Path)
     p.add_argument("--sample-rate-hz", type=float, help="for NPY inputs")
+    p.add_argument(
+        "--beats", action="store_true",
+        help="ECG: detect beats (wfdb XQRS) in both signals; report their agreement and RR error",
+    )  # fmt: skip
+    p.add_argument(
+        "--annotations", metavar="ANNOTATOR|FILE",
+        help="reference beats (implies --beats): an annotator of the original WFDB record (atr) "
+        "or an annotation file wfdb reads; adds sensitivity and positive predictivity",
+    )  # fmt: skip
     p = sub.add_parser("plot", help="PNG of original, reconstruction and spikes")
     p.add_argument("input", type=Path, help="the .sanc")
     p.add_argument("--original", type=Path, help="the recording it came from")
@@ -248,7 +257,15 @@ def _compare(args: argparse.Namespace) -> int:
         args.decoded, sample_rate_hz=args.sample_rate_hz or original.sample_rate_hz
     )
     data = to_json(compare(original, decoded))
-    _emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+    lines = [f"{k}: {v}" for k, v in data.items()]
+    if args.beats or args.annotations is not None:
+        # Imported here: wfdb is slow to import, and the server images (which run `health`) lack it.
+        from client import beats
+
+        found = beats.compare_beats(original, decoded, args.original, args.annotations)
+        data["beats"] = beats.beats_json(found)
+        lines += beats.beats_text(found)
+    _emit(args, data, "\n".join(lines))
     return 0
 
 

@@ -12,9 +12,11 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from sancodec.beats import match_beats
 from sancodec.errors import InvalidInputError
 
 __all__ = [
+    "beat_agreement",
     "bits_per_sample",
     "compression_ratio",
     "flithos",
@@ -104,3 +106,13 @@ def prdn(x: Signal, x_hat: Signal) -> float:
     """PRDN in percent, 100 ||x - x_hat|| / ||x - mean(x)||: the primary fidelity figure."""
     a, b = _pair(x, x_hat)
     return 100.0 * _ratio(float(np.linalg.norm(a - b)), float(np.linalg.norm(a - a.mean())))
+
+
+def beat_agreement(reference_beats: npt.ArrayLike, beats: npt.ArrayLike, tolerance: int) -> float:
+    """The share of the reference's beats (sample indices) that `beats` keeps: matched one to
+    one within `tolerance` samples (sancodec.beats.match_beats); NaN when the reference has none."""
+    reference = np.asarray(reference_beats, dtype=np.int64)
+    if reference.size == 0:
+        return math.nan
+    kept, _ = match_beats(reference, beats, tolerance)
+    return kept.size / reference.size

@@ -115,7 +115,9 @@ class ModelRepository:
                 self.errors.append(str(exc))
                 continue
             self._models[model.key] = model
-            log.info("loaded %s/%s on %s", *model.key, model.provider)
+            modality = model.manifest.modality or "unknown"
+            beats = "beat agreement measured" if modality == "ecg" else "no beats to measure"
+            log.info("loaded %s/%s on %s (%s: %s)", *model.key, model.provider, modality, beats)
 
     def _load_one(self, directory: Path) -> LoadedModel:
         bundle = load_bundle(directory)

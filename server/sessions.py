@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sancodec import BlockCode, Codebook, StreamingDecoder, decode_block, metrics
+from sancodec.beats import kept_beats
 from sancodec.errors import (
     CorruptCodeError,
     InvalidConfigError,
@@ -39,6 +40,14 @@ def _plan(model: LoadedModel, quality: codec_pb2.QualityTarget, channels: int) -
     return CodingPlan.from_manifest(
         model.manifest, channels=channels, **({target: value} if target else {})
     )
+
+
+def _beat_agreement(parts: list[CodedChannel], sample_rate_hz: float) -> float | None:
+    """The share of the block's beats (all channels) that its reconstruction keeps; None when
+    the block has no beat."""
+    found = [kept_beats(p.signal, p.reconstruction, sample_rate_hz) for p in parts]
+    beats = sum(n for n, _ in found)
+    return sum(kept for _, kept in found) / beats if beats else None
 
 
 class EncodeSession:
@@ -159,6 +168,7 @@ class EncodeSession:
             m.name, m.version, compression_ratio=quality.compression_ratio, bits_per_sample=quality.bits_per_sample,
             normalized_loss=loss, prdn_percent=quality.prdn_percent, flithos=quality.flithos, samples=n,
             raw_bytes=int(raw), encoded_bytes=size, latency_s=time.perf_counter() - started,
+            beat_agreement_ratio=_beat_agreement(parts, m.sample_rate_hz) if m.modality == "ecg" else None,
         )  # fmt: skip
         self.summary.block_count += 1
         self.summary.sample_count = block.end_sample

@@ -26,6 +26,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 __all__ = [
     "BATCH_SIZE_BUCKETS",
+    "BEAT_AGREEMENT_BUCKETS",
     "BYTES_PER_SAMPLE_BUCKETS",
     "COMPRESSION_RATIO_BUCKETS",
     "LATENCY_SECONDS_BUCKETS",
@@ -59,6 +60,9 @@ LOSS_BUCKETS = (
 PRDN_PERCENT_BUCKETS = (
     0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0, 200.0,
 )  # fmt: skip
+# Share of a block's beats that its reconstruction keeps: a 2048-sample ECG block at 360 Hz holds
+# 5-15 beats, so one lost beat moves it to 0.8-0.93; 1.0 gets its own bucket.
+BEAT_AGREEMENT_BUCKETS = (0.25, 0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
 # Per-block encode/decode latency: 0.5 ms (a warm GPU batch) to 10 s (a stalled queue).
 LATENCY_SECONDS_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -133,6 +137,12 @@ class Telemetry:
         self._flithos = h(
             "sancodec_block_flithos", "Flithos phi of each encoded block.", LOSS_BUCKETS
         )
+        self._beats = h(
+            "sancodec_block_beat_agreement_ratio",
+            "Share of an ECG block's beats (QRS complexes found in the input) that its "
+            "reconstruction keeps within 150 ms; blocks without beats and non-ECG models are left out.",
+            BEAT_AGREEMENT_BUCKETS,
+        )
         self._undefined = self._counter(
             "sancodec_block_quality_undefined_total",
             "Non-finite block figures (such as PRDN of a constant block), left out of histograms.",
@@ -204,8 +214,10 @@ class Telemetry:
         raw_bytes: int,
         encoded_bytes: int,
         latency_s: float,
+        beat_agreement_ratio: float | None = None,
     ) -> None:
-        """Record one encoded block; non-finite figures are counted as undefined, not observed."""
+        """Record one encoded block; non-finite figures are counted as undefined, not observed.
+        `beat_agreement_ratio` is None where it does not apply (no beats, not an ECG model)."""
         observations = (
             (self._ratio, compression_ratio),
             (self._bytes_per_sample, bits_per_sample / 8),
@@ -220,6 +232,8 @@ class Telemetry:
                 histogram.labels(model, version).observe(value)
             else:
                 undefined += 1
+        if beat_agreement_ratio is not None:
+            self._beats.labels(model, version).observe(beat_agreement_ratio)
         if undefined:
             self._undefined.labels(model, version).inc(undefined)
         self._samples.labels(model, version).inc(samples)

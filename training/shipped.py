@@ -12,7 +12,7 @@ import json
 import logging
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,16 @@ RECIPES = (
         source=ECG_SOURCE,
         config=ECG_CONFIG,
         sample_rate_hz=360.0, block_length=8192, context=256, san_step=0.5,
+    ),
+    # Rhythm (issue #15): a 128-sample kernel (0.36 s, about a QRS and its surroundings) lets
+    # extrema keep spikes 125 samples apart, so beats up to 170 bpm get one spike each; the coarse
+    # SAN step zeroes the smaller matches between beats. Beats kept, not PRDN, is its target.
+    Recipe(
+        name="ecg-rhythm", version="1", modality="ecg",
+        description="MIT-BIH-like ECG at 360 Hz for rhythm: one QRS kernel, one spike per beat, SAN layer only",
+        source=ECG_SOURCE,
+        config=replace(ECG_CONFIG, kernel_sizes=(128,)),
+        sample_rate_hz=360.0, block_length=16384, context=256, san_step=4.0,
     ),
     Recipe(
         name="eeg", version="1", modality="eeg", units="uV",

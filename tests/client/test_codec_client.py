@@ -31,7 +31,7 @@ def ecg(shared_data: Path) -> np.ndarray:
 def test_models_and_health(client: CodecClient) -> None:
     assert client.health() == "SERVING"
     names = {m.name for m in client.models()}
-    assert names == {"ecg", "ecg-lowrate", "eeg"}
+    assert names == {"ecg", "ecg-lowrate", "ecg-rhythm", "eeg"}
     ecg = client.model("ecg")
     assert ecg.kernel_sizes == (256,)
     assert ecg.residual.startswith("bior4.4")

@@ -32,7 +32,7 @@ PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "sancodec.json"
 ALERTS = {
     "SancodecQualityDrift", "SancodecErrorRatio", "SancodecLatencySLO", "SancodecDown",
-    "SancodecNotReady",
+    "SancodecNotReady", "SancodecBeatsLost",
 }  # fmt: skip
 # Exported but on no panel: undefined figures are rare (a constant block), the build is static.
 OFF_DASHBOARD = {"sancodec_block_quality_undefined_total", "sancodec_build_info"}

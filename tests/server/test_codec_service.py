@@ -40,7 +40,7 @@ def blocks(responses: list[codec_pb2.EncodeResponse]) -> list[codes_pb2.EncodedB
 def test_models_are_listed_with_their_provider(channel: grpc.Channel) -> None:
     stub = codec_pb2_grpc.CodecServiceStub(channel)
     models = {m.ref.name: m for m in stub.ListModels(codec_pb2.ListModelsRequest()).models}
-    assert set(models) == {"ecg", "ecg-lowrate", "eeg"}
+    assert set(models) == {"ecg", "ecg-lowrate", "ecg-rhythm", "eeg"}
     assert models["ecg"].execution_provider == "CPUExecutionProvider"
     assert models["ecg"].test_metrics["bits_per_sample"] > 0
     assert stub.GetModel(codec_pb2.GetModelRequest(name="ecg")).model.ref.version == "1"

@@ -87,7 +87,7 @@ def test_token_auth_guards_every_call_but_health(
                 UNAUTHENTICATED
             ), wrong
         right = (("authorization", "Bearer s3cret"),)
-        assert _names(channel, metadata=right) == {"ecg", "ecg-lowrate", "eeg"}
+        assert _names(channel, metadata=right) == {"ecg", "ecg-lowrate", "ecg-rhythm", "eeg"}
         model = stub.GetModel(codec_pb2.GetModelRequest(name="ecg"), timeout=5, metadata=right)
         assert model.model.ref.name == "ecg"
         assert _code(lambda: stub.GetModel(codec_pb2.GetModelRequest(name="ecg"), timeout=5)) == (
@@ -141,7 +141,7 @@ def test_tls_serves_verified_clients_and_refuses_plaintext(
     port = server.runtime.port
     for host in ("localhost", "127.0.0.1"):  # the certificate names both
         with _tls_channel(port, certs.ca, host=host) as channel:
-            assert _names(channel) == {"ecg", "ecg-lowrate", "eeg"}
+            assert _names(channel) == {"ecg", "ecg-lowrate", "ecg-rhythm", "eeg"}
             assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
     with grpc.insecure_channel(f"127.0.0.1:{port}") as plain:
         stub = codec_pb2_grpc.CodecServiceStub(plain)
@@ -158,7 +158,7 @@ def test_mtls_needs_a_client_certificate_from_the_ca(
     running.append(server)
     port = server.runtime.port
     with _tls_channel(port, certs.ca, (certs.client_key, certs.client_cert)) as channel:
-        assert _names(channel) == {"ecg", "ecg-lowrate", "eeg"}
+        assert _names(channel) == {"ecg", "ecg-lowrate", "ecg-rhythm", "eeg"}
     for client in (None, (other_certs.client_key, other_certs.client_cert)):
         with _tls_channel(port, certs.ca, client) as channel:
             stub = codec_pb2_grpc.CodecServiceStub(channel)
@@ -271,7 +271,12 @@ def test_get_model_with_a_path_in_its_name_is_not_found(
         stub = codec_pb2_grpc.CodecServiceStub(channel)
         request = codec_pb2.GetModelRequest(name=name, version=version)
         assert _code(lambda: stub.GetModel(request, timeout=5)) == grpc.StatusCode.NOT_FOUND
-        assert _names(channel) == {"ecg", "ecg-lowrate", "eeg"}  # and it still answers
+        assert _names(channel) == {
+            "ecg",
+            "ecg-lowrate",
+            "ecg-rhythm",
+            "eeg",
+        }  # and it still answers
 
 
 def test_an_encode_stream_naming_a_path_is_refused(server: RunningServer) -> None:

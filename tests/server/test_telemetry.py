@@ -120,6 +120,19 @@ def test_non_finite_figures_are_counted_not_observed(
     assert get("sancodec_blocks_total", ECG) == 2
 
 
+def test_beat_agreement_only_where_given(tele: Telemetry, registry: CollectorRegistry) -> None:
+    tele.observe_block("ecg", "1", compression_ratio=10.0, bits_per_sample=1.6, normalized_loss=0.05,
+                       prdn_percent=4.0, flithos=0.12, samples=256, raw_bytes=1024, encoded_bytes=100,
+                       latency_s=0.002, beat_agreement_ratio=5 / 6)  # fmt: skip
+    _block(tele)  # no beats in the block, or a model that is not ECG
+    get = registry.get_sample_value
+    assert get("sancodec_blocks_total", ECG) == 2
+    assert get("sancodec_block_beat_agreement_ratio_count", ECG) == 1
+    assert get("sancodec_block_beat_agreement_ratio_sum", ECG) == pytest.approx(5 / 6)
+    assert get("sancodec_block_beat_agreement_ratio_bucket", {**ECG, "le": "0.8"}) == 0
+    assert get("sancodec_block_beat_agreement_ratio_bucket", {**ECG, "le": "0.85"}) == 1
+
+
 def test_decoded_blocks(tele: Telemetry, registry: CollectorRegistry) -> None:
     tele.observe_decoded_block("ecg", "1", samples=300, latency_s=0.003)
     tele.observe_decoded_block("ecg", "1", samples=200, latency_s=0.001)
@@ -230,6 +243,7 @@ def test_buckets_span_the_documented_ranges() -> None:
         telemetry.PRDN_PERCENT_BUCKETS: (0.1, 200),
         telemetry.LATENCY_SECONDS_BUCKETS: (0.0005, 10),
         telemetry.BATCH_SIZE_BUCKETS: (1, 1024),
+        telemetry.BEAT_AGREEMENT_BUCKETS: (0.25, 1.0),
     }
     for buckets, (low, high) in spans.items():
         assert (buckets[0], buckets[-1]) == (low, high)

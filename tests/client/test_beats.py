@@ -1,0 +1,137 @@
+"""`sancodec compare --beats/--annotations` on a hand-checked excerpt of MIT-BIH 100, and the
+cheap block-path detector (sancodec.beats) against the reference annotations and wfdb."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+import wfdb.processing
+from cli_runner import CliRun
+
+from client.beats import BEAT_SYMBOLS, read_reference_beats, xqrs_beats
+from sancodec import metrics
+from sancodec.beats import detect_beats, match_beats, rr_errors_s
+
+FS = 360.0
+N = 30 * 360  # the first 30 s of record 100
+# Hand-checked in the .atr file: a '+' rhythm label at 18, then 37 beats, 36 N and one A (2044).
+BEATS_IN_EXCERPT = 37
+REMOVED, MOVED = 10, 20  # beats flattened out of and moved later in the "decoded" excerpt
+MOVE = 18  # samples: 50 ms
+
+
+@pytest.fixture(scope="module")
+def excerpt(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """100's MLII, 0-30 s, as a WFDB record with its own .atr; and a decoded .npy in which beat
+    10 is flattened away and beat 20's QRS is moved 50 ms later."""
+    folder = tmp_path_factory.mktemp("beats")
+    source = str(shared_data / "wfdb" / "mitdb" / "100")
+    record = wfdb.rdrecord(source, sampto=N, channels=[0], physical=False)
+    wfdb.wrsamp("excerpt", fs=FS, units=["mV"], sig_name=["MLII"], d_signal=record.d_signal,
+                fmt=["16"], adc_gain=[200.0], baseline=[1024], write_dir=str(folder))  # fmt: skip
+    ann = wfdb.rdann(source, "atr", sampto=N)
+    wfdb.wrann("excerpt", "atr", ann.sample, np.asarray(ann.symbol), write_dir=str(folder))
+    x = (record.d_signal[:, 0] - 1024) / 200.0
+    beats = ann.sample[np.isin(ann.symbol, list(BEAT_SYMBOLS))]
+    assert beats.size == BEATS_IN_EXCERPT
+    x_hat = x.copy()
+    r = beats[REMOVED]
+    x_hat[r - 36 : r + 36] = np.linspace(x[r - 36], x[r + 36], 72)
+    r = beats[MOVED]
+    qrs = x[r - 36 : r + 36].copy()
+    x_hat[r - 36 : r + 54] = np.linspace(x[r - 36], x[r + 54], 90)
+    x_hat[r - 36 + MOVE : r + 36 + MOVE] = qrs
+    np.save(folder / "decoded.npy", x_hat[None, :])
+    return folder / "excerpt.hea", folder / "decoded.npy"
+
+
+def _beats(run: CliRun, *args: str) -> dict[str, object]:
+    code, out, err = run("--json", "compare", *args)
+    assert code == 0, err
+    (channel,) = json.loads(out)["beats"]
+    return channel  # type: ignore[no-any-return]
+
+
+def test_compare_scores_both_signals_against_the_annotations(excerpt: tuple[Path, Path], run: CliRun) -> None:  # fmt: skip
+    original, decoded = excerpt
+    found = _beats(run, str(original), str(decoded), "--annotations", "atr")
+    assert found["reference_beats"] == found["original_beats"] == BEATS_IN_EXCERPT
+    assert found["original"] == {"beats": 37, "sensitivity_percent": 100.0, "positive_predictivity_percent": 100.0}  # fmt: skip
+    assert found["decoded"] == {
+        "beats": 36, "sensitivity_percent": pytest.approx(100 * 36 / 37),
+        "positive_predictivity_percent": 100.0,
+    }  # fmt: skip
+    assert found["agreement_percent"] == pytest.approx(100 * 36 / 37)
+    assert found["extra_beats_percent"] == 0.0
+    # 36 RR intervals, 2 lost with the removed beat; the moved beat lengthens one of the other
+    # 34 by 50 ms and shortens the next by as much.
+    assert found["rr_error_mean_ms"] == pytest.approx(2 * 50 / 34)
+    assert found["rr_error_p99_ms"] == pytest.approx(50.0)
+    by_file = _beats(run, str(original), str(decoded), "--annotations", str(original.with_suffix(".atr")))  # fmt: skip
+    assert by_file == found
+
+
+def test_compare_without_annotations_compares_the_two_detections(excerpt: tuple[Path, Path], run: CliRun) -> None:  # fmt: skip
+    original, decoded = excerpt
+    found = _beats(run, str(original), str(decoded), "--beats")
+    assert found["reference_beats"] is found["original"] is found["decoded"] is None
+    assert (found["original_beats"], found["decoded_beats"]) == (37, 36)
+    assert found["agreement_percent"] == pytest.approx(100 * 36 / 37)
+    code, out, _ = run("compare", str(original), str(decoded), "--beats")
+    assert code == 0
+    assert "agreement 97.30% of the original's beats kept" in out
+    code, out, _ = run("compare", str(original), str(decoded))
+    assert "beats" not in out  # beats only when asked: XQRS takes seconds on long recordings
+
+
+def test_compare_refuses_annotations_it_cannot_find(excerpt: tuple[Path, Path], run: CliRun) -> None:  # fmt: skip
+    original, decoded = excerpt
+    code, _, err = run("compare", str(original), str(decoded), "--annotations", "qrs")
+    assert code == 2
+    assert "cannot read annotations" in err
+
+
+# The least share of the annotated beats (Se and PPV) the block detector finds in the first five
+# minutes, and of XQRS's: 208 and 228 hold runs of PVCs and beats of very different sizes.
+BLOCK_DETECTOR_FLOOR = {"100": 0.99, "105": 0.99, "208": 0.98, "228": 0.95, "233": 0.99}
+
+
+@pytest.mark.parametrize("record", sorted(BLOCK_DETECTOR_FLOOR))
+def test_block_detector_finds_the_annotated_beats(shared_data: Path, record: str) -> None:
+    """The server's detector, block by block (2048 samples) on 5 minutes, against the .atr."""
+    path = shared_data / "wfdb" / "mitdb" / record
+    x = wfdb.rdrecord(str(path), sampto=108000, channels=[0]).p_signal[:, 0]
+    found = np.concatenate(
+        [detect_beats(x[lo : lo + 2048], FS) + lo for lo in range(0, x.size, 2048)]
+    )
+    reference = read_reference_beats("atr", path, x.size)
+    scored = wfdb.processing.compare_annotations(reference, found, int(0.15 * FS))
+    floor = BLOCK_DETECTOR_FLOOR[record]
+    assert min(scored.sensitivity, scored.positive_predictivity) > floor
+    agreement = metrics.beat_agreement(xqrs_beats(x, FS), found, int(0.15 * FS))
+    assert agreement > floor
+
+
+def test_matching_agrees_with_wfdb_compare_annotations(shared_data: Path) -> None:
+    x = wfdb.rdrecord(str(shared_data / "wfdb" / "mitdb" / "208"), sampto=108000, channels=[0])
+    signal = x.p_signal[:, 0]
+    xqrs, cheap = xqrs_beats(signal, FS), detect_beats(signal, FS)
+    scored = wfdb.processing.compare_annotations(xqrs, cheap, int(0.15 * FS))
+    kept, _ = match_beats(xqrs, cheap, int(0.15 * FS))
+    assert kept.size == scored.tp
+    assert metrics.beat_agreement(xqrs, cheap, int(0.15 * FS)) == pytest.approx(scored.sensitivity)
+
+
+def test_beat_figures_of_plain_cases() -> None:
+    assert detect_beats(np.zeros(3600), FS).size == 0
+    assert detect_beats(np.full(3600, np.nan), FS).size == 0
+    assert np.isnan(metrics.beat_agreement([], [5], 10))
+    assert metrics.beat_agreement([100, 200, 300], [95, 290, 410], 10) == pytest.approx(2 / 3)
+    # one test beat cannot stand for two reference beats
+    assert match_beats([100, 104], [102], 5)[0].tolist() == [0]
+    errors = rr_errors_s([0, 360, 720, 1080], [0, 378, 720, 1080], FS)
+    assert errors.tolist() == pytest.approx([0.05, 0.05, 0.0])
