@@ -24,7 +24,7 @@ from sancodec.decoder import decode
 from sancodec.header import ChannelInfo, StreamHeader
 from sancodec.metrics import bits_per_sample, prdn
 from sancodec.quantization import Quantizer
-from sancodec.sancfile import SIGNATURE, SancWriter
+from sancodec.sancfile import PREAMBLE_BYTES, SancWriter
 from sancodec.streamcoder import CodingPlan, Spikes
 from training.adapt import Adapted, adapt_codebook, choose, code_both, plans_for
 from training.codec_eval import Detector, code_signal, measure, onnx_detector
@@ -140,7 +140,7 @@ def shipped_point(bundle_dir: Path, x_mv: np.ndarray) -> dict[str, float]:
     with SancWriter(file, header) as writer:
         for block in blocks:
             writer.write(block)
-    header_bytes = len(SIGNATURE) + len(header.to_proto().SerializeToString(deterministic=True))
+    header_bytes = PREAMBLE_BYTES + len(header.to_proto().SerializeToString(deterministic=True))
     n = x_mv.size
     return {
         "encode": n / (t1 - t0),
