@@ -27,6 +27,10 @@ from server.telemetry import Telemetry
 __all__ = ["DecodeSession", "EncodeSession"]
 
 MAX_CHANNELS = 256
+# Model-domain values (physical / the model's scale) beyond this could overflow the 31-bit
+# levels of a block's code; such a chunk is refused in-band, before it enters the stream.
+MAX_MODEL_VALUE = 1e6
+FRAME_SLACK_BYTES = 4096  # a decoded chunk's message beyond its samples
 RATE_TOLERANCE = 0.005  # relative: 360 Hz models take 358.2 to 361.8 Hz
 
 
@@ -128,6 +132,7 @@ class EncodeSession:
                 f"chunk of {len(data)} bytes is over the {self.settings.max_chunk_bytes}-byte limit"
             )
         samples = self._physical(unpack_samples(data, self.dtype, len(self.coders)))
+        self._check_range(samples)
         if self.received + samples.shape[1] > self.max_samples:
             raise OverloadedError(
                 f"the stream is over its limit of {self.settings.max_stream_seconds:g} s of signal"
@@ -136,6 +141,17 @@ class EncodeSession:
         started = time.perf_counter()
         windows = [coder.push(row) for coder, row in zip(self.coders, samples, strict=True)]
         return await self._code(windows, started)
+
+    def _check_range(self, samples: npt.NDArray[np.float64]) -> None:
+        limit = MAX_MODEL_VALUE * self.plan.scale
+        beyond = np.abs(samples) > limit
+        if np.any(beyond):
+            channel, frame = (int(i) for i in np.argwhere(beyond)[0])
+            info = self.channels[channel]
+            raise InvalidSignalError(
+                f"channel {channel} ({info.name}), frame {frame}: {samples[channel, frame]:.3g} "
+                f"{info.units} is beyond the ±{limit:.3g} {info.units} this model accepts"
+            )
 
     async def finish(self) -> list[codec_pb2.EncodeResponse]:
         started = time.perf_counter()
@@ -198,27 +214,26 @@ class EncodeSession:
 
 
 class DecodeSession:
-    def __init__(
-        self, config: codec_pb2.DecodeConfig, repository: ModelRepository, telemetry: Telemetry
-    ) -> None:
+    """Decodes one stream's blocks; each block is bounded by the model's block length and
+    painting work before anything is allocated, and its samples leave in chunks under the
+    send limit."""
+
+    def __init__(self, config: codec_pb2.DecodeConfig, repository: ModelRepository,
+                 telemetry: Telemetry, settings: ServerConfig) -> None:  # fmt: skip
         if not 0 < config.channel_count <= MAX_CHANNELS:
             raise InvalidConfigError(
                 f"channel count must be 1..{MAX_CHANNELS}, got {config.channel_count}"
             )
+        models = repository.models()
         if config.HasField("codebook"):
-            try:
-                codebook, units, scale = Codebook.from_proto(config.codebook), "", 1.0
-            except CorruptCodeError as exc:
-                raise InvalidConfigError(f"the config's codebook is invalid: {exc}") from None
+            codebook, units, scale = _custom_codebook(config.codebook, models), "", 1.0
             self.key = ("custom", "0")
+            self.max_block = max((m.manifest.block_length for m in models), default=1)
         else:
             model = repository.get(config.model, config.model_version)
-            codebook, units, scale = (
-                model.manifest.codebook,
-                model.manifest.normalization.units,
-                model.manifest.normalization.scale,
-            )
-            self.key = model.key
+            m = model.manifest
+            codebook, units, scale = m.codebook, m.normalization.units, m.normalization.scale
+            self.key, self.max_block = model.key, m.block_length
         if not config.channels:  # the model's own mapping to physical units
             self.channels = _channels([], config.channel_count, units, scale)
         elif len(config.channels) != config.channel_count:
@@ -229,27 +244,57 @@ class DecodeSession:
             self.channels = [ChannelInfo.from_proto(c) for c in config.channels]
         self.decoder = StreamingDecoder(codebook, config.channel_count)
         self.telemetry = telemetry
+        frame_bytes = 4 * config.channel_count
+        self.frames_per_chunk = max(
+            1, (settings.max_message_bytes - FRAME_SLACK_BYTES) // frame_bytes
+        )
 
-    def push(self, message: codes_pb2.EncodedBlock) -> codec_pb2.DecodeResponse:
+    def push(self, message: codes_pb2.EncodedBlock) -> list[codec_pb2.DecodeResponse]:
         """Decode one block; CorruptCodeError names what is wrong with it."""
         started = time.perf_counter()
+        if message.sample_count > self.max_block:
+            raise CorruptCodeError(
+                f"{message.sample_count} samples, more than the model's block length {self.max_block}"
+            )
         block = BlockCode.from_proto(message)
         start, samples = self.decoder.push(block)
         self.telemetry.observe_decoded_block(
             *self.key, block.sample_count, time.perf_counter() - started
         )
-        return self._chunk(start, samples)
+        return self._chunks(start, samples)
 
-    def finish(self) -> codec_pb2.DecodeResponse:
-        return self._chunk(*self.decoder.finish())
+    def finish(self) -> list[codec_pb2.DecodeResponse]:
+        return self._chunks(*self.decoder.finish())
 
-    def _chunk(self, start: int, samples: npt.NDArray[np.float64]) -> codec_pb2.DecodeResponse:
+    def _chunks(
+        self, start: int, samples: npt.NDArray[np.float64]
+    ) -> list[codec_pb2.DecodeResponse]:
         physical = np.stack(
             [c.to_physical(row) for c, row in zip(self.channels, samples, strict=True)]
+        ).astype("<f4")
+        if not np.all(np.isfinite(physical)):
+            raise CorruptCodeError("the block decodes to samples beyond float32 range")
+        out = []
+        step = self.frames_per_chunk
+        for lo in range(0, max(physical.shape[1], 1), step):
+            part = physical[:, lo : lo + step]
+            out.append(codec_pb2.DecodeResponse(chunk=codec_pb2.DecodedChunk(
+                start_sample=start + lo, sample_count=part.shape[1], samples=part.T.tobytes()
+            )))  # fmt: skip
+        return out
+
+
+def _custom_codebook(message: codes_pb2.Codebook, models: list[LoadedModel]) -> Codebook:
+    """A caller's codebook, whose kernels may be no longer than any loaded bundle's."""
+    try:
+        codebook = Codebook.from_proto(message)
+    except CorruptCodeError as exc:
+        raise InvalidConfigError(f"the config's codebook is invalid: {exc}") from None
+    allowed = max((w.size for m in models for w in m.manifest.codebook.kernels), default=1)
+    longest = max(w.size for w in codebook.kernels)
+    if longest > allowed:
+        raise InvalidConfigError(
+            f"the config's codebook has a kernel of {longest} taps; this server's models "
+            f"allow at most {allowed}"
         )
-        data = physical.T.astype("<f4").tobytes()
-        return codec_pb2.DecodeResponse(
-            chunk=codec_pb2.DecodedChunk(
-                start_sample=start, sample_count=samples.shape[1], samples=data
-            )
-        )
+    return codebook

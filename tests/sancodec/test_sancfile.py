@@ -203,7 +203,7 @@ def test_a_splice_of_two_recordings_is_detected_and_salvage_keeps_only_the_first
     other, _, other_starts = _small_file()  # same content, but a file of its own (its own id)
     assert data[:PREAMBLE_BYTES] != other[:PREAMBLE_BYTES]
     spliced = data[: starts[0]] + other[other_starts[0] :]  # my header, its blocks
-    with pytest.raises(CorruptFileError, match="block 0 fails its checksum.*spliced"):
+    with pytest.raises(CorruptFileError, match=r"block 0 fails its checksum.*spliced"):
         read_sanc(spliced)
     salvaged = read_sanc(spliced, salvage=True)
     assert salvaged.blocks == ()
