@@ -148,5 +148,10 @@ class Pacer:
         if drained in done:
             self.drained = True
             return _END
-        what = "its config" if self.count == 0 else "a message"
-        raise DeadlineExceededError(f"the stream sent no {what} for {timeout:g} s; it is closed")
+        if self.count == 0:
+            raise DeadlineExceededError(
+                f"the stream sent no config within {timeout:g} s of opening; it is closed"
+            )
+        raise DeadlineExceededError(
+            f"the stream sent nothing for {timeout:g} s (the idle timeout); it is closed"
+        )

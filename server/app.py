@@ -122,7 +122,8 @@ def _options(config: ServerConfig) -> list[tuple[str, int]]:
         # connection and on calls in all; what a sender has not yet been granted stays with it
         ("grpc.http2.bdp_probe", 0),
         ("grpc.http2.lookahead_bytes", config.flow_window_bytes),
-        ("grpc.max_concurrent_streams", min(config.max_streams_per_peer, 1024)),
+        # beyond the per-peer limit, so the service (not a silent HTTP/2 queue) refuses
+        ("grpc.max_concurrent_streams", min(config.max_streams, config.max_streams_per_peer) + 16),
     ]
 
 
