@@ -118,7 +118,8 @@ def test_decode_bombs_are_refused_before_allocating(channel: grpc.Channel) -> No
     assert "more than the model's block length 2048" in error.details()
     wide = codec_pb2.DecodeConfig(model="ecg", channel_count=256)
     error = _decode(channel, wide, [_flat_block(0, 1 << 20, 256)])
-    assert isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.DATA_LOSS
+    assert isinstance(error, grpc.RpcError)
+    assert error.code() == grpc.StatusCode.DATA_LOSS
     long_kernel = codes_pb2.Codebook(
         kernels=[codes_pb2.Kernel(id=0, weights=[1.0] * 65536)],
         decoder_mode=codes_pb2.DECODER_MODE_ADJOINT,
@@ -148,6 +149,7 @@ def test_a_wide_stream_decodes_in_chunks_under_the_send_limit() -> None:
         )
         frames = np.frombuffer(b"".join(c.samples for c in chunks), "<f4").reshape(-1, 256)
         assert np.all(np.isfinite(frames))
-        assert np.all(frames[:, 5] == frames[0, 5]) and frames[0, 5] != frames[0, 4]
+        assert np.all(frames[:, 5] == frames[0, 5])
+        assert frames[0, 5] != frames[0, 4]
     finally:
         small.stop()

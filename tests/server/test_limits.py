@@ -66,11 +66,13 @@ def test_idle_streams_are_closed_with_a_clear_status() -> None:
         with grpc.insecure_channel(server.address) as channel:
             silent, configured = Held(channel, []), Held(channel, [CONFIG])
             error = silent.wait(5)
-            assert error is not None and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert error is not None
+            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             assert "sent no config within 0.5 s" in error.details()
             assert silent.took_s < 2.5
             error = configured.wait(5)
-            assert error is not None and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert error is not None
+            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             assert "sent nothing for 1 s (the idle timeout)" in error.details()
             assert configured.responses[0].WhichOneof("payload") == "started"
     finally:
@@ -87,7 +89,8 @@ def test_one_client_cannot_take_every_slot_and_is_told_when_to_retry() -> None:
                 time.sleep(0.02)
             third = Held(channel, [CONFIG])
             error = third.wait(5)
-            assert error is not None and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert error is not None
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "this client holds its limit of 2 streams" in error.details()
             assert "retry in 1 s" in error.details()
             assert ("grpc-retry-pushback-ms", "1000") in (error.trailing_metadata() or ())
@@ -162,8 +165,10 @@ def test_a_drain_keeps_health_visible_and_flushes_running_streams(mitdb100: np.n
         assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING  # visible while draining
         error = stream.wait(10)
         stopping.join(10)
-    assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE
-    assert "shutting down" in error.details() and "flushed" in error.details()
+    assert error is not None
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in error.details()
+    assert "flushed" in error.details()
     blocks = [r.block for r in stream.responses if r.WhichOneof("payload") == "block"]
     assert sum(b.sample_count for b in blocks) == 3000  # nothing accepted was lost
     assert stream.responses[-1].summary.sample_count == 3000
