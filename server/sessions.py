@@ -31,6 +31,9 @@ MAX_CHANNELS = 256
 # levels of a block's code; such a chunk is refused in-band, before it enters the stream.
 MAX_MODEL_VALUE = 1e6
 FRAME_SLACK_BYTES = 4096  # a decoded chunk's message beyond its samples
+# A caller's own codebook (a .sanc header's, e.g. --adapt's blocks of 8 model blocks) names no
+# block length: its blocks may hold this many samples, and this many values over all channels.
+MAX_CUSTOM_BLOCK, MAX_CUSTOM_BLOCK_VALUES = 1 << 16, 1 << 22
 RATE_TOLERANCE = 0.005  # relative: 360 Hz models take 358.2 to 361.8 Hz
 
 
@@ -228,7 +231,7 @@ class DecodeSession:
         if config.HasField("codebook"):
             codebook, units, scale = _custom_codebook(config.codebook, models), "", 1.0
             self.key = ("custom", "0")
-            self.max_block = max((m.manifest.block_length for m in models), default=1)
+            self.max_block = min(MAX_CUSTOM_BLOCK, MAX_CUSTOM_BLOCK_VALUES // config.channel_count)
         else:
             model = repository.get(config.model, config.model_version)
             m = model.manifest
@@ -254,7 +257,8 @@ class DecodeSession:
         started = time.perf_counter()
         if message.sample_count > self.max_block:
             raise CorruptCodeError(
-                f"{message.sample_count} samples, more than the model's block length {self.max_block}"
+                f"{message.sample_count} samples, more than the block length {self.max_block} "
+                "this stream allows (the model's, or the bound for a codebook of its own)"
             )
         block = BlockCode.from_proto(message)
         start, samples = self.decoder.push(block)

@@ -115,7 +115,7 @@ def test_decode_bombs_are_refused_before_allocating(channel: grpc.Channel) -> No
     error = _decode(channel, config, [bomb])
     assert isinstance(error, grpc.RpcError)
     assert error.code() == grpc.StatusCode.DATA_LOSS
-    assert "more than the model's block length 2048" in error.details()
+    assert "more than the block length 2048" in error.details()
     wide = codec_pb2.DecodeConfig(model="ecg", channel_count=256)
     error = _decode(channel, wide, [_flat_block(0, 1 << 20, 256)])
     assert isinstance(error, grpc.RpcError)
@@ -129,6 +129,15 @@ def test_decode_bombs_are_refused_before_allocating(channel: grpc.Channel) -> No
     assert isinstance(error, grpc.RpcError)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "kernel of 65536 taps" in error.details()
+    short = codes_pb2.Codebook(
+        kernels=[codes_pb2.Kernel(id=0, weights=[1.0] * 16)],
+        decoder_mode=codes_pb2.DECODER_MODE_ADJOINT,
+    )
+    own = codec_pb2.DecodeConfig(codebook=short, channel_count=256)
+    error = _decode(channel, own, [_flat_block(0, 1 << 16, 256)])  # 2^24 values
+    assert isinstance(error, grpc.RpcError)
+    assert error.code() == grpc.StatusCode.DATA_LOSS
+    assert "more than the block length 16384" in error.details()
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 

@@ -1,0 +1,220 @@
+"""Load and abuse suite against a real server on loopback: `python -m bench.abuse [--quick]`.
+
+Each scenario is bounded in time and count. Live real-time streams run beside the abusers; the
+report gives their block latency (send of the chunk that completes a block to its code), health
+Check latency, the server's RSS (now and peak, from /proc), and what each abuser was told.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
+
+REPO = Path(__file__).resolve().parents[1]
+BLOCK, RATE_HZ = 2048, 360.0
+CONFIG = codec_pb2.EncodeConfig(
+    model="ecg", sample_rate_hz=RATE_HZ, channel_count=1, dtype=codes_pb2.SAMPLE_DTYPE_FLOAT32
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss_mib(pid: int) -> tuple[float, float]:
+    """(current, peak) resident set of a process, MiB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def _p(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000 if values else float("nan")
+
+
+def _signal(n: int, seed: int) -> np.ndarray:
+    t = np.arange(n) / RATE_HZ
+    return (np.sin(2 * np.pi * 1.2 * t) + 0.05 * np.random.default_rng(seed).normal(size=n)).astype(
+        "<f4"
+    )
+
+
+def _chunk(values: np.ndarray) -> codec_pb2.EncodeRequest:
+    return codec_pb2.EncodeRequest(chunk=codec_pb2.SignalChunk(samples=values.tobytes()))
+
+
+async def realtime(stub: codec_pb2_grpc.CodecServiceStub, speed: float, until: float,
+                   latencies: list[float], seed: int) -> str:  # fmt: skip
+    """One block per chunk at `speed` x real time; each chunk after the first completes a block."""
+    queue: asyncio.Queue[codec_pb2.EncodeRequest | None] = asyncio.Queue()
+    sent: list[float] = []
+
+    async def requests() -> AsyncIterator[codec_pb2.EncodeRequest]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    call = stub.Encode(requests())
+    await queue.put(codec_pb2.EncodeRequest(config=CONFIG))
+    signal_ = _signal(BLOCK * 400, seed)
+
+    async def send() -> None:
+        for b in range(400):
+            if time.monotonic() > until:
+                break
+            sent.append(time.monotonic())
+            await queue.put(_chunk(signal_[b * BLOCK : (b + 1) * BLOCK]))
+            await asyncio.sleep(BLOCK / RATE_HZ / speed)
+        await queue.put(None)
+
+    sender = asyncio.ensure_future(send())
+    blocks = 0
+    try:
+        async for response in call:
+            if response.WhichOneof("payload") == "block":
+                if blocks + 1 < len(sent) and blocks > 0:
+                    latencies.append(time.monotonic() - sent[blocks + 1])
+                blocks += 1
+        return "OK"
+    except grpc.aio.AioRpcError as exc:
+        return exc.code().name
+    finally:
+        sender.cancel()
+
+
+async def health_probe(channel: grpc.aio.Channel, until: float, latencies: list[float]) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    while time.monotonic() < until:
+        started = time.monotonic()
+        try:
+            await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            latencies.append(time.monotonic() - started)
+        except grpc.aio.AioRpcError:
+            latencies.append(5.0)
+        await asyncio.sleep(0.05)
+
+
+async def fast_sender(stub: codec_pb2_grpc.CodecServiceStub, until: float, chunk_bytes: int) -> str:
+    data = _signal(chunk_bytes // 4, 7)
+
+    async def requests() -> AsyncIterator[codec_pb2.EncodeRequest]:
+        yield codec_pb2.EncodeRequest(config=CONFIG)
+        while time.monotonic() < until:
+            yield _chunk(data)
+
+    try:
+        async for _ in stub.Encode(requests()):
+            pass
+        return "OK"
+    except grpc.aio.AioRpcError as exc:
+        return exc.code().name
+
+
+async def idle_holder(
+    stub: codec_pb2_grpc.CodecServiceStub, with_config: bool, hold_s: float
+) -> str:
+    async def requests() -> AsyncIterator[codec_pb2.EncodeRequest]:
+        if with_config:
+            yield codec_pb2.EncodeRequest(config=CONFIG)
+        await asyncio.sleep(hold_s)
+
+    try:
+        async for _ in stub.Encode(requests(), timeout=hold_s + 5):
+            pass
+        return "OK"
+    except grpc.aio.AioRpcError as exc:
+        return exc.code().name
+
+
+async def decode_bomb(stub: codec_pb2_grpc.CodecServiceStub, channels: int, samples: int) -> str:
+    block = codes_pb2.EncodedBlock(start_sample=0, sample_count=samples)
+    for c in range(channels):
+        block.channels.add(channel=c)
+    requests = [codec_pb2.DecodeRequest(config=codec_pb2.DecodeConfig(model="ecg", channel_count=channels)),
+                codec_pb2.DecodeRequest(block=block)]  # fmt: skip
+    try:
+        async for _ in stub.Decode(iter(requests), timeout=30):
+            pass
+        return "OK"
+    except grpc.aio.AioRpcError as exc:
+        return exc.code().name
+
+
+async def slow_loris(port: int, count: int, hold_s: float) -> str:
+    """TCP connections that send half an HTTP/2 preface and then nothing."""
+    writers = []
+    for _ in range(count):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"PRI * HTTP/2.0\r\n")
+            writers.append(writer)
+        except OSError:
+            break
+    await asyncio.sleep(hold_s)
+    for w in writers:
+        w.close()
+    return f"{len(writers)} held"
+
+
+async def scenario(address: str, pid: int, name: str, abusers: list, seconds: float,
+                   live: int, speed: float) -> dict[str, object]:  # fmt: skip
+    """Run `live` real-time streams and health probes beside `abusers` for `seconds`."""
+    async with (
+        grpc.aio.insecure_channel(address) as channel,
+        grpc.aio.insecure_channel(address) as abuse,
+    ):
+        stub, abuse_stub = (
+            codec_pb2_grpc.CodecServiceStub(channel),
+            codec_pb2_grpc.CodecServiceStub(abuse),
+        )
+        until = time.monotonic() + seconds
+        rt_lat: list[float] = []
+        health_lat: list[float] = []
+        peak = [0.0]
+
+        async def watch_rss() -> None:
+            while time.monotonic() < until + 2:
+                peak[0] = max(peak[0], _rss_mib(pid)[0])
+                await asyncio.sleep(0.1)
+
+        tasks = [realtime(stub, speed, until, rt_lat, s) for s in range(live)]
+        tasks += [health_probe(channel, until, health_lat), watch_rss()]
+        tasks += [make(abuse_stub, until) for make in abusers]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    outcomes = Counter(str(r) for r in results[live + 2 :])
+    return {"scenario": name, "live p50 ms": _p(rt_lat, 50), "live p99 ms": _p(rt_lat, 99),
+            "live streams": Counter(str(r) for r in results[:live]), "health p99 ms": _p(health_lat, 99),
+            "health max ms": max(health_lat, default=0) * 1000, "rss peak MiB": peak[0], "abusers": outcomes}  # fmt: skip
+
+
+def _start(port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "server", "--models", str(REPO / "models"), "--host", "127.0.0.1",
+               "--port", str(port), "--metrics-port", "-1", *flags]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
+                               env=os.environ | {"PYTHONPATH": str(REPO)})  # fmt: skip
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for _ in range(600):
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == 1:
+                    return process
+            except grpc.RpcError:
+                time.sleep(0.1)
+    raise SystemExit(f"server did not start:\n{log.read_text()}")
