@@ -218,3 +218,159 @@ def _start(port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
             except grpc.RpcError:
                 time.sleep(0.1)
     raise SystemExit(f"server did not start:\n{log.read_text()}")
+
+
+async def _abuse(address: str, pid: int, port: int, seconds: float, live: int, speed: float) -> list[dict[str, object]]:  # fmt: skip
+    rows = [await scenario(address, pid, "baseline (live streams only)", [], seconds, live, speed)]
+    fast = [lambda s, u: fast_sender(s, u, 512 << 10)] * 16
+    rows.append(
+        await scenario(address, pid, "16 fast senders, 512 KiB chunks", fast, seconds, live, speed)
+    )
+    huge = [lambda s, u: fast_sender(s, u, 4 << 20)]
+    rows.append(
+        await scenario(address, pid, "1 fast sender, 4 MiB chunks", huge, seconds, live, speed)
+    )
+    idle = [lambda s, u: idle_holder(s, True, seconds)] * 150 + [
+        lambda s, u: idle_holder(s, False, seconds)
+    ] * 150
+    rows.append(
+        await scenario(address, pid, "300 idle holders (150 silent)", idle, seconds, live, speed)
+    )
+    loris = [lambda s, u: slow_loris(port, 200, seconds)]
+    rows.append(
+        await scenario(address, pid, "200 slow-loris connections", loris, seconds, live, speed)
+    )
+    bombs = [lambda s, u: decode_bomb(s, 1, 1 << 26), lambda s, u: decode_bomb(s, 256, 1 << 20)] * 4
+    rows.append(
+        await scenario(
+            address, pid, "8 decode bombs (2^26, 256 x 2^20)", bombs, seconds, live, speed
+        )
+    )
+    return rows
+
+
+def sanc_bombs() -> list[dict[str, object]]:
+    """Hand-made .sanc files with valid checksums, and a splice, decoded offline."""
+    import resource
+    import zlib
+
+    from sancodec.errors import CorruptFileError
+    from sancodec.sancfile import SIGNATURE, decode_file
+
+    def framed(file_id: bytes, kind: bytes, payload: bytes) -> bytes:
+        length = bytearray()
+        n = len(payload)
+        while True:
+            length.append(n & 0x7F | (0x80 if n >> 7 else 0))
+            n >>= 7
+            if not n:
+                break
+        record = kind + bytes(length) + payload
+        return record + zlib.crc32(record, zlib.crc32(file_id)).to_bytes(4, "little")
+
+    header = codes_pb2.SancHeader(
+        format_version=3, model=codes_pb2.ModelRef(name="x", version="1"), sample_rate_hz=360.0,
+        codebook=codes_pb2.Codebook(kernels=[codes_pb2.Kernel(id=0, weights=[1.0] * 65536)],
+                                    decoder_mode=codes_pb2.DECODER_MODE_ADJOINT),
+        block_length=2048, channels=[codes_pb2.ChannelInfo(name="c", units="mV")],
+    )  # fmt: skip
+    fid = os.urandom(16)
+    claim = codes_pb2.EncodedBlock(start_sample=0, sample_count=1 << 26)
+    wide = codes_pb2.SancHeader()
+    wide.CopyFrom(header)
+    wide.block_length = 1 << 26
+    files = {
+        "block claiming 2^26 samples": [framed(fid, b"H", header.SerializeToString()), framed(fid, b"B", claim.SerializeToString())],
+        "header with 2^26-sample blocks": [framed(fid, b"H", wide.SerializeToString())],
+        "header of one file, block of another": [framed(fid, b"H", header.SerializeToString()), framed(os.urandom(16), b"B", codes_pb2.EncodedBlock(start_sample=0, sample_count=16).SerializeToString())],
+    }  # fmt: skip
+    rows = []
+    for name, records in files.items():
+        data = SIGNATURE + fid + b"".join(records)
+        started = time.perf_counter()
+        try:
+            decode_file(data)
+            outcome = "decoded"
+        except CorruptFileError as exc:
+            outcome = f"CorruptFileError: {str(exc)[:60]}"
+        took = (time.perf_counter() - started) * 1000
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows.append(
+            {
+                "file": f"{name} ({len(data)} B)",
+                "outcome": outcome,
+                "ms": took,
+                "client peak RSS MiB": peak,
+            }
+        )
+    return rows
+
+
+async def sigterm_mid_stream(address: str, process: subprocess.Popen[bytes]) -> dict[str, object]:
+    """A stream that sent 3000 samples, then SIGTERM: its blocks must come back, then UNAVAILABLE."""
+    queue: asyncio.Queue[codec_pb2.EncodeRequest | None] = asyncio.Queue()
+
+    async def requests() -> AsyncIterator[codec_pb2.EncodeRequest]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = codec_pb2_grpc.CodecServiceStub(channel).Encode(requests())
+        await queue.put(codec_pb2.EncodeRequest(config=CONFIG))
+        await queue.put(_chunk(_signal(3000, 3)))
+        await asyncio.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        samples, code, details = 0, "OK", ""
+        try:
+            async for response in call:
+                if response.WhichOneof("payload") == "block":
+                    samples += response.block.sample_count
+        except grpc.aio.AioRpcError as exc:
+            code, details = exc.code().name, exc.details() or ""
+        await queue.put(None)
+    return {"sent": 3000, "coded and returned": samples, "status": code, "details": details[:80],
+            "exit": process.wait(30)}  # fmt: skip
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, Counter):
+        return ", ".join(f"{k} {n}" for k, n in value.items())
+    return str(value)
+
+
+def _table(rows: list[dict[str, object]]) -> str:
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cell(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.abuse", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=6.0, help="per scenario")
+    parser.add_argument("--live", type=int, default=8, help="real-time streams beside the abusers")
+    parser.add_argument("--speed", type=float, default=4.0, help="x real time for the live streams")
+    parser.add_argument("--log", type=Path, default=Path("/tmp/sancodec-abuse.log"))
+    args = parser.parse_args(argv)
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    process = _start(port, args.log, "--idle-timeout-s", "3", "--grace-s", "4")
+    try:
+        base = _rss_mib(process.pid)[0]
+        rows = asyncio.run(_abuse(address, process.pid, port, args.seconds, args.live, args.speed))
+        now, peak = _rss_mib(process.pid)
+        print(f"server RSS: {base:.0f} MiB after start, {now:.0f} MiB after the abuse, peak "
+              f"{peak:.0f} MiB; {args.live} live streams at {args.speed:g}x real time\n")  # fmt: skip
+        print(_table(rows) + "\n")
+        print(_table(sanc_bombs()) + "\n")
+        print(_table([asyncio.run(sigterm_mid_stream(address, process))]) + "\n")
+    finally:
+        if process.poll() is None:
+            process.kill()
+    print(f"tracebacks in the server log ({args.log}): {args.log.read_text().count('Traceback')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -11,10 +11,16 @@ from typing import Any
 from sancodec.errors import DeadlineExceededError, OverloadedError, UnavailableError
 from server.config import ServerConfig
 
-__all__ = ["Admission", "ByteBudget", "Pacer", "peer_host"]
+__all__ = ["Admission", "ByteBudget", "Pacer", "peer_host", "working_bytes"]
 
 RETRY_AFTER_S = 1.0  # what a refused client is told to wait
 _END = object()
+WORKING_COPIES = 3  # float64 copies of a chunk while it is coded: unpacked, scaled, buffered
+
+
+def working_bytes(chunk_bytes: int, itemsize: int) -> int:
+    """What coding a chunk of raw samples holds in memory: a few float64 copies of it."""
+    return chunk_bytes // itemsize * 8 * WORKING_COPIES
 
 
 def peer_host(peer: str) -> str:

@@ -33,7 +33,7 @@ class ServerConfig:
     config_timeout_s: float = 5.0  # a stream must send its config this soon
     idle_timeout_s: float = 60.0  # and then a message at least this often
     shed_delay_ms: float = 50.0  # encoder queue delay beyond which new streams are refused
-    max_inflight_bytes: int = 256 << 20  # received samples not yet coded, all streams together
+    max_inflight_bytes: int = 256 << 20  # working set of chunks being coded, all streams together
     flow_window_bytes: int = 256 << 10  # HTTP/2 window per stream (no BDP growth)
     max_chunk_bytes: int = 4 << 20
     max_message_bytes: int = 8 << 20
@@ -70,8 +70,9 @@ class ServerConfig:
                 self.config_timeout_s, self.idle_timeout_s, self.shed_delay_ms
             )
             > 0,
-            "the in-flight budget must hold one chunk": self.max_inflight_bytes
-            >= self.max_chunk_bytes,
+            "the in-flight budget must hold one int16 chunk's working set (12 x max chunk)": (
+                self.max_inflight_bytes >= 12 * self.max_chunk_bytes
+            ),
             "tls cert and key go together": (self.tls_cert is None) == (self.tls_key is None),
             "mTLS needs tls cert and key": self.tls_client_ca is None or self.tls_cert is not None,
             "providers must be auto, cpu or cuda": self.providers in ("auto", "cpu", "cuda"),

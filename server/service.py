@@ -20,7 +20,7 @@ from sancodec.errors import (
     UnavailableError,
 )
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
-from server.admission import Admission, ByteBudget, Pacer
+from server.admission import Admission, ByteBudget, Pacer, working_bytes
 from server.batcher import Batcher
 from server.config import ServerConfig
 from server.repository import LoadedModel, ModelRepository
@@ -189,7 +189,9 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
     async def _push(
         self, session: EncodeSession, index: int, data: bytes
     ) -> list[codec_pb2.EncodeResponse]:
-        size = min(len(data), self.settings.max_chunk_bytes)
+        size = working_bytes(
+            min(len(data), self.settings.max_chunk_bytes), session.dtype.numpy.itemsize
+        )
         await self.budget.acquire(size)  # waiting here holds the sender back (flow control)
         try:
             return await session.push(data)
