@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,7 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
 
 REPO = Path(__file__).resolve().parents[1]
-BLOCK, RATE_HZ = 2048, 360.0
+BLOCK, CONTEXT, RATE_HZ = 2048, 256, 360.0  # the shipped ecg model
+CHUNK = 256  # samples a real-time stream sends at a time: 0.71 s
 CONFIG = codec_pb2.EncodeConfig(
     model="ecg", sample_rate_hz=RATE_HZ, channel_count=1, dtype=codes_pb2.SAMPLE_DTYPE_FLOAT32
 )
@@ -61,11 +64,19 @@ def _chunk(values: np.ndarray) -> codec_pb2.EncodeRequest:
     return codec_pb2.EncodeRequest(chunk=codec_pb2.SignalChunk(samples=values.tobytes()))
 
 
-async def realtime(stub: codec_pb2_grpc.CodecServiceStub, speed: float, until: float,
-                   latencies: list[float], seed: int) -> str:  # fmt: skip
-    """One block per chunk at `speed` x real time; each chunk after the first completes a block."""
+def _told(exc: grpc.aio.AioRpcError) -> str:
+    code = exc.code().name
+    unusual = code in ("INTERNAL", "UNAVAILABLE", "UNKNOWN") or os.environ.get("ABUSE_DETAILS")
+    return f"{code} ({(exc.details() or '')[:60]})" if unusual else code
+
+
+async def realtime(stub: codec_pb2_grpc.CodecServiceStub, until: float, latencies: list[float],
+                   seed: int) -> str:  # fmt: skip
+    """A real-time stream: CHUNK samples every CHUNK / RATE_HZ s. Block b is final once block
+    b+1's window has its right context (sample (b+2) x BLOCK + CONTEXT): its latency runs from
+    the send of the chunk that completed that to the block's arrival."""
     queue: asyncio.Queue[codec_pb2.EncodeRequest | None] = asyncio.Queue()
-    sent: list[float] = []
+    sent: list[tuple[int, float]] = []  # (end sample, time) of each chunk
 
     async def requests() -> AsyncIterator[codec_pb2.EncodeRequest]:
         while (item := await queue.get()) is not None:
@@ -73,28 +84,32 @@ async def realtime(stub: codec_pb2_grpc.CodecServiceStub, speed: float, until: f
 
     call = stub.Encode(requests())
     await queue.put(codec_pb2.EncodeRequest(config=CONFIG))
-    signal_ = _signal(BLOCK * 400, seed)
+    signal_ = _signal(int(RATE_HZ * 120), seed)
+    await asyncio.sleep(random.random() * CHUNK / RATE_HZ)  # streams do not march in step
 
     async def send() -> None:
-        for b in range(400):
+        for lo in range(0, signal_.size, CHUNK):
             if time.monotonic() > until:
                 break
-            sent.append(time.monotonic())
-            await queue.put(_chunk(signal_[b * BLOCK : (b + 1) * BLOCK]))
-            await asyncio.sleep(BLOCK / RATE_HZ / speed)
+            sent.append((lo + CHUNK, time.monotonic()))
+            await queue.put(_chunk(signal_[lo : lo + CHUNK]))
+            await asyncio.sleep(CHUNK / RATE_HZ)
         await queue.put(None)
 
     sender = asyncio.ensure_future(send())
     blocks = 0
     try:
         async for response in call:
-            if response.WhichOneof("payload") == "block":
-                if blocks + 1 < len(sent) and blocks > 0:
-                    latencies.append(time.monotonic() - sent[blocks + 1])
-                blocks += 1
+            if response.WhichOneof("payload") != "block":
+                continue
+            need = (blocks + 2) * BLOCK + CONTEXT
+            completing = [t for end, t in sent if end >= need]
+            if completing and not sender.done():
+                latencies.append(time.monotonic() - completing[0])
+            blocks += 1
         return "OK"
     except grpc.aio.AioRpcError as exc:
-        return exc.code().name
+        return _told(exc)
     finally:
         sender.cancel()
 
@@ -124,7 +139,7 @@ async def fast_sender(stub: codec_pb2_grpc.CodecServiceStub, until: float, chunk
             pass
         return "OK"
     except grpc.aio.AioRpcError as exc:
-        return exc.code().name
+        return _told(exc)
 
 
 async def idle_holder(
@@ -140,7 +155,7 @@ async def idle_holder(
             pass
         return "OK"
     except grpc.aio.AioRpcError as exc:
-        return exc.code().name
+        return _told(exc)
 
 
 async def decode_bomb(stub: codec_pb2_grpc.CodecServiceStub, channels: int, samples: int) -> str:
@@ -154,7 +169,7 @@ async def decode_bomb(stub: codec_pb2_grpc.CodecServiceStub, channels: int, samp
             pass
         return "OK"
     except grpc.aio.AioRpcError as exc:
-        return exc.code().name
+        return _told(exc)
 
 
 async def slow_loris(port: int, count: int, hold_s: float) -> str:
@@ -173,39 +188,63 @@ async def slow_loris(port: int, count: int, hold_s: float) -> str:
     return f"{len(writers)} held"
 
 
-async def scenario(address: str, pid: int, name: str, abusers: list, seconds: float,
-                   live: int, speed: float) -> dict[str, object]:  # fmt: skip
-    """Run `live` real-time streams and health probes beside `abusers` for `seconds`."""
-    async with (
-        grpc.aio.insecure_channel(address) as channel,
-        grpc.aio.insecure_channel(address) as abuse,
-    ):
-        stub, abuse_stub = (
-            codec_pb2_grpc.CodecServiceStub(channel),
-            codec_pb2_grpc.CodecServiceStub(abuse),
+ABUSERS = {  # name: (title, count, how one abuser is made from (stub, port, until, seconds))
+    "none": ("baseline (live streams only)", 0, None),
+    "fast": ("16 fast senders, 512 KiB chunks", 16, lambda s, p, u, t: fast_sender(s, u, 512 << 10)),
+    "huge": ("1 fast sender, 4 MiB chunks", 1, lambda s, p, u, t: fast_sender(s, u, 4 << 20)),
+    "idle": ("300 idle holders (config, then nothing)", 300, lambda s, p, u, t: idle_holder(s, True, t)),
+    "silent": ("300 silent holders (no config)", 300, lambda s, p, u, t: idle_holder(s, False, t)),
+    "loris": ("200 slow-loris connections", 1, lambda s, p, u, t: slow_loris(p, 200, t)),
+    "bombs": ("8 decode bombs (2^26; 256 x 2^20)", 8,
+              lambda s, p, u, t: decode_bomb(s, 1, 1 << 26) if random.random() < 0.5 else decode_bomb(s, 256, 1 << 20)),
+}  # fmt: skip
+
+
+async def abusers(name: str, address: str, port: int, seconds: float) -> Counter[str]:
+    """One kind of abuser, `count` of them on one channel: run in a process of its own."""
+    _, count, make = ABUSERS[name]
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = codec_pb2_grpc.CodecServiceStub(channel)
+        until = time.monotonic() + seconds
+        results = await asyncio.gather(
+            *(make(stub, port, until, seconds) for _ in range(count)), return_exceptions=True
         )
+    return Counter(str(r) for r in results)
+
+
+async def scenario(address: str, pid: int, port: int, name: str, seconds: float,
+                   live: int) -> dict[str, object]:  # fmt: skip
+    """`live` real-time streams and health probes here, the abusers in a separate process."""
+    # abusers come over IPv6 loopback, the live streams over IPv4: two peers, as in production
+    abuser_address = address.replace("127.0.0.1", "[::1]")
+    command = [sys.executable, "-m", "bench.abuse", "--abuser", name, "--address", abuser_address,
+               "--port", str(port), "--seconds", str(seconds)]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(*command, cwd=REPO, stdout=subprocess.PIPE)
+    await asyncio.sleep(0.5)  # let them start
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = codec_pb2_grpc.CodecServiceStub(channel)
         until = time.monotonic() + seconds
         rt_lat: list[float] = []
         health_lat: list[float] = []
         peak = [0.0]
 
         async def watch_rss() -> None:
-            while time.monotonic() < until + 2:
+            while time.monotonic() < until + 1:
                 peak[0] = max(peak[0], _rss_mib(pid)[0])
                 await asyncio.sleep(0.1)
 
-        tasks = [realtime(stub, speed, until, rt_lat, s) for s in range(live)]
+        tasks = [realtime(stub, until, rt_lat, s) for s in range(live)]
         tasks += [health_probe(channel, until, health_lat), watch_rss()]
-        tasks += [make(abuse_stub, until) for make in abusers]
         results = await asyncio.gather(*tasks, return_exceptions=True)
-    outcomes = Counter(str(r) for r in results[live + 2 :])
-    return {"scenario": name, "live p50 ms": _p(rt_lat, 50), "live p99 ms": _p(rt_lat, 99),
+    out, _ = await process.communicate()
+    told = Counter(json.loads(out or b"{}"))
+    return {"scenario": ABUSERS[name][0], "live p50 ms": _p(rt_lat, 50), "live p99 ms": _p(rt_lat, 99),
             "live streams": Counter(str(r) for r in results[:live]), "health p99 ms": _p(health_lat, 99),
-            "health max ms": max(health_lat, default=0) * 1000, "rss peak MiB": peak[0], "abusers": outcomes}  # fmt: skip
+            "health max ms": max(health_lat, default=0) * 1000, "rss peak MiB": peak[0], "abusers told": told}  # fmt: skip
 
 
 def _start(port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "server", "--models", str(REPO / "models"), "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "server", "--models", str(REPO / "models"), "--host", "[::]",
                "--port", str(port), "--metrics-port", "-1", *flags]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
                                env=os.environ | {"PYTHONPATH": str(REPO)})  # fmt: skip
@@ -220,33 +259,8 @@ def _start(port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
     raise SystemExit(f"server did not start:\n{log.read_text()}")
 
 
-async def _abuse(address: str, pid: int, port: int, seconds: float, live: int, speed: float) -> list[dict[str, object]]:  # fmt: skip
-    rows = [await scenario(address, pid, "baseline (live streams only)", [], seconds, live, speed)]
-    fast = [lambda s, u: fast_sender(s, u, 512 << 10)] * 16
-    rows.append(
-        await scenario(address, pid, "16 fast senders, 512 KiB chunks", fast, seconds, live, speed)
-    )
-    huge = [lambda s, u: fast_sender(s, u, 4 << 20)]
-    rows.append(
-        await scenario(address, pid, "1 fast sender, 4 MiB chunks", huge, seconds, live, speed)
-    )
-    idle = [lambda s, u: idle_holder(s, True, seconds)] * 150 + [
-        lambda s, u: idle_holder(s, False, seconds)
-    ] * 150
-    rows.append(
-        await scenario(address, pid, "300 idle holders (150 silent)", idle, seconds, live, speed)
-    )
-    loris = [lambda s, u: slow_loris(port, 200, seconds)]
-    rows.append(
-        await scenario(address, pid, "200 slow-loris connections", loris, seconds, live, speed)
-    )
-    bombs = [lambda s, u: decode_bomb(s, 1, 1 << 26), lambda s, u: decode_bomb(s, 256, 1 << 20)] * 4
-    rows.append(
-        await scenario(
-            address, pid, "8 decode bombs (2^26, 256 x 2^20)", bombs, seconds, live, speed
-        )
-    )
-    return rows
+async def _abuse(address: str, pid: int, port: int, seconds: float, live: int) -> list[dict[str, object]]:  # fmt: skip
+    return [await scenario(address, pid, port, name, seconds, live) for name in ABUSERS]
 
 
 def sanc_bombs() -> list[dict[str, object]]:
@@ -268,22 +282,35 @@ def sanc_bombs() -> list[dict[str, object]]:
         record = kind + bytes(length) + payload
         return record + zlib.crc32(record, zlib.crc32(file_id)).to_bytes(4, "little")
 
-    header = codes_pb2.SancHeader(
-        format_version=3, model=codes_pb2.ModelRef(name="x", version="1"), sample_rate_hz=360.0,
-        codebook=codes_pb2.Codebook(kernels=[codes_pb2.Kernel(id=0, weights=[1.0] * 65536)],
-                                    decoder_mode=codes_pb2.DECODER_MODE_ADJOINT),
-        block_length=2048, channels=[codes_pb2.ChannelInfo(name="c", units="mV")],
-    )  # fmt: skip
-    fid = os.urandom(16)
+    from sancodec import (
+        BlockCode,
+        ChannelCode,
+        ChannelInfo,
+        Codebook,
+        ModelRef,
+        Quantizer,
+        SanLayer,
+        StreamHeader,
+    )
+
+    one = Codebook((np.ones(16, np.float32),))
+    long = Codebook((np.ones(1 << 16, np.float32),))  # 65536 taps
+    channel = (ChannelInfo("c", "mV"),)
+    header = StreamHeader(ModelRef("x", "1"), one, 360.0, 2048, channel).to_proto()
+    wide = StreamHeader(ModelRef("x", "1"), one, 360.0, 1 << 26, channel).to_proto()
+    taps = StreamHeader(ModelRef("x", "1"), long, 360.0, 2048, channel).to_proto()
     claim = codes_pb2.EncodedBlock(start_sample=0, sample_count=1 << 26)
-    wide = codes_pb2.SancHeader()
-    wide.CopyFrom(header)
-    wide.block_length = 1 << 26
+    spikes = SanLayer.from_spikes([0] * 1000, np.arange(1000) * 2, np.ones(1000), Quantizer(0))
+    paint = BlockCode(0, 2048, (ChannelCode(0, spikes),)).to_bytes()
+    small = BlockCode(0, 16, (ChannelCode(0, SanLayer(0, [], [], [])),)).to_bytes()
+    fid = os.urandom(16)
+    h = lambda m: framed(fid, b"H", m.SerializeToString())  # noqa: E731
     files = {
-        "block claiming 2^26 samples": [framed(fid, b"H", header.SerializeToString()), framed(fid, b"B", claim.SerializeToString())],
-        "header with 2^26-sample blocks": [framed(fid, b"H", wide.SerializeToString())],
-        "header of one file, block of another": [framed(fid, b"H", header.SerializeToString()), framed(os.urandom(16), b"B", codes_pb2.EncodedBlock(start_sample=0, sample_count=16).SerializeToString())],
-    }  # fmt: skip
+        "block claiming 2^26 samples": [h(header), framed(fid, b"B", claim.SerializeToString())],
+        "header with 2^26-sample blocks": [h(wide)],
+        "65536-tap kernel, 1000 spikes": [h(taps), framed(fid, b"B", paint)],
+        "header of one file, block of another": [h(header), framed(os.urandom(16), b"B", small)],
+    }
     rows = []
     for name, records in files.items():
         data = SIGNATURE + fid + b"".join(records)
@@ -349,27 +376,38 @@ def _table(rows: list[dict[str, object]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.abuse", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=6.0, help="per scenario")
-    parser.add_argument("--live", type=int, default=8, help="real-time streams beside the abusers")
-    parser.add_argument("--speed", type=float, default=4.0, help="x real time for the live streams")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per scenario")
+    parser.add_argument("--live", type=int, default=64, help="real-time streams beside the abusers")
     parser.add_argument("--log", type=Path, default=Path("/tmp/sancodec-abuse.log"))
+    parser.add_argument("--abuser", choices=list(ABUSERS), help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.abuser:  # the abusers' own process
+        print(json.dumps(asyncio.run(abusers(args.abuser, args.address, args.port, args.seconds))))
+        return
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    process = _start(port, args.log, "--idle-timeout-s", "3", "--grace-s", "4")
+    process = _start(port, args.log, "--idle-timeout-s", "3", "--config-timeout-s", "2")
     try:
         base = _rss_mib(process.pid)[0]
-        rows = asyncio.run(_abuse(address, process.pid, port, args.seconds, args.live, args.speed))
+        rows = asyncio.run(_abuse(address, process.pid, port, args.seconds, args.live))
         now, peak = _rss_mib(process.pid)
         print(f"server RSS: {base:.0f} MiB after start, {now:.0f} MiB after the abuse, peak "
-              f"{peak:.0f} MiB; {args.live} live streams at {args.speed:g}x real time\n")  # fmt: skip
+              f"{peak:.0f} MiB; {args.live} live real-time streams\n")  # fmt: skip
         print(_table(rows) + "\n")
         print(_table(sanc_bombs()) + "\n")
+    finally:
+        if process.poll() is None:
+            process.kill()
+    process = _start(port, args.log.with_suffix(".sigterm.log"), "--grace-s", "4")
+    try:
         print(_table([asyncio.run(sigterm_mid_stream(address, process))]) + "\n")
     finally:
         if process.poll() is None:
             process.kill()
-    print(f"tracebacks in the server log ({args.log}): {args.log.read_text().count('Traceback')}")
+    for log in (args.log, args.log.with_suffix(".sigterm.log")):
+        print(f"tracebacks in the server log ({log}): {log.read_text().count('Traceback')}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,12 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sancodec.errors import DeadlineExceededError, OverloadedError, UnavailableError
+from sancodec.errors import (
+    DeadlineExceededError,
+    OverloadedError,
+    SancodecError,
+    UnavailableError,
+)
 from server.config import ServerConfig
 
 __all__ = ["Admission", "ByteBudget", "Pacer", "peer_host", "working_bytes"]
@@ -123,14 +128,15 @@ class ByteBudget:
 
 
 class Pacer:
-    """A stream's messages, each within its timeout; ends early (drained) when the server
-    drains, so the stream flushes what it holds."""
+    """A stream's messages, each within its timeout. When the server drains, or the stream falls
+    idle after its config, iteration just ends, so the stream flushes what it holds; `ended_by`
+    then says why it must end (a stream silent from the start is refused at once)."""
 
     def __init__(self, requests: AsyncIterator[Any], settings: ServerConfig, drain: asyncio.Event):
         self._requests, self._drain = requests, drain
         self._first_s, self._idle_s = settings.config_timeout_s, settings.idle_timeout_s
         self.count = 0
-        self.drained = False
+        self.ended_by: SancodecError | None = None
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         while True:
@@ -152,12 +158,17 @@ class Pacer:
             return read.result()
         read.cancel()
         if drained in done:
-            self.drained = True
-            return _END
-        if self.count == 0:
+            self.ended_by = UnavailableError(
+                f"the server is shutting down: the stream was flushed after {self.count} "
+                "messages and ended; continue on another instance"
+            )
+        elif self.count == 0:
             raise DeadlineExceededError(
                 f"the stream sent no config within {timeout:g} s of opening; it is closed"
             )
-        raise DeadlineExceededError(
-            f"the stream sent nothing for {timeout:g} s (the idle timeout); it is closed"
-        )
+        else:
+            self.ended_by = DeadlineExceededError(
+                f"the stream sent nothing for {timeout:g} s (the idle timeout): what it sent "
+                "was flushed, and it is closed"
+            )
+        return _END

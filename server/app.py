@@ -100,7 +100,7 @@ class Runtime:
         await _until(lambda: admission.active == 0, deadline - time.monotonic())
         await self.server.stop(max(0.0, deadline - time.monotonic()))
         await self.batcher.stop()
-        self.service.decoders.shutdown(wait=False, cancel_futures=True)
+        self.service.codec_pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def _until(done: Callable[[], bool], timeout_s: float) -> None:

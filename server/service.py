@@ -36,6 +36,7 @@ __all__ = ["CodecService"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BUDGET_WAIT_S = 10.0  # how long a chunk waits for room in the in-flight budget
+BULK_AHEAD_S = 5.0  # a stream this far ahead of real time is bulk work: it yields to live ones
 
 
 def model_info(model: LoadedModel) -> codec_pb2.ModelInfo:
@@ -60,8 +61,9 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         self.repository, self.settings = repository, settings
         self.batcher, self.telemetry, self.admission = batcher, telemetry, admission
         self.budget = ByteBudget(settings.max_inflight_bytes, BUDGET_WAIT_S)
-        # decoding is codec work: off the event loop, two at a time
-        self.decoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+        self.bulk = asyncio.Semaphore(1)
+        # codec work (decoding; coding chunks into blocks) runs off the event loop, two at a time
+        self.codec_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="codec")
 
     async def _abort(self, context: Context, method: str, exc: BaseException) -> None:
         if isinstance(exc, SancodecError):
@@ -145,11 +147,8 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         try:
             async for response in body(aiter(pacer)):
                 yield response
-            if pacer.drained:  # its blocks are flushed and answered; now say why it ends
-                raise UnavailableError(
-                    f"the server is shutting down: the stream was flushed after {pacer.count} "
-                    "messages and ended; continue on another instance"
-                )
+            if pacer.ended_by is not None:  # its blocks are flushed and answered; now say why
+                raise pacer.ended_by
         except BaseException as exc:
             code = grpc_code(exc).name if isinstance(exc, SancodecError) else "CANCELLED"
             if isinstance(exc, SancodecError) or not isinstance(
@@ -173,7 +172,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
     ) -> AsyncIterator[codec_pb2.EncodeResponse]:
         config = await self._first(requests, "Encode")
         session = EncodeSession(
-            config, self.repository, self.settings, self.batcher, self.telemetry
+            config, self.repository, self.settings, self.batcher, self.telemetry, self.codec_pool
         )
         yield session.started()
         index = 0
@@ -194,7 +193,10 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         )
         await self.budget.acquire(size)  # waiting here holds the sender back (flow control)
         try:
-            return await session.push(data)
+            if session.ahead_s() < BULK_AHEAD_S:
+                return await session.push(data)
+            async with self.bulk:  # faster than real time: one such stream codes at a time
+                return await session.push(data)
         except InvalidSignalError as exc:  # the chunk is refused whole; the stream goes on
             self.telemetry.observe_error("Encode", grpc_code(exc).name)
             session.summary.rejected_chunk_count += 1
@@ -214,7 +216,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
             if not request.HasField("block"):
                 raise ProtocolError(f"message {index + 1} is a second config; a stream has one")
             try:
-                chunks = await loop.run_in_executor(self.decoders, session.push, request.block)
+                chunks = await loop.run_in_executor(self.codec_pool, session.push, request.block)
             except CorruptCodeError as exc:
                 raise CorruptCodeError(f"block {index}: {exc}") from None
             for chunk in chunks:

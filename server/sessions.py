@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +21,7 @@ from sancodec.errors import (
     OverloadedError,
 )
 from sancodec.samples import SampleDtype, unpack_samples
-from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Window
+from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
 from sancodec.v1 import codec_pb2, codes_pb2
 from server.batcher import Batcher
 from server.config import ServerConfig
@@ -26,10 +30,14 @@ from server.telemetry import Telemetry
 
 __all__ = ["DecodeSession", "EncodeSession"]
 
+T = TypeVar("T")
+
 MAX_CHANNELS = 256
 # Model-domain values (physical / the model's scale) beyond this could overflow the 31-bit
 # levels of a block's code; such a chunk is refused in-band, before it enters the stream.
 MAX_MODEL_VALUE = 1e6
+SLICE_WINDOWS = 8  # windows per channel coded at a time
+SLICE_SAMPLES = 8 * 2048  # samples per channel of a chunk fed to the coders at a time
 FRAME_SLACK_BYTES = 4096  # a decoded chunk's message beyond its samples
 # A caller's own codebook (a .sanc header's, e.g. --adapt's blocks of 8 model blocks) names no
 # block length: its blocks may hold this many samples, and this many values over all channels.
@@ -79,7 +87,8 @@ def _plan(
 
 class EncodeSession:
     def __init__(self, config: codec_pb2.EncodeConfig, repository: ModelRepository, settings: ServerConfig,
-                 batcher: Batcher, telemetry: Telemetry) -> None:  # fmt: skip
+                 batcher: Batcher, telemetry: Telemetry, pool: Executor) -> None:  # fmt: skip
+        self.pool = pool
         self.model = repository.get(config.model, config.model_version)
         m = self.model.manifest
         if not abs(config.sample_rate_hz - m.sample_rate_hz) <= RATE_TOLERANCE * m.sample_rate_hz:
@@ -108,6 +117,7 @@ class EncodeSession:
         self.batcher, self.telemetry, self.settings = batcher, telemetry, settings
         self.max_samples = int(settings.max_stream_seconds * m.sample_rate_hz)
         self.received = 0
+        self.opened = time.monotonic()
         self.summary = codec_pb2.EncodeSummary()
         self._ready: dict[int, dict[int, CodedChannel]] = {}
 
@@ -129,11 +139,23 @@ class EncodeSession:
         return out
 
     async def push(self, data: bytes) -> list[codec_pb2.EncodeResponse]:
-        """Code one chunk; InvalidSignalError (the chunk is refused whole) leaves the stream intact."""
+        """Code one chunk; InvalidSignalError (the chunk is refused whole) leaves the stream intact.
+        The numerical work runs in `self.pool`, off the event loop."""
         if len(data) > self.settings.max_chunk_bytes:
             raise InvalidSignalError(
                 f"chunk of {len(data)} bytes is over the {self.settings.max_chunk_bytes}-byte limit"
             )
+        started = time.perf_counter()
+        samples = await self._off_loop(self._accepted_samples, data)
+        out: list[codec_pb2.EncodeResponse] = []
+        for lo in range(0, samples.shape[1], SLICE_SAMPLES):  # small steps: others interleave
+            part = samples[:, lo : lo + SLICE_SAMPLES]
+            windows = await self._off_loop(self._windows, part)
+            out += await self._code(windows, started)
+        return out
+
+    def _accepted_samples(self, data: bytes) -> npt.NDArray[np.float64]:
+        """The chunk's samples, or InvalidSignalError before any of them enters the stream."""
         samples = self._physical(unpack_samples(data, self.dtype, len(self.coders)))
         self._check_range(samples)
         if self.received + samples.shape[1] > self.max_samples:
@@ -141,9 +163,13 @@ class EncodeSession:
                 f"the stream is over its limit of {self.settings.max_stream_seconds:g} s of signal"
             )
         self.received += samples.shape[1]
-        started = time.perf_counter()
-        windows = [coder.push(row) for coder, row in zip(self.coders, samples, strict=True)]
-        return await self._code(windows, started)
+        return samples
+
+    def _windows(self, samples: npt.NDArray[np.float64]) -> list[list[Window]]:
+        return [coder.push(row) for coder, row in zip(self.coders, samples, strict=True)]
+
+    async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, call, *args)
 
     def _check_range(self, samples: npt.NDArray[np.float64]) -> None:
         limit = MAX_MODEL_VALUE * self.plan.scale
@@ -166,8 +192,23 @@ class EncodeSession:
     async def _code(
         self, windows: list[list[Window]], started: float
     ) -> list[codec_pb2.EncodeResponse]:
-        flat = [w for ws in windows for w in ws]
-        spikes = iter(await self.batcher.detect(self.model, flat))
+        out: list[codec_pb2.EncodeResponse] = []
+        longest = max((len(ws) for ws in windows), default=0)
+        for lo in range(0, longest, SLICE_WINDOWS):  # small steps, so other streams interleave
+            part = [ws[lo : lo + SLICE_WINDOWS] for ws in windows]
+            spikes = await self.batcher.detect(self.model, [w for ws in part for w in ws])
+            out += await self._off_loop(self._accept, part, spikes, started)
+        return out
+
+    def ahead_s(self) -> float:
+        """How far the stream's signal is ahead of the wall clock since it opened."""
+        rate = self.model.manifest.sample_rate_hz
+        return self.received / rate - (time.monotonic() - self.opened)
+
+    def _accept(
+        self, windows: list[list[Window]], found: list[Spikes], started: float
+    ) -> list[codec_pb2.EncodeResponse]:
+        spikes = iter(found)
         coded = [
             [c for w in ws for c in coder.accept(w, next(spikes))]
             for coder, ws in zip(self.coders, windows, strict=True)

@@ -27,6 +27,11 @@ CONFIG = codec_pb2.EncodeRequest(
 )
 
 
+def _samples(n: int) -> codec_pb2.EncodeRequest:
+    values = np.sin(np.arange(n) / 9.0).astype("<f4")
+    return codec_pb2.EncodeRequest(chunk=codec_pb2.SignalChunk(samples=values.tobytes()))
+
+
 class Held:
     """An Encode stream that sends `first` messages, then nothing until released."""
 
@@ -65,6 +70,7 @@ def test_idle_streams_are_closed_with_a_clear_status() -> None:
     try:
         with grpc.insecure_channel(server.address) as channel:
             silent, configured = Held(channel, []), Held(channel, [CONFIG])
+            sent = Held(channel, [CONFIG, _samples(3000)])
             error = silent.wait(5)
             assert error is not None
             assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -73,8 +79,16 @@ def test_idle_streams_are_closed_with_a_clear_status() -> None:
             error = configured.wait(5)
             assert error is not None
             assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert "sent nothing for 1 s (the idle timeout)" in error.details()
+            assert (
+                "sent nothing for 1 s (the idle timeout): what it sent was flushed"
+                in error.details()
+            )
             assert configured.responses[0].WhichOneof("payload") == "started"
+            error = sent.wait(5)
+            assert error is not None
+            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            blocks = [r.block for r in sent.responses if r.WhichOneof("payload") == "block"]
+            assert sum(b.sample_count for b in blocks) == 3000  # flushed before it was closed
     finally:
         server.stop()
 
