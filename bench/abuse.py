@@ -135,11 +135,18 @@ async def fast_sender(stub: codec_pb2_grpc.CodecServiceStub, until: float, chunk
             yield _chunk(data)
 
     try:
-        async for _ in stub.Encode(requests()):
-            pass
+        async for response in stub.Encode(requests()):
+            if response.WhichOneof("payload") == "block":
+                CODED[0] += response.block.sample_count
         return "OK"
     except grpc.aio.AioRpcError as exc:
         return _told(exc)
+
+
+async def crowd_member(stub: codec_pb2_grpc.CodecServiceStub, until: float, seconds: float) -> str:
+    """One of a crowd of real-time streams that arrive over the first half of the run."""
+    await asyncio.sleep(random.random() * seconds / 2)
+    return await realtime(stub, until, [], random.randrange(1 << 16))
 
 
 async def idle_holder(
@@ -195,12 +202,17 @@ ABUSERS = {  # name: (title, count, how one abuser is made from (stub, port, unt
     "idle": ("300 idle holders (config, then nothing)", 300, lambda s, p, u, t: idle_holder(s, True, t)),
     "silent": ("300 silent holders (no config)", 300, lambda s, p, u, t: idle_holder(s, False, t)),
     "loris": ("200 slow-loris connections", 1, lambda s, p, u, t: slow_loris(p, 200, t)),
+    "crowd": ("a crowd of 1500 real-time streams arriving (per-peer cap lifted)", 1500,
+              lambda s, p, u, t: crowd_member(s, u, t)),
     "bombs": ("8 decode bombs (2^26; 256 x 2^20)", 8,
               lambda s, p, u, t: decode_bomb(s, 1, 1 << 26) if random.random() < 0.5 else decode_bomb(s, 256, 1 << 20)),
 }  # fmt: skip
 
 
-async def abusers(name: str, address: str, port: int, seconds: float) -> Counter[str]:
+CODED = [0]  # samples the abusers got coded
+
+
+async def abusers(name: str, address: str, port: int, seconds: float) -> dict[str, object]:
     """One kind of abuser, `count` of them on one channel: run in a process of its own."""
     _, count, make = ABUSERS[name]
     async with grpc.aio.insecure_channel(address) as channel:
@@ -209,7 +221,7 @@ async def abusers(name: str, address: str, port: int, seconds: float) -> Counter
         results = await asyncio.gather(
             *(make(stub, port, until, seconds) for _ in range(count)), return_exceptions=True
         )
-    return Counter(str(r) for r in results)
+    return {"told": Counter(str(r) for r in results), "coded Msamples/s": CODED[0] / seconds / 1e6}
 
 
 async def scenario(address: str, pid: int, port: int, name: str, seconds: float,
@@ -237,10 +249,12 @@ async def scenario(address: str, pid: int, port: int, name: str, seconds: float,
         tasks += [health_probe(channel, until, health_lat), watch_rss()]
         results = await asyncio.gather(*tasks, return_exceptions=True)
     out, _ = await process.communicate()
-    told = Counter(json.loads(out or b"{}"))
+    report = json.loads(out or b"{}")
+    told, coded = Counter(report.get("told", {})), report.get("coded Msamples/s", 0.0)
     return {"scenario": ABUSERS[name][0], "live p50 ms": _p(rt_lat, 50), "live p99 ms": _p(rt_lat, 99),
             "live streams": Counter(str(r) for r in results[:live]), "health p99 ms": _p(health_lat, 99),
-            "health max ms": max(health_lat, default=0) * 1000, "rss peak MiB": peak[0], "abusers told": told}  # fmt: skip
+            "health max ms": max(health_lat, default=0) * 1000, "rss peak MiB": peak[0], "abusers told": told,
+            "abusers coded Msamples/s": coded}  # fmt: skip
 
 
 def _start(port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
@@ -259,8 +273,10 @@ def _start(port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
     raise SystemExit(f"server did not start:\n{log.read_text()}")
 
 
-async def _abuse(address: str, pid: int, port: int, seconds: float, live: int) -> list[dict[str, object]]:  # fmt: skip
-    return [await scenario(address, pid, port, name, seconds, live) for name in ABUSERS]
+async def _abuse(address: str, pid: int, port: int, seconds: float, live: int,
+                 names: list[str]) -> list[dict[str, object]]:  # fmt: skip
+    await scenario(address, pid, port, "none", 5.0, live)  # warm-up, not reported
+    return [await scenario(address, pid, port, name, seconds, live) for name in names]
 
 
 def sanc_bombs() -> list[dict[str, object]]:
@@ -391,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
     process = _start(port, args.log, "--idle-timeout-s", "3", "--config-timeout-s", "2")
     try:
         base = _rss_mib(process.pid)[0]
-        rows = asyncio.run(_abuse(address, process.pid, port, args.seconds, args.live))
+        names = [n for n in ABUSERS if n != "crowd"]
+        rows = asyncio.run(_abuse(address, process.pid, port, args.seconds, args.live, names))
         now, peak = _rss_mib(process.pid)
         print(f"server RSS: {base:.0f} MiB after start, {now:.0f} MiB after the abuse, peak "
               f"{peak:.0f} MiB; {args.live} live real-time streams\n")  # fmt: skip
@@ -400,13 +417,23 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
+    # shedding by queue delay: many peers' worth of streams, so the per-peer cap is lifted here
+    process = _start(port, args.log.with_suffix(".crowd.log"), "--max-streams-per-peer", "4096")
+    try:
+        crowd = asyncio.run(scenario(address, process.pid, port, "crowd", args.seconds, args.live))
+        print(_table([crowd]) + "\n")
+    finally:
+        process.kill()
+        process.wait()
     process = _start(port, args.log.with_suffix(".sigterm.log"), "--grace-s", "4")
     try:
         print(_table([asyncio.run(sigterm_mid_stream(address, process))]) + "\n")
     finally:
         if process.poll() is None:
             process.kill()
-    for log in (args.log, args.log.with_suffix(".sigterm.log")):
+            process.wait()
+    for log in (args.log, args.log.with_suffix(".crowd.log"), args.log.with_suffix(".sigterm.log")):
         print(f"tracebacks in the server log ({log}): {log.read_text().count('Traceback')}")
 
 

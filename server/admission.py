@@ -14,6 +14,7 @@ from sancodec.errors import (
     SancodecError,
     UnavailableError,
 )
+from server.codec_threads import DelayGauge
 from server.config import ServerConfig
 
 __all__ = ["Admission", "ByteBudget", "Pacer", "peer_host", "working_bytes"]
@@ -37,8 +38,11 @@ def peer_host(peer: str) -> str:
 class Admission:
     """Counts streams (health watches apart) by peer; `admit` raises instead of admitting."""
 
-    def __init__(self, settings: ServerConfig, queue_delay_s: Callable[[], float]) -> None:
-        self.settings, self._queue_delay_s = settings, queue_delay_s
+    def __init__(self, settings: ServerConfig, *queues_s: Callable[[], float]) -> None:
+        """`queues_s`: how long new work would wait in each queue (encoder, codec threads);
+        `gauge` watches them and the event loop (started once the server is ready)."""
+        self.settings = settings
+        self.gauge = DelayGauge(*queues_s)
         self.ready = False
         self.draining = False
         self.active = 0
@@ -64,11 +68,11 @@ class Admission:
             raise OverloadedError(
                 f"this client holds its limit of {s.max_streams_per_peer} streams", RETRY_AFTER_S
             )
-        delay_ms = self._queue_delay_s() * 1000
+        delay_ms = self.gauge.delay_s * 1000
         if delay_ms > s.shed_delay_ms:
             raise OverloadedError(
-                f"the encoder queue is {delay_ms:.0f} ms behind (limit {s.shed_delay_ms:g} ms); "
-                "running streams keep their latency",
+                f"the server is {delay_ms:.0f} ms behind (limit {s.shed_delay_ms:g} ms): it takes "
+                "no new streams, so running ones keep their latency",
                 RETRY_AFTER_S,
             )
         self.active += 1
@@ -137,23 +141,29 @@ class Pacer:
         self._first_s, self._idle_s = settings.config_timeout_s, settings.idle_timeout_s
         self.count = 0
         self.ended_by: SancodecError | None = None
+        self._drained: asyncio.Future[Any] | None = None
 
     async def __aiter__(self) -> AsyncIterator[Any]:
-        while True:
-            message = await self._next()
-            if message is _END:
-                return
-            self.count += 1
-            yield message
+        try:
+            while True:
+                message = await self._next()
+                if message is _END:
+                    return
+                self.count += 1
+                yield message
+        finally:
+            if self._drained is not None:
+                self._drained.cancel()
 
     async def _next(self) -> Any:
         timeout = self._first_s if self.count == 0 else self._idle_s
+        if self._drained is None:  # one watcher per stream, not one per message
+            self._drained = asyncio.ensure_future(self._drain.wait())
+        drained = self._drained
         read = asyncio.ensure_future(anext(self._requests, _END))
-        drained = asyncio.ensure_future(self._drain.wait())
         done, _ = await asyncio.wait(
             (read, drained), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
-        drained.cancel()
         if read in done:
             return read.result()
         read.cancel()

@@ -20,6 +20,7 @@ from sancodec.errors import InvalidConfigError
 from sancodec.v1 import codec_pb2
 from server.admission import Admission
 from server.batcher import Batcher
+from server.codec_threads import CodecThreads
 from server.config import ServerConfig
 from server.health import Health
 from server.repository import ModelRepository
@@ -100,7 +101,8 @@ class Runtime:
         await _until(lambda: admission.active == 0, deadline - time.monotonic())
         await self.server.stop(max(0.0, deadline - time.monotonic()))
         await self.batcher.stop()
-        self.service.codec_pool.shutdown(wait=False, cancel_futures=True)
+        await admission.gauge.stop()
+        self.service.codec_pool.shutdown()
 
 
 async def _until(done: Callable[[], bool], timeout_s: float) -> None:
@@ -160,8 +162,9 @@ async def create_server(config: ServerConfig, telemetry: Telemetry | None = None
     telemetry = telemetry or Telemetry()
     repository = ModelRepository(config.models, config.providers, config.threads)
     batcher = Batcher(config.max_batch, config.max_wait_ms / 1000, config.queue_windows, telemetry)
-    admission = Admission(config, batcher.queue_delay_s)
-    service = CodecService(repository, config, batcher, telemetry, admission)
+    threads = CodecThreads(workers=2)
+    admission = Admission(config, batcher.queue_delay_s, threads.delay_s)
+    service = CodecService(repository, config, batcher, telemetry, admission, threads)
     interceptors = [TokenAuth(config.token)] if config.token else []
     calls = config.max_streams + config.max_health_watches + 64  # and a few unary calls
     server = grpc.aio.server(
@@ -184,10 +187,12 @@ async def create_server(config: ServerConfig, telemetry: Telemetry | None = None
     if not repository.models():
         await server.stop(0)
         await batcher.stop()
+        await admission.gauge.stop()
         raise InvalidConfigError(
             f"no model could be loaded from {config.models}: {'; '.join(repository.errors) or 'it is empty'}"
         )
     telemetry.set_models([(*m.key, m.provider) for m in repository.models()])
+    admission.gauge.start()  # after loading, whose work would read as overload
     admission.ready = True
     telemetry.set_ready(True)
     for name in ("", SERVICE):

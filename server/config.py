@@ -32,7 +32,7 @@ class ServerConfig:
     max_health_watches: int = 64  # Health.Watch streams, all clients together
     config_timeout_s: float = 5.0  # a stream must send its config this soon
     idle_timeout_s: float = 60.0  # and then a message at least this often
-    shed_delay_ms: float = 50.0  # encoder queue delay beyond which new streams are refused
+    shed_delay_ms: float = 25.0  # loop lag or queue delay beyond which new streams are refused
     max_inflight_bytes: int = 256 << 20  # working set of chunks being coded, all streams together
     flow_window_bytes: int = 256 << 10  # HTTP/2 window per stream (no BDP growth)
     max_chunk_bytes: int = 4 << 20

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
@@ -22,6 +21,7 @@ from sancodec.errors import (
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
 from server.admission import Admission, ByteBudget, Pacer, working_bytes
 from server.batcher import Batcher
+from server.codec_threads import CodecThreads
 from server.config import ServerConfig
 from server.repository import LoadedModel, ModelRepository
 from server.sessions import DecodeSession, EncodeSession
@@ -57,13 +57,13 @@ def model_info(model: LoadedModel) -> codec_pb2.ModelInfo:
 
 class CodecService(codec_pb2_grpc.CodecServiceServicer):
     def __init__(self, repository: ModelRepository, settings: ServerConfig, batcher: Batcher,
-                 telemetry: Telemetry, admission: Admission) -> None:  # fmt: skip
+                 telemetry: Telemetry, admission: Admission, codec_pool: CodecThreads) -> None:  # fmt: skip
         self.repository, self.settings = repository, settings
         self.batcher, self.telemetry, self.admission = batcher, telemetry, admission
         self.budget = ByteBudget(settings.max_inflight_bytes, BUDGET_WAIT_S)
         self.bulk = asyncio.Semaphore(1)
         # codec work (decoding; coding chunks into blocks) runs off the event loop, two at a time
-        self.codec_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="codec")
+        self.codec_pool = codec_pool
 
     async def _abort(self, context: Context, method: str, exc: BaseException) -> None:
         if isinstance(exc, SancodecError):
@@ -193,7 +193,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         )
         await self.budget.acquire(size)  # waiting here holds the sender back (flow control)
         try:
-            if session.ahead_s() < BULK_AHEAD_S:
+            if session.ahead_s(len(data)) < BULK_AHEAD_S:
                 return await session.push(data)
             async with self.bulk:  # faster than real time: one such stream codes at a time
                 return await session.push(data)
@@ -210,13 +210,12 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
     ) -> AsyncIterator[codec_pb2.DecodeResponse]:
         config = await self._first(requests, "Decode")
         session = DecodeSession(config, self.repository, self.telemetry, self.settings)
-        loop = asyncio.get_running_loop()
         index = 0
         async for request in requests:
             if not request.HasField("block"):
                 raise ProtocolError(f"message {index + 1} is a second config; a stream has one")
             try:
-                chunks = await loop.run_in_executor(self.codec_pool, session.push, request.block)
+                chunks = await self.codec_pool.run(session.push, request.block)
             except CorruptCodeError as exc:
                 raise CorruptCodeError(f"block {index}: {exc}") from None
             for chunk in chunks:

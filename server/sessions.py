@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -24,6 +22,7 @@ from sancodec.samples import SampleDtype, unpack_samples
 from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
 from sancodec.v1 import codec_pb2, codes_pb2
 from server.batcher import Batcher
+from server.codec_threads import CodecThreads
 from server.config import ServerConfig
 from server.repository import LoadedModel, ModelRepository
 from server.telemetry import Telemetry
@@ -36,8 +35,8 @@ MAX_CHANNELS = 256
 # Model-domain values (physical / the model's scale) beyond this could overflow the 31-bit
 # levels of a block's code; such a chunk is refused in-band, before it enters the stream.
 MAX_MODEL_VALUE = 1e6
-SLICE_WINDOWS = 8  # windows per channel coded at a time
-SLICE_SAMPLES = 8 * 2048  # samples per channel of a chunk fed to the coders at a time
+SLICE_WINDOWS = 4  # windows per channel coded at a time
+SLICE_SAMPLES = 4 * 2048  # samples per channel of a chunk fed to the coders at a time
 FRAME_SLACK_BYTES = 4096  # a decoded chunk's message beyond its samples
 # A caller's own codebook (a .sanc header's, e.g. --adapt's blocks of 8 model blocks) names no
 # block length: its blocks may hold this many samples, and this many values over all channels.
@@ -87,7 +86,7 @@ def _plan(
 
 class EncodeSession:
     def __init__(self, config: codec_pb2.EncodeConfig, repository: ModelRepository, settings: ServerConfig,
-                 batcher: Batcher, telemetry: Telemetry, pool: Executor) -> None:  # fmt: skip
+                 batcher: Batcher, telemetry: Telemetry, pool: CodecThreads) -> None:  # fmt: skip
         self.pool = pool
         self.model = repository.get(config.model, config.model_version)
         m = self.model.manifest
@@ -169,7 +168,7 @@ class EncodeSession:
         return [coder.push(row) for coder, row in zip(self.coders, samples, strict=True)]
 
     async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, call, *args)
+        return await self.pool.run(call, *args)
 
     def _check_range(self, samples: npt.NDArray[np.float64]) -> None:
         limit = MAX_MODEL_VALUE * self.plan.scale
@@ -200,10 +199,12 @@ class EncodeSession:
             out += await self._off_loop(self._accept, part, spikes, started)
         return out
 
-    def ahead_s(self) -> float:
-        """How far the stream's signal is ahead of the wall clock since it opened."""
+    def ahead_s(self, chunk_bytes: int = 0) -> float:
+        """How far the stream's signal (with a chunk of `chunk_bytes`) is ahead of the wall
+        clock since it opened."""
+        frames = chunk_bytes // (self.dtype.numpy.itemsize * len(self.coders))
         rate = self.model.manifest.sample_rate_hz
-        return self.received / rate - (time.monotonic() - self.opened)
+        return (self.received + frames) / rate - (time.monotonic() - self.opened)
 
     def _accept(
         self, windows: list[list[Window]], found: list[Spikes], started: float

@@ -133,16 +133,24 @@ def test_health_watches_are_capped() -> None:
         server.stop()
 
 
-def test_new_streams_are_shed_when_the_encoder_queue_falls_behind() -> None:
-    delay = [0.0]
-    admission = Admission(ServerConfig(shed_delay_ms=50.0), lambda: delay[0])
-    admission.ready = True
-    admission.admit("ipv4:10.0.0.1:1000")
-    delay[0] = 0.2
-    with pytest.raises(OverloadedError, match="200 ms behind") as caught:
-        admission.admit("ipv4:10.0.0.2:1000")
-    assert caught.value.retry_after_s == 1.0
-    assert admission.active == 1
+def test_new_streams_are_shed_when_the_server_falls_behind() -> None:
+    async def run() -> None:
+        delay = [0.0]
+        admission = Admission(ServerConfig(shed_delay_ms=50.0), lambda: delay[0])
+        admission.ready = True
+        admission.gauge.start()
+        admission.admit("ipv4:10.0.0.1:1000")
+        delay[0] = 0.2  # a queue's oldest job has waited 200 ms: a moment is not overload
+        await asyncio.sleep(0.2)
+        admission.admit("ipv4:10.0.0.1:1001")
+        await asyncio.sleep(1.0)  # a second of it is
+        with pytest.raises(OverloadedError, match="200 ms behind") as caught:
+            admission.admit("ipv4:10.0.0.2:1000")
+        assert caught.value.retry_after_s == 1.0
+        assert admission.active == 2
+        await admission.gauge.stop()
+
+    asyncio.run(run())
     assert peer_host("ipv6:[::1]:5000") == "ipv6:[::1]"
 
 
