@@ -71,7 +71,7 @@ def _told(exc: grpc.aio.AioRpcError) -> str:
 
 
 async def realtime(stub: codec_pb2_grpc.CodecServiceStub, until: float, latencies: list[float],
-                   seed: int) -> str:  # fmt: skip
+                   seed: int, burst: int = 0) -> str:  # fmt: skip
     """A real-time stream: CHUNK samples every CHUNK / RATE_HZ s. Block b is final once block
     b+1's window has its right context (sample (b+2) x BLOCK + CONTEXT): its latency runs from
     the send of the chunk that completed that to the block's arrival."""
@@ -88,7 +88,10 @@ async def realtime(stub: codec_pb2_grpc.CodecServiceStub, until: float, latencie
     await asyncio.sleep(random.random() * CHUNK / RATE_HZ)  # streams do not march in step
 
     async def send() -> None:
-        for lo in range(0, signal_.size, CHUNK):
+        if burst:  # a device that connects with a backlog, then keeps pace
+            sent.append((burst, time.monotonic()))
+            await queue.put(_chunk(signal_[:burst]))
+        for lo in range(burst, signal_.size, CHUNK):
             if time.monotonic() > until:
                 break
             sent.append((lo + CHUNK, time.monotonic()))
@@ -144,9 +147,10 @@ async def fast_sender(stub: codec_pb2_grpc.CodecServiceStub, until: float, chunk
 
 
 async def crowd_member(stub: codec_pb2_grpc.CodecServiceStub, until: float, seconds: float) -> str:
-    """One of a crowd of real-time streams that arrive over the first half of the run."""
+    """One of a crowd of real-time streams that arrive over the first half of the run, each with
+    two blocks of backlog, so its load shows at once."""
     await asyncio.sleep(random.random() * seconds / 2)
-    return await realtime(stub, until, [], random.randrange(1 << 16))
+    return await realtime(stub, until, [], random.randrange(1 << 16), burst=2 * BLOCK + CONTEXT)
 
 
 async def idle_holder(
