@@ -3,6 +3,7 @@
 Each scenario is bounded in time and count. Live real-time streams run beside the abusers; the
 report gives their block latency (send of the chunk that completes a block to its code), health
 Check latency, the server's RSS (now and peak, from /proc), and what each abuser was told.
+A block is 5.7 s of signal: give --seconds 15 or more for latency figures.
 """
 
 from __future__ import annotations
@@ -25,14 +26,23 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
+from bench.abuse_clients import (
+    CODED,
+    CONFIG,
+    chunk,
+    crowd_member,
+    decode_bomb,
+    fast_sender,
+    health_probe,
+    idle_holder,
+    realtime,
+    sanc_bombs,
+    signal_of,
+    slow_loris,
+)
+from sancodec.v1 import codec_pb2, codec_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
-BLOCK, CONTEXT, RATE_HZ = 2048, 256, 360.0  # the shipped ecg model
-CHUNK = 256  # samples a real-time stream sends at a time: 0.71 s
-CONFIG = codec_pb2.EncodeConfig(
-    model="ecg", sample_rate_hz=RATE_HZ, channel_count=1, dtype=codes_pb2.SAMPLE_DTYPE_FLOAT32
-)
 
 
 def _free_port() -> int:
@@ -53,152 +63,6 @@ def _p(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
 
-def _signal(n: int, seed: int) -> np.ndarray:
-    t = np.arange(n) / RATE_HZ
-    return (np.sin(2 * np.pi * 1.2 * t) + 0.05 * np.random.default_rng(seed).normal(size=n)).astype(
-        "<f4"
-    )
-
-
-def _chunk(values: np.ndarray) -> codec_pb2.EncodeRequest:
-    return codec_pb2.EncodeRequest(chunk=codec_pb2.SignalChunk(samples=values.tobytes()))
-
-
-def _told(exc: grpc.aio.AioRpcError) -> str:
-    code = exc.code().name
-    unusual = code in ("INTERNAL", "UNAVAILABLE", "UNKNOWN") or os.environ.get("ABUSE_DETAILS")
-    return f"{code} ({(exc.details() or '')[:60]})" if unusual else code
-
-
-async def realtime(stub: codec_pb2_grpc.CodecServiceStub, until: float, latencies: list[float],
-                   seed: int, burst: int = 0) -> str:  # fmt: skip
-    """A real-time stream: CHUNK samples every CHUNK / RATE_HZ s. Block b is final once block
-    b+1's window has its right context (sample (b+2) x BLOCK + CONTEXT): its latency runs from
-    the send of the chunk that completed that to the block's arrival."""
-    queue: asyncio.Queue[codec_pb2.EncodeRequest | None] = asyncio.Queue()
-    sent: list[tuple[int, float]] = []  # (end sample, time) of each chunk
-
-    async def requests() -> AsyncIterator[codec_pb2.EncodeRequest]:
-        while (item := await queue.get()) is not None:
-            yield item
-
-    call = stub.Encode(requests())
-    await queue.put(codec_pb2.EncodeRequest(config=CONFIG))
-    signal_ = _signal(int(RATE_HZ * 120), seed)
-    await asyncio.sleep(random.random() * CHUNK / RATE_HZ)  # streams do not march in step
-
-    async def send() -> None:
-        if burst:  # a device that connects with a backlog, then keeps pace
-            sent.append((burst, time.monotonic()))
-            await queue.put(_chunk(signal_[:burst]))
-        for lo in range(burst, signal_.size, CHUNK):
-            if time.monotonic() > until:
-                break
-            sent.append((lo + CHUNK, time.monotonic()))
-            await queue.put(_chunk(signal_[lo : lo + CHUNK]))
-            await asyncio.sleep(CHUNK / RATE_HZ)
-        await queue.put(None)
-
-    sender = asyncio.ensure_future(send())
-    blocks = 0
-    try:
-        async for response in call:
-            if response.WhichOneof("payload") != "block":
-                continue
-            need = (blocks + 2) * BLOCK + CONTEXT
-            completing = [t for end, t in sent if end >= need]
-            if completing and not sender.done():
-                latencies.append(time.monotonic() - completing[0])
-            blocks += 1
-        return "OK"
-    except grpc.aio.AioRpcError as exc:
-        return _told(exc)
-    finally:
-        sender.cancel()
-
-
-async def health_probe(channel: grpc.aio.Channel, until: float, latencies: list[float]) -> None:
-    stub = health_pb2_grpc.HealthStub(channel)
-    while time.monotonic() < until:
-        started = time.monotonic()
-        try:
-            await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
-            latencies.append(time.monotonic() - started)
-        except grpc.aio.AioRpcError:
-            latencies.append(5.0)
-        await asyncio.sleep(0.05)
-
-
-async def fast_sender(stub: codec_pb2_grpc.CodecServiceStub, until: float, chunk_bytes: int) -> str:
-    data = _signal(chunk_bytes // 4, 7)
-
-    async def requests() -> AsyncIterator[codec_pb2.EncodeRequest]:
-        yield codec_pb2.EncodeRequest(config=CONFIG)
-        while time.monotonic() < until:
-            yield _chunk(data)
-
-    try:
-        async for response in stub.Encode(requests()):
-            if response.WhichOneof("payload") == "block":
-                CODED[0] += response.block.sample_count
-        return "OK"
-    except grpc.aio.AioRpcError as exc:
-        return _told(exc)
-
-
-async def crowd_member(stub: codec_pb2_grpc.CodecServiceStub, until: float, seconds: float) -> str:
-    """One of a crowd of real-time streams that arrive over the first half of the run, each with
-    two blocks of backlog, so its load shows at once."""
-    await asyncio.sleep(random.random() * seconds / 2)
-    return await realtime(stub, until, [], random.randrange(1 << 16), burst=2 * BLOCK + CONTEXT)
-
-
-async def idle_holder(
-    stub: codec_pb2_grpc.CodecServiceStub, with_config: bool, hold_s: float
-) -> str:
-    async def requests() -> AsyncIterator[codec_pb2.EncodeRequest]:
-        if with_config:
-            yield codec_pb2.EncodeRequest(config=CONFIG)
-        await asyncio.sleep(hold_s)
-
-    try:
-        async for _ in stub.Encode(requests(), timeout=hold_s + 5):
-            pass
-        return "OK"
-    except grpc.aio.AioRpcError as exc:
-        return _told(exc)
-
-
-async def decode_bomb(stub: codec_pb2_grpc.CodecServiceStub, channels: int, samples: int) -> str:
-    block = codes_pb2.EncodedBlock(start_sample=0, sample_count=samples)
-    for c in range(channels):
-        block.channels.add(channel=c)
-    requests = [codec_pb2.DecodeRequest(config=codec_pb2.DecodeConfig(model="ecg", channel_count=channels)),
-                codec_pb2.DecodeRequest(block=block)]  # fmt: skip
-    try:
-        async for _ in stub.Decode(iter(requests), timeout=30):
-            pass
-        return "OK"
-    except grpc.aio.AioRpcError as exc:
-        return _told(exc)
-
-
-async def slow_loris(port: int, count: int, hold_s: float) -> str:
-    """TCP connections that send half an HTTP/2 preface and then nothing."""
-    writers = []
-    for _ in range(count):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"PRI * HTTP/2.0\r\n")
-            writers.append(writer)
-        except OSError:
-            break
-    await asyncio.sleep(hold_s)
-    for w in writers:
-        w.close()
-    return f"{len(writers)} held"
-
-
 ABUSERS = {  # name: (title, count, how one abuser is made from (stub, port, until, seconds))
     "none": ("baseline (live streams only)", 0, None),
     "fast": ("16 fast senders, 512 KiB chunks", 16, lambda s, p, u, t: fast_sender(s, u, 512 << 10)),
@@ -211,9 +75,6 @@ ABUSERS = {  # name: (title, count, how one abuser is made from (stub, port, unt
     "bombs": ("8 decode bombs (2^26; 256 x 2^20)", 8,
               lambda s, p, u, t: decode_bomb(s, 1, 1 << 26) if random.random() < 0.5 else decode_bomb(s, 256, 1 << 20)),
 }  # fmt: skip
-
-
-CODED = [0]  # samples the abusers got coded
 
 
 async def abusers(name: str, address: str, port: int, seconds: float) -> dict[str, object]:
@@ -283,76 +144,6 @@ async def _abuse(address: str, pid: int, port: int, seconds: float, live: int,
     return [await scenario(address, pid, port, name, seconds, live) for name in names]
 
 
-def sanc_bombs() -> list[dict[str, object]]:
-    """Hand-made .sanc files with valid checksums, and a splice, decoded offline."""
-    import resource
-    import zlib
-
-    from sancodec.errors import CorruptFileError
-    from sancodec.sancfile import SIGNATURE, decode_file
-
-    def framed(file_id: bytes, kind: bytes, payload: bytes) -> bytes:
-        length = bytearray()
-        n = len(payload)
-        while True:
-            length.append(n & 0x7F | (0x80 if n >> 7 else 0))
-            n >>= 7
-            if not n:
-                break
-        record = kind + bytes(length) + payload
-        return record + zlib.crc32(record, zlib.crc32(file_id)).to_bytes(4, "little")
-
-    from sancodec import (
-        BlockCode,
-        ChannelCode,
-        ChannelInfo,
-        Codebook,
-        ModelRef,
-        Quantizer,
-        SanLayer,
-        StreamHeader,
-    )
-
-    one = Codebook((np.ones(16, np.float32),))
-    long = Codebook((np.ones(1 << 16, np.float32),))  # 65536 taps
-    channel = (ChannelInfo("c", "mV"),)
-    header = StreamHeader(ModelRef("x", "1"), one, 360.0, 2048, channel).to_proto()
-    wide = StreamHeader(ModelRef("x", "1"), one, 360.0, 1 << 26, channel).to_proto()
-    taps = StreamHeader(ModelRef("x", "1"), long, 360.0, 2048, channel).to_proto()
-    claim = codes_pb2.EncodedBlock(start_sample=0, sample_count=1 << 26)
-    spikes = SanLayer.from_spikes([0] * 1000, np.arange(1000) * 2, np.ones(1000), Quantizer(0))
-    paint = BlockCode(0, 2048, (ChannelCode(0, spikes),)).to_bytes()
-    small = BlockCode(0, 16, (ChannelCode(0, SanLayer(0, [], [], [])),)).to_bytes()
-    fid = os.urandom(16)
-    h = lambda m: framed(fid, b"H", m.SerializeToString())  # noqa: E731
-    files = {
-        "block claiming 2^26 samples": [h(header), framed(fid, b"B", claim.SerializeToString())],
-        "header with 2^26-sample blocks": [h(wide)],
-        "65536-tap kernel, 1000 spikes": [h(taps), framed(fid, b"B", paint)],
-        "header of one file, block of another": [h(header), framed(os.urandom(16), b"B", small)],
-    }
-    rows = []
-    for name, records in files.items():
-        data = SIGNATURE + fid + b"".join(records)
-        started = time.perf_counter()
-        try:
-            decode_file(data)
-            outcome = "decoded"
-        except CorruptFileError as exc:
-            outcome = f"CorruptFileError: {str(exc)[:60]}"
-        took = (time.perf_counter() - started) * 1000
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        rows.append(
-            {
-                "file": f"{name} ({len(data)} B)",
-                "outcome": outcome,
-                "ms": took,
-                "client peak RSS MiB": peak,
-            }
-        )
-    return rows
-
-
 async def sigterm_mid_stream(address: str, process: subprocess.Popen[bytes]) -> dict[str, object]:
     """A stream that sent 3000 samples, then SIGTERM: its blocks must come back, then UNAVAILABLE."""
     queue: asyncio.Queue[codec_pb2.EncodeRequest | None] = asyncio.Queue()
@@ -364,7 +155,7 @@ async def sigterm_mid_stream(address: str, process: subprocess.Popen[bytes]) -> 
     async with grpc.aio.insecure_channel(address) as channel:
         call = codec_pb2_grpc.CodecServiceStub(channel).Encode(requests())
         await queue.put(codec_pb2.EncodeRequest(config=CONFIG))
-        await queue.put(_chunk(_signal(3000, 3)))
+        await queue.put(chunk(signal_of(3000, 3)))
         await asyncio.sleep(1.0)
         process.send_signal(signal.SIGTERM)
         samples, code, details = 0, "OK", ""
