@@ -1,4 +1,4 @@
-"""Load and abuse suite against a real server on loopback: `python -m bench.abuse [--quick]`.
+"""Load and abuse suite against a real server on loopback: `python -m bench.abuse [--seconds S] [--live N]`.
 
 Each scenario is bounded in time and count. Live real-time streams run beside the abusers; the
 report gives their block latency (send of the chunk that completes a block to its code), health

@@ -14,7 +14,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2
-from grpc_reflection.v1alpha import reflection
 
 from sancodec.errors import InvalidConfigError
 from sancodec.v1 import codec_pb2
@@ -23,6 +22,7 @@ from server.batcher import Batcher
 from server.codec_threads import CodecThreads
 from server.config import ServerConfig
 from server.health import Health
+from server.reflection import enable_reflection
 from server.repository import ModelRepository
 from server.service import CodecService
 from server.telemetry import Telemetry
@@ -173,9 +173,7 @@ async def create_server(config: ServerConfig, telemetry: Telemetry | None = None
     register(server, service, codec_pb2.DESCRIPTOR.services_by_name["CodecService"])
     health = Health(admission)
     register(server, health, health_pb2.DESCRIPTOR.services_by_name["Health"])
-    reflection.enable_server_reflection(
-        (SERVICE, "grpc.health.v1.Health", reflection.SERVICE_NAME), server
-    )
+    enable_reflection(server, (SERVICE, "grpc.health.v1.Health"))
     for name in ("", SERVICE):
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     port = _bind(server, f"{config.host}:{config.port}", credentials)

@@ -43,6 +43,12 @@ def _raw(channel: grpc.Channel, method: str, streaming: bool) -> grpc.RpcError:
         ("/sancodec.v1.CodecService/Encode", True, grpc.StatusCode.INVALID_ARGUMENT),
         ("/sancodec.v1.CodecService/Decode", True, grpc.StatusCode.DATA_LOSS),
         ("/grpc.health.v1.Health/Check", False, grpc.StatusCode.INVALID_ARGUMENT),
+        ("/grpc.health.v1.Health/Watch", True, grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            True,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
     ],
 )
 def test_malformed_messages_are_the_clients_fault_and_leave_no_traceback(
