@@ -145,6 +145,13 @@ def decode_to_recording(path: Path, *, salvage: bool = False) -> tuple[Recording
     """The decoded samples in physical units, and the salvage error message (None if intact)."""
     contents, _ = read_contents(Path(path), salvage)
     error = None if contents.error is None else str(contents.error)
+    if error is not None and contents.blocks:  # the lost block's spikes would have painted here
+        left, _ = contents.header.codebook.reach
+        provisional = max(0, contents.sample_count - left)
+        error += (
+            f"; samples {provisional}..{contents.sample_count - 1} lack the lost block's overlap "
+            "and may differ from a full decode"
+        )
     return to_recording(contents, Path(path)), error
 
 
@@ -198,6 +205,8 @@ def to_recording(contents: SancContents, path: Path) -> Recording:
         reason = f": {contents.error}" if contents.error is not None else ""
         raise CorruptFileError(f"{path}: no intact block to decode{reason}", block_index=0)
     samples = header.to_physical(decode(contents.blocks, header.codebook, header.channel_count))
+    if not np.all(np.isfinite(samples.astype(np.float32))):
+        raise CorruptFileError(f"{path}: decodes to samples beyond float32 range")
     rate, channels = header.sample_rate_hz, header.channels
     try:
         return Recording(samples, rate, channels, header.start_time, str(path))

@@ -16,6 +16,9 @@ __all__ = ["StreamingDecoder", "check_block", "decode", "paint_spikes"]
 
 Samples = npt.NDArray[np.float64]
 
+MAX_PAINT_WEIGHTS = 1 << 25  # spikes x kernel taps one block may paint (~0.3 s of work)
+PAINT_CHUNK_WEIGHTS = 1 << 20  # painted at a time, so memory stays ~25 MB whatever the block
+
 
 def paint_spikes(
     out: Samples,
@@ -30,15 +33,20 @@ def paint_spikes(
     for kid in np.unique(kernel_ids):
         mine = kernel_ids == kid
         values, left = codebook.painted(int(kid))
-        # (S, m) sample index of every weight of every spike of this kernel
-        index = positions[mine, None] - left - out_start + np.arange(values.size)[None, :]
-        weight = amplitudes[mine, None] * values[None, :].astype(np.float64)  # (S, m)
-        inside = (index >= 0) & (index < out.size)
-        out += np.bincount(index[inside], weights=weight[inside], minlength=out.size)
+        taps = np.arange(values.size)[None, :]
+        where, scale = positions[mine] - left - out_start, amplitudes[mine]
+        step = max(1, PAINT_CHUNK_WEIGHTS // values.size)
+        for lo in range(0, where.size, step):
+            index = where[lo : lo + step, None] + taps  # (S, m) sample of every weight
+            weight = scale[lo : lo + step, None] * values[None, :].astype(np.float64)  # (S, m)
+            inside = (index >= 0) & (index < out.size)
+            out += np.bincount(index[inside], weights=weight[inside], minlength=out.size)
 
 
 def check_block(block: BlockCode, codebook: Codebook, channel_count: int) -> None:
-    """Raise CorruptCodeError unless this codebook can decode the block."""
+    """Raise CorruptCodeError unless this codebook can decode the block within bounded work."""
+    sizes = np.array([w.size for w in codebook.kernels], dtype=np.int64)
+    painted = 0
     for code in block.channels:
         if code.channel >= channel_count:
             raise CorruptCodeError(
@@ -49,6 +57,12 @@ def check_block(block: BlockCode, codebook: Codebook, channel_count: int) -> Non
         if ids.size and ids.max() >= len(codebook.kernels):
             raise CorruptCodeError(
                 f"kernel id {int(ids.max())} is not in this codebook of {len(codebook.kernels)} kernels"
+            )
+        painted += int(sizes[ids].sum()) if ids.size else 0
+        if painted > MAX_PAINT_WEIGHTS:
+            raise CorruptCodeError(
+                f"block at {block.start_sample} paints more than {MAX_PAINT_WEIGHTS} kernel "
+                "weights (spikes x taps); no encoder writes such a block"
             )
         if code.residual is None:
             continue
@@ -90,6 +104,10 @@ class StreamingDecoder:
         self._grow(block.end_sample + self._right)
         for code in block.channels:
             self._add_channel(block, code)
+        if not np.all(np.isfinite(self._buffer)):
+            raise CorruptCodeError(
+                f"block at {block.start_sample} decodes to samples beyond float range"
+            )
         self._end = block.end_sample
         return self._take(max(self._emitted, block.end_sample - self._left))
 

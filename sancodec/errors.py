@@ -66,7 +66,13 @@ class NotFoundError(SancodecError):
 
 
 class OverloadedError(SancodecError):
+    """`retry_after_s`, when set, is how long the caller should wait before trying again."""
+
     status_code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class UnavailableError(SancodecError):

@@ -1,7 +1,9 @@
-"""The .sanc file: a signature, then CRC-checked records (header, blocks, trailer); docs/sanc-format.md."""
+"""The .sanc file: a signature, a file id, then records (header, blocks, trailer) whose CRCs bind
+them to that id; docs/sanc-format.md."""
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections.abc import Iterator
@@ -18,14 +20,18 @@ from sancodec.codes import BlockCode
 from sancodec.decoder import check_block, decode
 from sancodec.errors import CorruptCodeError, CorruptFileError, InvalidInputError
 from sancodec.header import StreamHeader
-from sancodec.payload import block_bytes, parse_block
+from sancodec.payload import block_bytes, decode_block
 from sancodec.v1 import codes_pb2
 
 __all__ = ["SancContents", "SancReader", "SancWriter", "decode_file", "read_sanc"]
 
 SIGNATURE = b"\x89SANC\r\n\x1a\n"
 HEADER, BLOCK, TRAILER = b"H", b"B", b"T"
+FILE_ID_BYTES = 16  # random per file; seeds every record's CRC, so a splice fails its checksum
+PREAMBLE_BYTES = len(SIGNATURE) + FILE_ID_BYTES
 MAX_RECORD_BYTES = 64 << 20
+MAX_BLOCK_LENGTH = 1 << 20  # samples per channel of one block
+MAX_BLOCK_VALUES = 1 << 23  # block length x channels: what one block may make a decoder hold
 
 
 def _varint(value: int) -> bytes:
@@ -41,20 +47,27 @@ class SancWriter:
     """Streams blocks into a .sanc file; `close` writes the trailer (an error skips it, so an
     interrupted file reads as truncated and `salvage` still recovers every block written)."""
 
-    def __init__(self, target: str | Path | BinaryIO, header: StreamHeader) -> None:
+    def __init__(
+        self, target: str | Path | BinaryIO, header: StreamHeader, file_id: bytes | None = None
+    ) -> None:
         self.header = header
+        self.file_id = os.urandom(FILE_ID_BYTES) if file_id is None else file_id
+        if len(self.file_id) != FILE_ID_BYTES:
+            raise InvalidInputError(f"a file id is {FILE_ID_BYTES} bytes")
+        _check_header(header, InvalidInputError)
+        self._seed = zlib.crc32(self.file_id)
         self._owns = isinstance(target, str | Path)
         self._file: BinaryIO = open(target, "wb") if isinstance(target, str | Path) else target  # noqa: SIM115
         self._crcs: list[int] = []
         self._samples = 0
         self._code_bytes = 0
         self._closed = False
-        self._file.write(SIGNATURE)
+        self._file.write(SIGNATURE + self.file_id)
         self._record(HEADER, header.to_proto().SerializeToString(deterministic=True))
 
     def _record(self, kind: bytes, payload: bytes) -> int:
         framed = kind + _varint(len(payload)) + payload
-        crc = zlib.crc32(framed)
+        crc = zlib.crc32(framed, self._seed)
         self._file.write(framed + struct.pack("<I", crc))
         return crc
 
@@ -64,6 +77,11 @@ class SancWriter:
         if block.start_sample != self._samples:
             raise InvalidInputError(
                 f"block starts at {block.start_sample}, expected {self._samples} (contiguous blocks)"
+            )
+        if block.sample_count > self.header.block_length:
+            raise InvalidInputError(
+                f"block of {block.sample_count} samples is longer than the header's "
+                f"block length {self.header.block_length}"
             )
         if block.channels and block.channels[-1].channel >= self.header.channel_count:
             raise InvalidInputError(
@@ -126,7 +144,11 @@ class SancReader:
         self._data = memoryview(data)
         if bytes(self._data[: len(SIGNATURE)]) != SIGNATURE:
             raise CorruptFileError("not a .sanc file (bad signature)")
-        self._offset = len(SIGNATURE)
+        if len(self._data) < PREAMBLE_BYTES:
+            raise CorruptFileError("file ends in its preamble (truncated)")
+        self.file_id = bytes(self._data[len(SIGNATURE) : PREAMBLE_BYTES])
+        self._seed = zlib.crc32(self.file_id)
+        self._offset = PREAMBLE_BYTES
         self.trailer: codes_pb2.SancTrailer | None = None
         kind, payload, _ = self._next_record(None)
         if kind != HEADER:
@@ -136,6 +158,7 @@ class SancReader:
             self.header = StreamHeader.from_proto(message)
         except (DecodeError, CorruptCodeError) as exc:
             raise CorruptFileError(f"header is invalid: {exc}") from None
+        _check_header(self.header, CorruptFileError)
 
     def _next_record(self, block_index: int | None) -> tuple[bytes, bytes, int]:
         where = "header" if block_index is None else f"block {block_index}"
@@ -159,9 +182,12 @@ class SancReader:
                 f"{where} runs past the end of the file (truncated or damaged length)",
                 block_index=block_index,
             )
-        crc = zlib.crc32(data[start:end])
+        crc = zlib.crc32(data[start:end], self._seed)
         if struct.unpack_from("<I", data, end)[0] != crc:
-            raise CorruptFileError(f"{where} fails its checksum (damaged)", block_index=block_index)
+            raise CorruptFileError(
+                f"{where} fails its checksum (damaged, or spliced from another file)",
+                block_index=block_index,
+            )
         self._offset = end + 4
         return bytes(data[start : start + 1]), bytes(data[pos:end]), crc
 
@@ -180,8 +206,7 @@ class SancReader:
                     f"block {index} has unknown record type {kind!r}", block_index=index
                 )
             try:
-                block = parse_block(payload, self.header.codebook)
-                check_block(block, self.header.codebook, self.header.channel_count)
+                block = self._parse(payload)
             except CorruptCodeError as exc:
                 raise CorruptFileError(f"block {index}: {exc}", block_index=index) from None
             if block.start_sample != expected_start:
@@ -192,6 +217,22 @@ class SancReader:
             crcs.append(crc)
             expected_start = block.end_sample
             yield block
+
+    def _parse(self, payload: bytes) -> BlockCode:
+        """A block checked against the header's bounds before anything is sized by it."""
+        message = codes_pb2.EncodedBlock()
+        try:
+            message.ParseFromString(payload)
+        except DecodeError as exc:
+            raise CorruptCodeError(f"encoded block does not parse: {exc}") from None
+        if message.sample_count > self.header.block_length:
+            raise CorruptCodeError(
+                f"{message.sample_count} samples, more than the header's block length "
+                f"{self.header.block_length}"
+            )
+        block = decode_block(message, self.header.codebook, len(payload))
+        check_block(block, self.header.codebook, self.header.channel_count)
+        return block
 
     def _check_trailer(self, payload: bytes, crcs: list[int], samples: int) -> None:
         try:
@@ -209,6 +250,16 @@ class SancReader:
                 f"{len(self._data) - self._offset} unexpected bytes after the trailer"
             )
         self.trailer = trailer
+
+
+def _check_header(header: StreamHeader, error: type[InvalidInputError | CorruptFileError]) -> None:
+    """Bounds on what a header can make a decoder allocate (check_block bounds the painting)."""
+    n, channels = header.block_length, header.channel_count
+    if n > MAX_BLOCK_LENGTH or n * channels > MAX_BLOCK_VALUES:
+        raise error(
+            f"header: blocks of {n} samples x {channels} channels are beyond this reader's "
+            f"bounds ({MAX_BLOCK_LENGTH} samples, {MAX_BLOCK_VALUES} values)"
+        )
 
 
 def read_sanc(source: str | Path | bytes, *, salvage: bool = False) -> SancContents:
@@ -231,5 +282,11 @@ def decode_file(
     """Decode a .sanc file offline to (channels, n) samples, in physical units by default."""
     contents = read_sanc(source, salvage=salvage)
     header = contents.header
-    samples = decode(contents.blocks, header.codebook, header.channel_count)
-    return header, header.to_physical(samples) if physical else samples
+    try:
+        samples = decode(contents.blocks, header.codebook, header.channel_count)
+    except CorruptCodeError as exc:
+        raise CorruptFileError(str(exc)) from None
+    out = header.to_physical(samples) if physical else samples
+    if not np.all(np.isfinite(out.astype(np.float32))):
+        raise CorruptFileError("the file decodes to samples beyond float32 range")
+    return header, out

@@ -6,23 +6,27 @@ import asyncio
 import hmac
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2
 
 from sancodec.errors import InvalidConfigError
-from sancodec.v1 import codec_pb2, codec_pb2_grpc
+from sancodec.v1 import codec_pb2
+from server.admission import Admission
 from server.batcher import Batcher
+from server.codec_threads import CodecThreads
 from server.config import ServerConfig
+from server.health import Health
+from server.reflection import enable_reflection
 from server.repository import ModelRepository
 from server.service import CodecService
 from server.telemetry import Telemetry
+from server.wire import register
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = codec_pb2.DESCRIPTOR.services_by_name["CodecService"].full_name
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+FLUSH_S = 2.0  # of the grace period, kept for flushing streams that are still running
 
 
 class TokenAuth(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -77,19 +82,33 @@ class Runtime:
     server: grpc.aio.Server
     port: int
     service: CodecService
-    health: health_aio.HealthServicer
+    health: Health
     batcher: Batcher
     telemetry: Telemetry
     repository: ModelRepository
 
     async def stop(self, grace_s: float) -> None:
-        """Drain: health NOT_SERVING, refuse new streams, let running ones finish within grace."""
-        self.service.draining = True
+        """Drain: health NOT_SERVING (and still answering), refuse new streams, let running ones
+        finish for most of the grace; then the rest flush their blocks and are told why."""
+        admission = self.service.admission
+        admission.draining = True
         self.telemetry.set_ready(False)
         for name in ("", SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.server.stop(grace_s)
+        deadline = time.monotonic() + grace_s
+        await _until(lambda: admission.active == 0, grace_s - min(FLUSH_S, grace_s / 2))
+        admission.drain.set()  # what still runs flushes and ends with UNAVAILABLE
+        await _until(lambda: admission.active == 0, deadline - time.monotonic())
+        await self.server.stop(max(0.0, deadline - time.monotonic()))
         await self.batcher.stop()
+        await admission.gauge.stop()
+        self.service.codec_pool.shutdown()
+
+
+async def _until(done: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
 
 
 def _options(config: ServerConfig) -> list[tuple[str, int]]:
@@ -101,6 +120,12 @@ def _options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
         ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
         ("grpc.max_connection_age_grace_ms", int(config.grace_s * 1000)),
+        # bounded buffering: a fixed per-stream window (no BDP growth), a cap on streams per
+        # connection and on calls in all; what a sender has not yet been granted stays with it
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", config.flow_window_bytes),
+        # beyond the per-peer limit, so the service (not a silent HTTP/2 queue) refuses
+        ("grpc.max_concurrent_streams", min(config.max_streams, config.max_streams_per_peer) + 16),
     ]
 
 
@@ -137,15 +162,18 @@ async def create_server(config: ServerConfig, telemetry: Telemetry | None = None
     telemetry = telemetry or Telemetry()
     repository = ModelRepository(config.models, config.providers, config.threads)
     batcher = Batcher(config.max_batch, config.max_wait_ms / 1000, config.queue_windows, telemetry)
-    service = CodecService(repository, config, batcher, telemetry)
+    threads = CodecThreads(workers=2)
+    admission = Admission(config, batcher.queue_delay_s, threads.delay_s)
+    service = CodecService(repository, config, batcher, telemetry, admission, threads)
     interceptors = [TokenAuth(config.token)] if config.token else []
-    server = grpc.aio.server(options=_options(config), interceptors=interceptors)
-    codec_pb2_grpc.add_CodecServiceServicer_to_server(service, server)
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (SERVICE, "grpc.health.v1.Health", reflection.SERVICE_NAME), server
+    calls = config.max_streams + config.max_health_watches + 64  # and a few unary calls
+    server = grpc.aio.server(
+        options=_options(config), interceptors=interceptors, maximum_concurrent_rpcs=calls
     )
+    register(server, service, codec_pb2.DESCRIPTOR.services_by_name["CodecService"])
+    health = Health(admission)
+    register(server, health, health_pb2.DESCRIPTOR.services_by_name["Health"])
+    enable_reflection(server, (SERVICE, "grpc.health.v1.Health"))
     for name in ("", SERVICE):
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     port = _bind(server, f"{config.host}:{config.port}", credentials)
@@ -157,11 +185,13 @@ async def create_server(config: ServerConfig, telemetry: Telemetry | None = None
     if not repository.models():
         await server.stop(0)
         await batcher.stop()
+        await admission.gauge.stop()
         raise InvalidConfigError(
             f"no model could be loaded from {config.models}: {'; '.join(repository.errors) or 'it is empty'}"
         )
     telemetry.set_models([(*m.key, m.provider) for m in repository.models()])
-    service.ready = True
+    admission.gauge.start()  # after loading, whose work would read as overload
+    admission.ready = True
     telemetry.set_ready(True)
     for name in ("", SERVICE):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)

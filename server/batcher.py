@@ -29,6 +29,7 @@ class _Request:
     results: list[Spikes | None] = field(default_factory=list)
     taken: int = 0  # windows handed to a batch
     left: int = 0  # windows without spikes yet
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 class Batcher:
@@ -58,6 +59,12 @@ class Batcher:
             if not request.future.done():
                 request.future.set_exception(UnavailableError("the server is shutting down"))
         self._executor.shutdown(wait=True)
+
+    def queue_delay_s(self) -> float:
+        """How long the oldest waiting request has waited: the delay new work would add to."""
+        if not self._pending:
+            return 0.0
+        return time.monotonic() - min(r.queued_at for r in self._pending)
 
     async def detect(self, model: LoadedModel, windows: list[Window]) -> list[Spikes]:
         if not windows:
@@ -91,15 +98,17 @@ class Batcher:
                 log.exception("encoder batch failed")
 
     def _take(self) -> list[tuple[_Request, int]]:
-        """Up to max_batch (request, window index) pairs, oldest first."""
+        """Up to max_batch (request, window index) pairs, round-robin over the waiting requests
+        (oldest first), so a stream sending large chunks does not delay real-time ones."""
         taken: list[tuple[_Request, int]] = []
         while self._pending and len(taken) < self.max_batch:
-            request = self._pending[0]
-            count = min(self.max_batch - len(taken), len(request.windows) - request.taken)
-            taken += [(request, request.taken + i) for i in range(count)]
-            request.taken += count
-            if request.taken == len(request.windows):
-                self._pending.pop(0)
+            for request in list(self._pending):
+                if len(taken) == self.max_batch:
+                    break
+                taken.append((request, request.taken))
+                request.taken += 1
+                if request.taken == len(request.windows):
+                    self._pending.remove(request)
         self._queued -= len(taken)
         self.telemetry.set_queue_depth(self._queued)
         return taken

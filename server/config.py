@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from sancodec.errors import InvalidConfigError
 __all__ = ["ServerConfig"]
 
 PREFIX = "SANCODEC_"
+SECRETS = ("token",)  # environment only: a flag's value shows in /proc/PID/cmdline
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,13 @@ class ServerConfig:
     max_wait_ms: float = 2.0  # how long a window waits for others to join its batch
     queue_windows: int = 4096  # windows waiting for the encoder; beyond, RESOURCE_EXHAUSTED
     max_streams: int = 2048
+    max_streams_per_peer: int = 256  # per client address; behind a proxy, raise it
+    max_health_watches: int = 64  # Health.Watch streams, all clients together
+    config_timeout_s: float = 5.0  # a stream must send its config this soon
+    idle_timeout_s: float = 60.0  # and then a message at least this often
+    shed_delay_ms: float = 25.0  # loop lag or queue delay beyond which new streams are refused
+    max_inflight_bytes: int = 256 << 20  # working set of chunks being coded, all streams together
+    flow_window_bytes: int = 256 << 10  # HTTP/2 window per stream (no BDP growth)
     max_chunk_bytes: int = 4 << 20
     max_message_bytes: int = 8 << 20
     max_stream_seconds: float = 24 * 3600.0  # a stream's recording length, in seconds of signal
@@ -38,6 +46,7 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # set: clients must present a certificate it signed (mTLS)
     token: str | None = None  # set: every call but health needs "authorization: Bearer <token>"
+    token_file: Path | None = None  # the token, read from this file (never a flag: /proc shows it)
     providers: str = "auto"  # "auto" (CUDA first when present), "cpu" or "cuda"
     threads: int = 0  # ONNX Runtime intra-op threads; 0 lets it choose
 
@@ -51,9 +60,20 @@ class ServerConfig:
                 self.max_streams,
                 self.max_chunk_bytes,
                 self.max_message_bytes,
+                self.max_streams_per_peer,
+                self.max_health_watches,
+                self.max_inflight_bytes,
+                self.flow_window_bytes,
             )
             > 0,
             "waits and grace must be non-negative": min(self.max_wait_ms, self.grace_s) >= 0,
+            "timeouts and shed delay must be positive": min(
+                self.config_timeout_s, self.idle_timeout_s, self.shed_delay_ms
+            )
+            > 0,
+            "the in-flight budget must hold one int16 chunk's working set (12 x max chunk)": (
+                self.max_inflight_bytes >= 12 * self.max_chunk_bytes
+            ),
             "tls cert and key go together": (self.tls_cert is None) == (self.tls_key is None),
             "mTLS needs tls cert and key": self.tls_client_ca is None or self.tls_cert is not None,
             "providers must be auto, cpu or cuda": self.providers in ("auto", "cpu", "cuda"),
@@ -76,7 +96,7 @@ class ServerConfig:
             raw = environ.get(PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _parse(f.name, raw, cls)
-        return cls(**values)
+        return _with_token(cls(**values))
 
     @classmethod
     def from_args(cls, argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:
@@ -86,20 +106,42 @@ class ServerConfig:
             prog="sancodec-server", description="The sancodec gRPC codec server."
         )
         for f in fields(cls):
+            if f.name in SECRETS:
+                continue
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
                                 help=f"default {getattr(base, f.name)!s} (env {PREFIX}{f.name.upper()})")  # fmt: skip
+        parser.add_argument("--token", dest="_token_flag", help=argparse.SUPPRESS)
         args = parser.parse_args(list(argv))
+        if args._token_flag is not None:
+            raise InvalidConfigError(
+                "--token would show the token in the process list; "
+                f"use --token-file PATH or {PREFIX}TOKEN"
+            )
+        del args._token_flag
         values: dict[str, Any] = {f.name: getattr(base, f.name) for f in fields(cls)}
         for name, raw in vars(args).items():
             if raw is not None:
                 values[name] = _parse(name, raw, cls)
-        return cls(**values)
+        return _with_token(cls(**values))
+
+
+def _with_token(config: ServerConfig) -> ServerConfig:
+    """Read the token file, once, at the edge; a token file wins over the environment's token."""
+    if config.token_file is None:
+        return config
+    try:
+        token = config.token_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidConfigError(f"cannot read the token file {config.token_file}: {exc}") from None
+    if not token:
+        raise InvalidConfigError(f"the token file {config.token_file} is empty")
+    return replace(config, token=token)
 
 
 def _parse(name: str, raw: str, cls: type[ServerConfig]) -> object:
     default = next(f for f in fields(cls) if f.name == name).default
     try:
-        if name in ("models", "tls_cert", "tls_key", "tls_client_ca"):
+        if name in ("models", "tls_cert", "tls_key", "tls_client_ca", "token_file"):
             return Path(raw)
         if isinstance(default, bool):
             return raw.lower() in ("1", "true", "yes", "on")

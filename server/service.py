@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,19 +12,22 @@ import grpc
 
 from sancodec.errors import (
     CorruptCodeError,
+    InvalidInputError,
     InvalidSignalError,
-    OverloadedError,
     ProtocolError,
     SancodecError,
     UnavailableError,
 )
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
+from server.admission import Admission, ByteBudget, Pacer, working_bytes
 from server.batcher import Batcher
+from server.codec_threads import CodecThreads
 from server.config import ServerConfig
 from server.repository import LoadedModel, ModelRepository
 from server.sessions import DecodeSession, EncodeSession
 from server.status import grpc_code, message_status
 from server.telemetry import Telemetry
+from server.wire import Malformed, checked
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -31,6 +35,8 @@ __all__ = ["CodecService"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+BUDGET_WAIT_S = 10.0  # how long a chunk waits for room in the in-flight budget
+BULK_AHEAD_S = 5.0  # a stream this far ahead of real time is bulk work: it yields to live ones
 
 
 def model_info(model: LoadedModel) -> codec_pb2.ModelInfo:
@@ -50,26 +56,24 @@ def model_info(model: LoadedModel) -> codec_pb2.ModelInfo:
 
 
 class CodecService(codec_pb2_grpc.CodecServiceServicer):
-    def __init__(
-        self,
-        repository: ModelRepository,
-        settings: ServerConfig,
-        batcher: Batcher,
-        telemetry: Telemetry,
-    ) -> None:
-        self.repository, self.settings, self.batcher, self.telemetry = (
-            repository,
-            settings,
-            batcher,
-            telemetry,
-        )
-        self.ready = False
-        self.draining = False
-        self.active = 0
+    def __init__(self, repository: ModelRepository, settings: ServerConfig, batcher: Batcher,
+                 telemetry: Telemetry, admission: Admission, codec_pool: CodecThreads) -> None:  # fmt: skip
+        self.repository, self.settings = repository, settings
+        self.batcher, self.telemetry, self.admission = batcher, telemetry, admission
+        self.budget = ByteBudget(settings.max_inflight_bytes, BUDGET_WAIT_S)
+        self.bulk = asyncio.Semaphore(1)
+        # codec work (decoding; coding chunks into blocks) runs off the event loop, two at a time
+        self.codec_pool = codec_pool
 
     async def _abort(self, context: Context, method: str, exc: BaseException) -> None:
         if isinstance(exc, SancodecError):
             code, message = grpc_code(exc), str(exc)
+            retry_s = getattr(exc, "retry_after_s", None)
+            if retry_s is not None:  # gRPC's retry pushback, and words for a person
+                context.set_trailing_metadata(
+                    (("grpc-retry-pushback-ms", str(int(retry_s * 1000))),)
+                )
+                message += f"; retry in {retry_s:g} s"
         else:  # the traceback goes to the log, never to the client
             log.exception("%s failed", method)
             code, message = (
@@ -79,20 +83,10 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         self.telemetry.observe_error(method, code.name)
         await context.abort(code, message)
 
-    def _admit(self) -> None:
-        if self.draining:
-            raise UnavailableError("the server is shutting down; reconnect to another instance")
-        if not self.ready:
-            raise UnavailableError("the server is still loading its models")
-        if self.active >= self.settings.max_streams:
-            raise OverloadedError(
-                f"the server holds its limit of {self.settings.max_streams} streams; retry later"
-            )
-
     async def _unary(self, method: str, context: Context, call: Callable[[], Awaitable[T]]) -> T:
         started, code = time.perf_counter(), "OK"
         try:
-            if not self.ready:
+            if not self.admission.ready:
                 raise UnavailableError("the server is still loading its models")
             return await call()
         except BaseException as exc:
@@ -103,9 +97,11 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
             self.telemetry.observe_rpc(method, code, time.perf_counter() - started)
 
     async def GetModel(
-        self, request: codec_pb2.GetModelRequest, context: Context
+        self, request: codec_pb2.GetModelRequest | Malformed, context: Context
     ) -> codec_pb2.GetModelResponse:
         async def call() -> codec_pb2.GetModelResponse:
+            if isinstance(request, Malformed):
+                raise InvalidInputError(request.describe())
             return codec_pb2.GetModelResponse(
                 model=model_info(self.repository.get(request.name, request.version))
             )
@@ -113,9 +109,11 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         return await self._unary("GetModel", context, call)
 
     async def ListModels(
-        self, request: codec_pb2.ListModelsRequest, context: Context
+        self, request: codec_pb2.ListModelsRequest | Malformed, context: Context
     ) -> codec_pb2.ListModelsResponse:
         async def call() -> codec_pb2.ListModelsResponse:
+            if isinstance(request, Malformed):
+                raise InvalidInputError(request.describe())
             return codec_pb2.ListModelsResponse(
                 models=[model_info(m) for m in self.repository.models()]
             )
@@ -136,27 +134,30 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
 
     async def _stream(self, method: str, requests: AsyncIterator[Any], context: Context,
                       body: Callable[[AsyncIterator[Any]], AsyncIterator[Any]]) -> AsyncIterator[Any]:  # fmt: skip
-        started, code = time.perf_counter(), "OK"
+        started, code, peer = time.perf_counter(), "OK", context.peer()
         try:
-            self._admit()  # a refused stream is never counted as active
+            self.admission.admit(peer)  # a refused stream is never counted as active
         except SancodecError as exc:
             self.telemetry.observe_rpc(method, grpc_code(exc).name, time.perf_counter() - started)
             await self._abort(context, method, exc)
             raise
-        self.active += 1
         self.telemetry.stream_started(method)
+        bad = InvalidInputError if method == "Encode" else CorruptCodeError
+        pacer = Pacer(checked(requests, bad), self.settings, self.admission.drain)
         try:
-            async for response in body(requests):
+            async for response in body(aiter(pacer)):
                 yield response
+            if pacer.ended_by is not None:  # its blocks are flushed and answered; now say why
+                raise pacer.ended_by
         except BaseException as exc:
             code = grpc_code(exc).name if isinstance(exc, SancodecError) else "CANCELLED"
             if isinstance(exc, SancodecError) or not isinstance(
-                exc, (GeneratorExit, grpc.aio.AbortError)
+                exc, (GeneratorExit, grpc.aio.AbortError, asyncio.CancelledError)
             ):
                 await self._abort(context, method, exc)
             raise
         finally:
-            self.active -= 1
+            self.admission.release(peer)
             self.telemetry.stream_ended(method)
             self.telemetry.observe_rpc(method, code, time.perf_counter() - started)
 
@@ -169,43 +170,56 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
     async def _encode(
         self, requests: AsyncIterator[codec_pb2.EncodeRequest]
     ) -> AsyncIterator[codec_pb2.EncodeResponse]:
+        config = await self._first(requests, "Encode")
         session = EncodeSession(
-            await self._first(requests, "Encode"),
-            self.repository,
-            self.settings,
-            self.batcher,
-            self.telemetry,
+            config, self.repository, self.settings, self.batcher, self.telemetry, self.codec_pool
         )
         yield session.started()
         index = 0
         async for request in requests:
             if not request.HasField("chunk"):
                 raise ProtocolError(f"chunk {index} is a second config; a stream has one")
-            try:
-                responses = await session.push(request.chunk.samples)
-            except InvalidSignalError as exc:  # the chunk is refused whole; the stream goes on
-                self.telemetry.observe_error("Encode", grpc_code(exc).name)
-                session.summary.rejected_chunk_count += 1
-                responses = [codec_pb2.EncodeResponse(status=message_status(index, exc))]
-            for response in responses:
+            for response in await self._push(session, index, request.chunk.samples):
                 yield response
             index += 1
         for response in await session.finish():
             yield response
 
+    async def _push(
+        self, session: EncodeSession, index: int, data: bytes
+    ) -> list[codec_pb2.EncodeResponse]:
+        size = working_bytes(
+            min(len(data), self.settings.max_chunk_bytes), session.dtype.numpy.itemsize
+        )
+        await self.budget.acquire(size)  # waiting here holds the sender back (flow control)
+        try:
+            if session.ahead_s(len(data)) < BULK_AHEAD_S:
+                return await session.push(data)
+            async with self.bulk:  # faster than real time: one such stream codes at a time
+                return await session.push(data)
+        except InvalidSignalError as exc:  # the chunk is refused whole; the stream goes on
+            self.telemetry.observe_error("Encode", grpc_code(exc).name)
+            session.summary.rejected_chunk_count += 1
+            named = InvalidSignalError(f"chunk {index}: {exc}")
+            return [codec_pb2.EncodeResponse(status=message_status(index, named))]
+        finally:
+            await self.budget.release(size)
+
     async def _decode(
         self, requests: AsyncIterator[codec_pb2.DecodeRequest]
     ) -> AsyncIterator[codec_pb2.DecodeResponse]:
-        session = DecodeSession(
-            await self._first(requests, "Decode"), self.repository, self.telemetry
-        )
+        config = await self._first(requests, "Decode")
+        session = DecodeSession(config, self.repository, self.telemetry, self.settings)
         index = 0
         async for request in requests:
             if not request.HasField("block"):
                 raise ProtocolError(f"block {index} is a second config; a stream has one")
             try:
-                yield session.push(request.block)
+                chunks = await self.codec_pool.run(session.push, request.block)
             except CorruptCodeError as exc:
                 raise CorruptCodeError(f"block {index}: {exc}") from None
+            for chunk in chunks:
+                yield chunk
             index += 1
-        yield session.finish()
+        for chunk in session.finish():
+            yield chunk

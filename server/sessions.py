@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -18,17 +20,29 @@ from sancodec.errors import (
 )
 from sancodec.payload import block_message
 from sancodec.samples import SampleDtype, unpack_samples
-from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Window
+from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
 from sancodec.v1 import codec_pb2, codes_pb2
 from server.batcher import Batcher
 from server.channels import input_channels, output_channels
+from server.codec_threads import CodecThreads
 from server.config import ServerConfig
 from server.repository import LoadedModel, ModelRepository
 from server.telemetry import Telemetry
 
 __all__ = ["DecodeSession", "EncodeSession"]
 
+T = TypeVar("T")
+
 MAX_CHANNELS = 256
+# Model-domain values (physical / the model's scale) beyond this could overflow the 31-bit
+# levels of a block's code; such a chunk is refused in-band, before it enters the stream.
+MAX_MODEL_VALUE = 1e6
+SLICE_WINDOWS = 4  # windows per channel coded at a time
+SLICE_SAMPLES = 4 * 2048  # samples per channel of a chunk fed to the coders at a time
+FRAME_SLACK_BYTES = 4096  # a decoded chunk's message beyond its samples
+# A caller's own codebook (a .sanc header's, e.g. --adapt's blocks of 8 model blocks) names no
+# block length: its blocks may hold this many samples, and this many values over all channels.
+MAX_CUSTOM_BLOCK, MAX_CUSTOM_BLOCK_VALUES = 1 << 16, 1 << 22
 RATE_TOLERANCE = 0.005  # relative: 360 Hz models take 358.2 to 361.8 Hz
 
 
@@ -52,7 +66,8 @@ def _beat_agreement(parts: list[CodedChannel], sample_rate_hz: float) -> float |
 
 class EncodeSession:
     def __init__(self, config: codec_pb2.EncodeConfig, repository: ModelRepository, settings: ServerConfig,
-                 batcher: Batcher, telemetry: Telemetry) -> None:  # fmt: skip
+                 batcher: Batcher, telemetry: Telemetry, pool: CodecThreads) -> None:  # fmt: skip
+        self.pool = pool
         self.model = repository.get(config.model, config.model_version)
         m = self.model.manifest
         if not abs(config.sample_rate_hz - m.sample_rate_hz) <= RATE_TOLERANCE * m.sample_rate_hz:
@@ -79,6 +94,7 @@ class EncodeSession:
         self.batcher, self.telemetry, self.settings = batcher, telemetry, settings
         self.max_samples = int(settings.max_stream_seconds * m.sample_rate_hz)
         self.received = 0
+        self.opened = time.monotonic()
         self.summary = codec_pb2.EncodeSummary()
         self._ready: dict[int, dict[int, CodedChannel]] = {}
 
@@ -97,20 +113,48 @@ class EncodeSession:
         )
 
     async def push(self, data: bytes) -> list[codec_pb2.EncodeResponse]:
-        """Code one chunk; InvalidSignalError (the chunk is refused whole) leaves the stream intact."""
+        """Code one chunk; InvalidSignalError (the chunk is refused whole) leaves the stream intact.
+        The numerical work runs in `self.pool`, off the event loop."""
         if len(data) > self.settings.max_chunk_bytes:
             raise InvalidSignalError(
                 f"chunk of {len(data)} bytes is over the {self.settings.max_chunk_bytes}-byte limit"
             )
+        started = time.perf_counter()
+        samples = await self._off_loop(self._accepted_samples, data)
+        out: list[codec_pb2.EncodeResponse] = []
+        for lo in range(0, samples.shape[1], SLICE_SAMPLES):  # small steps: others interleave
+            part = samples[:, lo : lo + SLICE_SAMPLES]
+            windows = await self._off_loop(self._windows, part)
+            out += await self._code(windows, started)
+        return out
+
+    def _accepted_samples(self, data: bytes) -> npt.NDArray[np.float64]:
+        """The chunk's samples, or InvalidSignalError before any of them enters the stream."""
         samples = self._physical(unpack_samples(data, self.dtype, len(self.coders)))
+        self._check_range(samples)
         if self.received + samples.shape[1] > self.max_samples:
             raise OverloadedError(
                 f"the stream is over its limit of {self.settings.max_stream_seconds:g} s of signal"
             )
         self.received += samples.shape[1]
-        started = time.perf_counter()
-        windows = [coder.push(row) for coder, row in zip(self.coders, samples, strict=True)]
-        return await self._code(windows, started)
+        return samples
+
+    def _windows(self, samples: npt.NDArray[np.float64]) -> list[list[Window]]:
+        return [coder.push(row) for coder, row in zip(self.coders, samples, strict=True)]
+
+    async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
+        return await self.pool.run(call, *args)
+
+    def _check_range(self, samples: npt.NDArray[np.float64]) -> None:
+        limit = MAX_MODEL_VALUE * self.plan.scale
+        beyond = np.abs(samples) > limit
+        if np.any(beyond):
+            channel, frame = (int(i) for i in np.argwhere(beyond)[0])
+            info = self.channels[channel].output  # samples are in the model's units by now
+            raise InvalidSignalError(
+                f"channel {channel} ({info.name}), frame {frame}: {samples[channel, frame]:.3g} "
+                f"{info.units} is beyond the ±{limit:.3g} {info.units} this model accepts"
+            )
 
     async def finish(self) -> list[codec_pb2.EncodeResponse]:
         started = time.perf_counter()
@@ -122,8 +166,25 @@ class EncodeSession:
     async def _code(
         self, windows: list[list[Window]], started: float
     ) -> list[codec_pb2.EncodeResponse]:
-        flat = [w for ws in windows for w in ws]
-        spikes = iter(await self.batcher.detect(self.model, flat))
+        out: list[codec_pb2.EncodeResponse] = []
+        longest = max((len(ws) for ws in windows), default=0)
+        for lo in range(0, longest, SLICE_WINDOWS):  # small steps, so other streams interleave
+            part = [ws[lo : lo + SLICE_WINDOWS] for ws in windows]
+            spikes = await self.batcher.detect(self.model, [w for ws in part for w in ws])
+            out += await self._off_loop(self._accept, part, spikes, started)
+        return out
+
+    def ahead_s(self, chunk_bytes: int = 0) -> float:
+        """How far the stream's signal (with a chunk of `chunk_bytes`) is ahead of the wall
+        clock since it opened."""
+        frames = chunk_bytes // (self.dtype.numpy.itemsize * len(self.coders))
+        rate = self.model.manifest.sample_rate_hz
+        return (self.received + frames) / rate - (time.monotonic() - self.opened)
+
+    def _accept(
+        self, windows: list[list[Window]], found: list[Spikes], started: float
+    ) -> list[codec_pb2.EncodeResponse]:
+        spikes = iter(found)
         coded = [
             [c for w in ws for c in coder.accept(w, next(spikes))]
             for coder, ws in zip(self.coders, windows, strict=True)
@@ -177,52 +238,85 @@ class EncodeSession:
 
 
 class DecodeSession:
-    def __init__(
-        self, config: codec_pb2.DecodeConfig, repository: ModelRepository, telemetry: Telemetry
-    ) -> None:
+    """Decodes one stream's blocks; each block is bounded by the model's block length and
+    painting work before anything is allocated, and its samples leave in chunks under the
+    send limit."""
+
+    def __init__(self, config: codec_pb2.DecodeConfig, repository: ModelRepository,
+                 telemetry: Telemetry, settings: ServerConfig) -> None:  # fmt: skip
         if not 0 < config.channel_count <= MAX_CHANNELS:
             raise InvalidConfigError(
                 f"channel count must be 1..{MAX_CHANNELS}, got {config.channel_count}"
             )
         scale: float | None
         if config.HasField("codebook"):
-            try:
-                codebook, units, scale = Codebook.from_proto(config.codebook), "", None
-            except CorruptCodeError as exc:
-                raise InvalidConfigError(f"the config's codebook is invalid: {exc}") from None
+            codebook, units, scale = (
+                _custom_codebook(config.codebook, repository.models()),
+                "",
+                None,
+            )
             self.key = ("custom", "0")
+            self.max_block = min(MAX_CUSTOM_BLOCK, MAX_CUSTOM_BLOCK_VALUES // config.channel_count)
         else:
             model = repository.get(config.model, config.model_version)
-            codebook, units, scale = (
-                model.manifest.codebook,
-                model.manifest.normalization.units,
-                model.manifest.normalization.scale,
-            )
-            self.key = model.key
+            m = model.manifest
+            codebook, units, scale = m.codebook, m.normalization.units, m.normalization.scale
+            self.key, self.max_block = model.key, m.block_length
         self.channels = output_channels(config.channels, config.channel_count, units, scale)
         self.decoder = StreamingDecoder(codebook, config.channel_count)
         self.telemetry = telemetry
+        frame_bytes = 4 * config.channel_count
+        self.frames_per_chunk = max(
+            1, (settings.max_message_bytes - FRAME_SLACK_BYTES) // frame_bytes
+        )
 
-    def push(self, message: codes_pb2.EncodedBlock) -> codec_pb2.DecodeResponse:
+    def push(self, message: codes_pb2.EncodedBlock) -> list[codec_pb2.DecodeResponse]:
         """Decode one block; CorruptCodeError names what is wrong with it."""
         started = time.perf_counter()
+        if message.sample_count > self.max_block:
+            raise CorruptCodeError(
+                f"{message.sample_count} samples, more than the block length {self.max_block} "
+                "this stream allows (the model's, or the bound for a codebook of its own)"
+            )
         block = decode_block(message, self.decoder.codebook)
         start, samples = self.decoder.push(block)
         self.telemetry.observe_decoded_block(
             *self.key, block.sample_count, time.perf_counter() - started
         )
-        return self._chunk(start, samples)
+        return self._chunks(start, samples)
 
-    def finish(self) -> codec_pb2.DecodeResponse:
-        return self._chunk(*self.decoder.finish())
+    def finish(self) -> list[codec_pb2.DecodeResponse]:
+        return self._chunks(*self.decoder.finish())
 
-    def _chunk(self, start: int, samples: npt.NDArray[np.float64]) -> codec_pb2.DecodeResponse:
+    def _chunks(
+        self, start: int, samples: npt.NDArray[np.float64]
+    ) -> list[codec_pb2.DecodeResponse]:
         physical = np.stack(
             [c.to_physical(row) for c, row in zip(self.channels, samples, strict=True)]
+        ).astype("<f4")
+        if not np.all(np.isfinite(physical)):
+            raise CorruptCodeError("the block decodes to samples beyond float32 range")
+        out = []
+        step = self.frames_per_chunk
+        for lo in range(0, max(physical.shape[1], 1), step):
+            part = physical[:, lo : lo + step]
+            out.append(codec_pb2.DecodeResponse(chunk=codec_pb2.DecodedChunk(
+                start_sample=start + lo, sample_count=part.shape[1], samples=part.T.tobytes()
+            )))  # fmt: skip
+        return out
+
+
+def _custom_codebook(message: codes_pb2.Codebook, models: list[LoadedModel]) -> Codebook:
+    """A caller's codebook, whose kernels may be no longer than any loaded bundle's."""
+    try:
+        codebook = Codebook.from_proto(message)
+    except CorruptCodeError as exc:
+        raise InvalidConfigError(f"the config's codebook is invalid: {exc}") from None
+    allowed = max((w.size for m in models for w in m.manifest.codebook.kernels), default=1)
+    longest = max(w.size for w in codebook.kernels)
+    if longest > allowed:
+        raise InvalidConfigError(
+            f"the config's codebook has a kernel of {longest} taps; this server's models "
+            f"allow at most {allowed}"
         )
-        data = physical.T.astype("<f4").tobytes()
-        return codec_pb2.DecodeResponse(
-            chunk=codec_pb2.DecodedChunk(
-                start_sample=start, sample_count=samples.shape[1], samples=data
-            )
-        )
+    return codebook

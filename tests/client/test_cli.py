@@ -175,6 +175,63 @@ def test_a_damaged_file_names_its_block_and_salvage_recovers(
     assert 0 < np.load(tmp_path / "d.npy").shape[1] < 43200
 
 
+def _hand_made(header: bytes, blocks: list[bytes]) -> bytes:
+    """A .sanc file with valid checksums around whatever messages it is given."""
+    import os
+    import zlib
+
+    from sancodec.sancfile import SIGNATURE
+
+    file_id = os.urandom(16)
+    out = SIGNATURE + file_id
+    for kind, payload in [(b"H", header)] + [(b"B", b) for b in blocks]:
+        framed = kind + bytes([len(payload)]) if len(payload) < 128 else b""
+        assert framed, "keep hand-made records under 128 bytes"
+        framed += payload
+        out += framed + zlib.crc32(framed, zlib.crc32(file_id)).to_bytes(4, "little")
+    return out
+
+
+def test_sanc_bombs_and_splices_fail_with_one_line(
+    tmp_path: Path, address: str, run: CliRun
+) -> None:
+    from sancodec.sancfile import PREAMBLE_BYTES, SancReader
+    from sancodec.v1 import codes_pb2
+
+    header = codes_pb2.SancHeader(
+        format_version=3, model=codes_pb2.ModelRef(name="x", version="1"), sample_rate_hz=360.0,
+        codebook=codes_pb2.Codebook(kernels=[codes_pb2.Kernel(id=0, weights=[1.0])],
+                                    decoder_mode=codes_pb2.DECODER_MODE_ADJOINT),
+        block_length=16, channels=[codes_pb2.ChannelInfo(name="c", units="mV")],
+    )  # fmt: skip
+    bomb = codes_pb2.EncodedBlock(start_sample=0, sample_count=1 << 26)  # 2^26 samples, 6 bytes
+    wide = codes_pb2.SancHeader()
+    wide.CopyFrom(header)
+    wide.block_length = 1 << 26
+    for name, data in [("block", _hand_made(header.SerializeToString(), [bomb.SerializeToString()])),
+                       ("header", _hand_made(wide.SerializeToString(), []))]:  # fmt: skip
+        path = tmp_path / f"{name}.sanc"
+        path.write_bytes(data)
+        assert len(data) < 200
+        code, _, err = run("decode", str(path), "-o", str(tmp_path / "b.npy"))
+        assert code == 4, err
+        assert "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+    first, second = tmp_path / "a.sanc", tmp_path / "b.sanc"
+    assert run("encode", str(DEMO), "-o", str(first), "--server", address)[0] == 0
+    assert run("encode", str(DEMO), "-o", str(second), "--server", address)[0] == 0
+    one, other = first.read_bytes(), second.read_bytes()
+    cut = SancReader(one)._offset  # where the header record ends
+    assert one[PREAMBLE_BYTES : cut - 4] == other[PREAMBLE_BYTES : cut - 4]  # the same header
+    spliced = tmp_path / "s.sanc"
+    spliced.write_bytes(one[:cut] + other[cut:])  # same header bytes, another file's blocks
+    code, _, err = run("decode", str(spliced), "-o", str(tmp_path / "s.npy"))
+    assert code == 4
+    assert "spliced" in err
+    code, _, err = run("decode", str(spliced), "--salvage", "-o", str(tmp_path / "s.npy"))
+    assert "no intact block" in err  # salvage keeps none of the foreign blocks
+
+
 def test_stream_shows_live_blocks(tmp_path: Path, address: str, run: CliRun) -> None:
     code, out, _ = run(
         "stream",

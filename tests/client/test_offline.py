@@ -229,7 +229,9 @@ def test_a_damaged_block_is_named_and_salvage_keeps_the_blocks_before_it(
     )
     assert [c.samples for c in summary.channels] == [BLOCK, BLOCK]
     recording, error = decode_to_recording(path, salvage=True)
-    assert error == summary.damaged
+    assert error is not None
+    assert error.startswith(summary.damaged)
+    assert f"..{BLOCK - 1} lack the lost block's overlap" in error  # the provisional tail is named
     np.testing.assert_array_equal(recording.samples, decode_file(path, salvage=True)[1])
     assert recording.n_samples == BLOCK
 

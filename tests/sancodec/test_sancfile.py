@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from sancodec import (
 )
 from sancodec.errors import CorruptFileError, InvalidInputError
 from sancodec.metrics import bits_per_sample, prdn
-from sancodec.sancfile import SIGNATURE
+from sancodec.sancfile import PREAMBLE_BYTES
 
 
 def _write(header: StreamHeader, blocks: list[BlockCode]) -> bytes:
@@ -45,8 +46,10 @@ def _write(header: StreamHeader, blocks: list[BlockCode]) -> bytes:
 @given(st.data())
 def test_file_round_trip(data: st.DataObject) -> None:
     codebook = data.draw(codebooks())
-    header = data.draw(headers(codebook, channel_count=2))
     blocks = data.draw(block_streams(codebook, channel_count=2))
+    header = data.draw(headers(codebook, channel_count=2))
+    longest = max((b.sample_count for b in blocks), default=1)
+    header = replace(header, block_length=max(header.block_length, longest))
     contents = read_sanc(_write(header, blocks))
     assert contents.header == header
     assert list(contents.blocks) == blocks
@@ -71,7 +74,7 @@ def _small_file() -> tuple[bytes, list[BlockCode], list[int]]:
         residual = encode_residual(np.arange(16.0) * (b + 1), transform, q)
         blocks.append(BlockCode(16 * b, 16, (ChannelCode(0, san, residual),)))
     data = _write(header, blocks)
-    starts, offset = [], len(SIGNATURE)
+    starts, offset = [], PREAMBLE_BYTES
     for _ in range(5):  # header, 3 blocks, trailer
         starts.append(offset)
         length, pos, shift = 0, offset + 1, 0
@@ -188,3 +191,58 @@ def test_real_ecg_through_san_and_residual_layers(
     assert prdn(x, decoded[0]) < 8.0  # measured 6.6% at 1.6 bit/sample
     assert rate < 2.0
     assert path.stat().st_size < contents.trailer.code_bytes + 2000  # header and framing are small
+
+
+def _header(block_length: int = 16, channels: int = 1, taps: int = 3) -> StreamHeader:
+    codebook = Codebook((np.ones(taps, np.float32),), residual=ResidualSpec("haar", 2))
+    infos = tuple(ChannelInfo(f"c{c}", "mV") for c in range(channels))
+    return StreamHeader(ModelRef("ecg", "1"), codebook, 360.0, block_length, infos)
+
+
+def test_a_splice_of_two_recordings_is_detected_and_salvage_keeps_only_the_first() -> None:
+    data, blocks, starts = _small_file()
+    other, _, other_starts = _small_file()  # same content, but a file of its own (its own id)
+    assert data[:PREAMBLE_BYTES] != other[:PREAMBLE_BYTES]
+    spliced = data[: starts[0]] + other[other_starts[0] :]  # my header, its blocks
+    with pytest.raises(CorruptFileError, match=r"block 0 fails its checksum.*spliced"):
+        read_sanc(spliced)
+    salvaged = read_sanc(spliced, salvage=True)
+    assert salvaged.blocks == ()
+    mixed = data[: starts[1]] + other[other_starts[1] :]  # my block 0, then its blocks
+    assert list(read_sanc(mixed, salvage=True).blocks) == blocks[:1]
+
+
+def test_headers_and_blocks_beyond_the_bounds_are_refused_before_allocating() -> None:
+    with pytest.raises(InvalidInputError, match="beyond this reader's bounds"):
+        SancWriter(io.BytesIO(), _header(block_length=1 << 21))
+    with pytest.raises(InvalidInputError, match="beyond this reader's bounds"):
+        SancWriter(io.BytesIO(), _header(block_length=1 << 16, channels=256))
+    header = _header(block_length=16)
+    big = BlockCode(0, 1 << 26, (ChannelCode(0, SanLayer(0, [], [], [])),))  # 2^26 samples
+    with pytest.raises(InvalidInputError, match="longer than the header's block length"):
+        SancWriter(io.BytesIO(), header).write(big)
+    buffer = io.BytesIO()
+    with SancWriter(buffer, header) as writer:
+        writer._record(
+            b"B", block_bytes(big, header.codebook)
+        )  # a hand-made file: the reader must refuse it
+    with pytest.raises(CorruptFileError, match="more than the header's block length 16"):
+        read_sanc(buffer.getvalue())
+
+
+def test_a_block_that_paints_too_much_or_decodes_to_inf_is_refused() -> None:
+    q = Quantizer(0)
+    header = _header(block_length=2048, taps=1 << 16)  # 65536 taps, 1000 spikes: 65M weights
+    san = SanLayer.from_spikes([0] * 1000, np.arange(1000) * 2, np.ones(1000), q)
+    buffer = io.BytesIO()
+    with SancWriter(buffer, header) as writer:
+        writer.write(BlockCode(0, 2048, (ChannelCode(0, san),)))
+    with pytest.raises(CorruptFileError, match="paints more than"):
+        read_sanc(buffer.getvalue())
+    loud = SanLayer.from_spikes([0, 0], [3, 4], [1e30, 1e30], Quantizer(600))
+    header = replace(_header(), channels=(ChannelInfo("c0", "mV", 0.0, 1e300),))
+    buffer = io.BytesIO()
+    with SancWriter(buffer, header) as writer:
+        writer.write(BlockCode(0, 16, (ChannelCode(0, loud),)))
+    with pytest.raises(CorruptFileError, match="beyond float32 range"):
+        decode_file(buffer.getvalue())

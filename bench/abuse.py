@@ -1,0 +1,236 @@
+"""Load and abuse suite against a real server on loopback: `python -m bench.abuse [--seconds S] [--live N]`.
+
+Each scenario is bounded in time and count. Live real-time streams run beside the abusers; the
+report gives their block latency (send of the chunk that completes a block to its code), health
+Check latency, the server's RSS (now and peak, from /proc), and what each abuser was told.
+A block is 5.7 s of signal: give --seconds 15 or more for latency figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.abuse_clients import (
+    CODED,
+    CONFIG,
+    chunk,
+    crowd_member,
+    decode_bomb,
+    fast_sender,
+    health_probe,
+    idle_holder,
+    realtime,
+    sanc_bombs,
+    signal_of,
+    slow_loris,
+)
+from sancodec.v1 import codec_pb2, codec_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss_mib(pid: int) -> tuple[float, float]:
+    """(current, peak) resident set of a process, MiB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def _p(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000 if values else float("nan")
+
+
+ABUSERS = {  # name: (title, count, how one abuser is made from (stub, port, until, seconds))
+    "none": ("baseline (live streams only)", 0, None),
+    "fast": ("16 fast senders, 512 KiB chunks", 16, lambda s, p, u, t: fast_sender(s, u, 512 << 10)),
+    "huge": ("1 fast sender, 4 MiB chunks", 1, lambda s, p, u, t: fast_sender(s, u, 4 << 20)),
+    "idle": ("300 idle holders (config, then nothing)", 300, lambda s, p, u, t: idle_holder(s, True, t)),
+    "silent": ("300 silent holders (no config)", 300, lambda s, p, u, t: idle_holder(s, False, t)),
+    "loris": ("200 slow-loris connections", 1, lambda s, p, u, t: slow_loris(p, 200, t)),
+    "crowd": ("a crowd of 1500 real-time streams arriving (per-peer cap lifted)", 1500,
+              lambda s, p, u, t: crowd_member(s, u, t)),
+    "bombs": ("8 decode bombs (2^26; 256 x 2^20)", 8,
+              lambda s, p, u, t: decode_bomb(s, 1, 1 << 26) if random.random() < 0.5 else decode_bomb(s, 256, 1 << 20)),
+}  # fmt: skip
+
+
+async def abusers(name: str, address: str, port: int, seconds: float) -> dict[str, object]:
+    """One kind of abuser, `count` of them on one channel: run in a process of its own."""
+    _, count, make = ABUSERS[name]
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = codec_pb2_grpc.CodecServiceStub(channel)
+        until = time.monotonic() + seconds
+        results = await asyncio.gather(
+            *(make(stub, port, until, seconds) for _ in range(count)), return_exceptions=True
+        )
+    return {"told": Counter(str(r) for r in results), "coded Msamples/s": CODED[0] / seconds / 1e6}
+
+
+async def scenario(address: str, pid: int, port: int, name: str, seconds: float,
+                   live: int) -> dict[str, object]:  # fmt: skip
+    """`live` real-time streams and health probes here, the abusers in a separate process."""
+    # abusers come over IPv6 loopback, the live streams over IPv4: two peers, as in production
+    abuser_address = address.replace("127.0.0.1", "[::1]")
+    command = [sys.executable, "-m", "bench.abuse", "--abuser", name, "--address", abuser_address,
+               "--port", str(port), "--seconds", str(seconds)]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(*command, cwd=REPO, stdout=subprocess.PIPE)
+    await asyncio.sleep(0.5)  # let them start
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = codec_pb2_grpc.CodecServiceStub(channel)
+        until = time.monotonic() + seconds
+        rt_lat: list[float] = []
+        health_lat: list[float] = []
+        peak = [0.0]
+
+        async def watch_rss() -> None:
+            while time.monotonic() < until + 1:
+                peak[0] = max(peak[0], _rss_mib(pid)[0])
+                await asyncio.sleep(0.1)
+
+        tasks = [realtime(stub, until, rt_lat, s) for s in range(live)]
+        tasks += [health_probe(channel, until, health_lat), watch_rss()]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    out, _ = await process.communicate()
+    report = json.loads(out or b"{}")
+    told, coded = Counter(report.get("told", {})), report.get("coded Msamples/s", 0.0)
+    return {"scenario": ABUSERS[name][0], "live p50 ms": _p(rt_lat, 50), "live p99 ms": _p(rt_lat, 99),
+            "live streams": Counter(str(r) for r in results[:live]), "health p99 ms": _p(health_lat, 99),
+            "health max ms": max(health_lat, default=0) * 1000, "rss peak MiB": peak[0], "abusers told": told,
+            "abusers coded Msamples/s": coded}  # fmt: skip
+
+
+def _start(port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "server", "--models", str(REPO / "models"), "--host", "[::]",
+               "--port", str(port), "--metrics-port", "-1", *flags]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
+                               env=os.environ | {"PYTHONPATH": str(REPO)})  # fmt: skip
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for _ in range(600):
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == 1:
+                    return process
+            except grpc.RpcError:
+                time.sleep(0.1)
+    raise SystemExit(f"server did not start:\n{log.read_text()}")
+
+
+async def _abuse(address: str, pid: int, port: int, seconds: float, live: int,
+                 names: list[str]) -> list[dict[str, object]]:  # fmt: skip
+    await scenario(address, pid, port, "none", 5.0, live)  # warm-up, not reported
+    return [await scenario(address, pid, port, name, seconds, live) for name in names]
+
+
+async def sigterm_mid_stream(address: str, process: subprocess.Popen[bytes]) -> dict[str, object]:
+    """A stream that sent 3000 samples, then SIGTERM: its blocks must come back, then UNAVAILABLE."""
+    queue: asyncio.Queue[codec_pb2.EncodeRequest | None] = asyncio.Queue()
+
+    async def requests() -> AsyncIterator[codec_pb2.EncodeRequest]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = codec_pb2_grpc.CodecServiceStub(channel).Encode(requests())
+        await queue.put(codec_pb2.EncodeRequest(config=CONFIG))
+        await queue.put(chunk(signal_of(3000, 3)))
+        await asyncio.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        samples, code, details = 0, "OK", ""
+        try:
+            async for response in call:
+                if response.WhichOneof("payload") == "block":
+                    samples += response.block.sample_count
+        except grpc.aio.AioRpcError as exc:
+            code, details = exc.code().name, exc.details() or ""
+        await queue.put(None)
+    return {"sent": 3000, "coded and returned": samples, "status": code, "details": details[:80],
+            "exit": process.wait(30)}  # fmt: skip
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, Counter):
+        return ", ".join(f"{k} {n}" for k, n in value.items())
+    return str(value)
+
+
+def _table(rows: list[dict[str, object]]) -> str:
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cell(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.abuse", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=20.0, help="per scenario")
+    parser.add_argument("--live", type=int, default=64, help="real-time streams beside the abusers")
+    parser.add_argument("--log", type=Path, default=Path("/tmp/sancodec-abuse.log"))
+    parser.add_argument("--abuser", choices=list(ABUSERS), help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.abuser:  # the abusers' own process
+        print(json.dumps(asyncio.run(abusers(args.abuser, args.address, args.port, args.seconds))))
+        return
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    process = _start(port, args.log, "--idle-timeout-s", "3", "--config-timeout-s", "2")
+    try:
+        base = _rss_mib(process.pid)[0]
+        names = [n for n in ABUSERS if n != "crowd"]
+        rows = asyncio.run(_abuse(address, process.pid, port, args.seconds, args.live, names))
+        now, peak = _rss_mib(process.pid)
+        print(f"server RSS: {base:.0f} MiB after start, {now:.0f} MiB after the abuse, peak "
+              f"{peak:.0f} MiB; {args.live} live real-time streams\n")  # fmt: skip
+        print(_table(rows) + "\n")
+        print(_table(sanc_bombs()) + "\n")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # shedding by queue delay: many peers' worth of streams, so the per-peer cap is lifted here
+    process = _start(port, args.log.with_suffix(".crowd.log"), "--max-streams-per-peer", "4096")
+    try:
+        crowd = asyncio.run(scenario(address, process.pid, port, "crowd", args.seconds, args.live))
+        print(_table([crowd]) + "\n")
+    finally:
+        process.kill()
+        process.wait()
+    process = _start(port, args.log.with_suffix(".sigterm.log"), "--grace-s", "4")
+    try:
+        print(_table([asyncio.run(sigterm_mid_stream(address, process))]) + "\n")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    for log in (args.log, args.log.with_suffix(".crowd.log"), args.log.with_suffix(".sigterm.log")):
+        print(f"tracebacks in the server log ({log}): {log.read_text().count('Traceback')}")
+
+
+if __name__ == "__main__":
+    main()
