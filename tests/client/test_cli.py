@@ -12,7 +12,7 @@ import pytest
 from cli_runner import CliRun
 
 from client.recordings import read_recording, write_recording
-from sancodec import read_sanc
+from sancodec import Codebook, read_sanc
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "data" / "demo" / "mitdb100_excerpt.hea"
@@ -199,9 +199,8 @@ def test_sanc_bombs_and_splices_fail_with_one_line(
     from sancodec.v1 import codes_pb2
 
     header = codes_pb2.SancHeader(
-        format_version=3, model=codes_pb2.ModelRef(name="x", version="1"), sample_rate_hz=360.0,
-        codebook=codes_pb2.Codebook(kernels=[codes_pb2.Kernel(id=0, weights=[1.0])],
-                                    decoder_mode=codes_pb2.DECODER_MODE_ADJOINT),
+        format_version=4, model=codes_pb2.ModelRef(name="x", version="1"), sample_rate_hz=360.0,
+        codebook=Codebook((np.ones(1, np.float32),)).to_proto(),
         block_length=16, channels=[codes_pb2.ChannelInfo(name="c", units="mV")],
     )  # fmt: skip
     bomb = codes_pb2.EncodedBlock(start_sample=0, sample_count=1 << 26)  # 2^26 samples, 6 bytes
