@@ -27,7 +27,7 @@ from client.commands import (
 from client.config import ClientConfig
 from client.offline import compare, inspect_file, to_json
 from client.offline_plot import plot
-from client.recordings import Recording, read_recording
+from recordings import Recording, read_recording
 from sancodec.errors import (
     CorruptDataError,
     InvalidConfigError,

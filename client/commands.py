@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from client.codec import CodecClient, EncodeEvent
 from client.offline import compare, decode_to_recording, inspect_file
-from client.recordings import Recording, read_recording, write_recording
+from recordings import Recording, read_recording, write_recording
 from sancodec import StreamHeader, read_sanc
 from sancodec.bundle import find_bundle
 from sancodec.errors import InvalidConfigError, InvalidInputError

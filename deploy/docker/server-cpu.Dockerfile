@@ -31,6 +31,7 @@ RUN python deploy/docker/requirements.py server --also onnx tqdm --onnxruntime c
         -c constraints.txt -r requirements-server.txt
 COPY sancodec sancodec
 COPY server server
+COPY recordings recordings
 COPY client client
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps .
 

@@ -95,7 +95,7 @@ def test_adapt_refuses_what_it_cannot_fit(tmp_path: Path, run: CliRun) -> None:
 def test_kernels_that_do_not_pay_are_left_out(shared_data: Path, tmp_path: Path) -> None:
     """On PVC-rich MIT-BIH 233, kernels fitted to the record cost more bits than they save at
     the shipped steps: --adapt codes it with the residual layer alone and a 1-weight codebook."""
-    from client.recordings import read_recording
+    from recordings import read_recording
     from training.adapt import encode_adapted, write_sanc
 
     record = read_recording(shared_data / "wfdb" / "mitdb" / "233.hea", sampto=43200)
@@ -116,7 +116,7 @@ def test_kernels_that_do_not_pay_are_left_out(shared_data: Path, tmp_path: Path)
 
 def test_channel_offsets_do_not_leak_into_scales(tmp_path: Path) -> None:
     """Each channel's scale is its own spread, whatever the channels' baselines."""
-    from client.recordings import read_recording
+    from recordings import read_recording
     from training.adapt import encode_adapted, write_sanc
 
     record = read_recording(DEMO, sampto=8192)
