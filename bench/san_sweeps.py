@@ -27,7 +27,7 @@ from sancodec.payload import block_message, parse_block
 from sancodec.plan import CodedChannel, CodingPlan, Spikes, Window
 from sancodec.quantization import Quantizer
 from sancodec.sancfile import SancWriter
-from training.adapt import encode_adapted
+from sancodec.adaptation import encode_adapted
 from training.codec_eval import Detector, code_signal, onnx_detector
 
 __all__ = ["adapted_sweep", "coder_speed", "served_sweep"]

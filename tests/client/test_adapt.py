@@ -65,9 +65,9 @@ def test_adapt_refuses_what_it_cannot_fit(tmp_path: Path, run: CliRun) -> None:
     code, _, err = run("encode", str(DEMO), "-o", out, "--adapt", *models, "--model", "nope")
     assert code == 2
     assert "no model named 'nope'" in err
-    code, _, err = run("encode", str(DEMO), "-o", out, "--adapt", *models, "--epochs", "0")
+    code, _, err = run("encode", str(DEMO), "-o", out, "--adapt", *models, "--rounds", "0")
     assert code == 2
-    assert "--epochs must be at least 1" in err
+    assert "--rounds must be at least 1" in err
     short = tmp_path / "short.npy"
     np.save(short, np.sin(np.arange(500) / 20.0)[None, :])
     code, _, err = run(
@@ -96,7 +96,7 @@ def test_kernels_that_do_not_pay_are_left_out(shared_data: Path, tmp_path: Path)
     """On PVC-rich MIT-BIH 233, kernels fitted to the record cost more bits than they save at
     the shipped steps: --adapt codes it with the residual layer alone and a 1-weight codebook."""
     from recordings import read_recording
-    from training.adapt import encode_adapted, write_sanc
+    from sancodec.adaptation import encode_adapted, write_sanc
 
     record = read_recording(shared_data / "wfdb" / "mitdb" / "233.hea", sampto=43200)
     code = encode_adapted(
@@ -117,11 +117,11 @@ def test_kernels_that_do_not_pay_are_left_out(shared_data: Path, tmp_path: Path)
 def test_channel_offsets_do_not_leak_into_scales(tmp_path: Path) -> None:
     """Each channel's scale is its own spread, whatever the channels' baselines."""
     from recordings import read_recording
-    from training.adapt import encode_adapted, write_sanc
+    from sancodec.adaptation import encode_adapted, write_sanc
 
     record = read_recording(DEMO, sampto=8192)
     shifted = record.samples + np.array([[5.0], [-3.0]])  # mV: far off the usual baseline
-    code = encode_adapted(find_bundle(MODELS, "ecg"), shifted, 360.0, record.channels, epochs=3)
+    code = encode_adapted(find_bundle(MODELS, "ecg"), shifted, 360.0, record.channels, rounds=1)
     scales = [c.scale for c in code.header.channels]
     np.testing.assert_allclose(scales, shifted.std(axis=1), rtol=1e-3)
     path = tmp_path / "shifted.sanc"
@@ -132,7 +132,7 @@ def test_channel_offsets_do_not_leak_into_scales(tmp_path: Path) -> None:
         assert 100 * np.linalg.norm(y - x) / np.linalg.norm(x - x.mean()) < 20
 
 
-def test_quality_targets_are_checked_before_any_training(tmp_path: Path, run: CliRun) -> None:
+def test_quality_targets_are_checked_before_any_fitting(tmp_path: Path, run: CliRun) -> None:
     out, models = str(tmp_path / "x.sanc"), ("--adapt", "--models", str(MODELS))
     code, _, err = run("encode", str(DEMO), "-o", out, *models, "--model", "ecg-lowrate",
                        "--max-prdn", "5")  # fmt: skip
