@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +144,29 @@ def test_quality_targets_are_checked_before_any_fitting(tmp_path: Path, run: Cli
     assert code == 2
     assert "must be positive" in err
     assert not Path(out).exists()
+
+
+def test_adapt_needs_no_torch(tmp_path: Path) -> None:
+    """`sancodec encode --adapt` in an interpreter where torch and training cannot be imported."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'training'):\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from client.cli import main\n"
+        "status = main(sys.argv[1:])\n"
+        "assert not {'torch', 'training'} & set(sys.modules), 'torch loaded'\n"
+        "sys.exit(status)\n"
+    )
+    out = tmp_path / "adapted.sanc"
+    args = ["encode", str(DEMO), "-o", str(out), "--adapt", "--models", str(MODELS)]
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    header = read_sanc(out).header
+    assert "adapted to this recording" in header.metadata["kernels"]
+    blocked = subprocess.run([sys.executable, "-c", code.replace("from client.cli", "import torch\nfrom client.cli")],
+                             cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
+    assert "torch is blocked" in blocked.stderr  # the blocker does block
