@@ -149,7 +149,9 @@ def _footprints_lsq(
 
 def _scaled(x: Samples, footprints: list[tuple[Samples, int]], placed: Placed) -> list[Samples]:
     """Unit-norm footprints scaled by g_k^(1/2), g the least-squares gains of what each kernel's
-    own correlations paint (a coder paints correlations: scaling p by c paints c^2 as much)."""
+    own correlations paint (a coder paints correlations: scaling p by c paints c^2 as much).
+    The correlations are taken with the footprint, which is the encoder's kernel in `adjoint`
+    mode (the codec's); in `correlation` mode the gains are an approximation."""
     units = [(v / (np.linalg.norm(v) or 1.0), left) for v, left in footprints]
     c = _correlate(x, units, placed)
     painted = np.stack(
@@ -157,7 +159,7 @@ def _scaled(x: Samples, footprints: list[tuple[Samples, int]], placed: Placed) -
             _paint(x.size, units, placed, np.where(placed.kernel_ids == k, c, 0.0))
             for k in range(len(units))
         ]
-    )  # (q, n) fmt: skip
+    )  # (q, n)
     gains = np.linalg.lstsq(painted @ painted.T, painted @ x, rcond=None)[0]
     return [v * np.sqrt(max(g, 0.0) or 1.0) for (v, _), g in zip(units, gains, strict=True)]
 
