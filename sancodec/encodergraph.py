@@ -63,10 +63,20 @@ def _size_groups(kernels: Kernels) -> list[list[int]]:
     return list(groups.values())
 
 
+def _missing(exc: ModuleNotFoundError) -> InvalidConfigError:
+    return InvalidConfigError(
+        f"fitting kernels runs the model's encoder in ONNX Runtime, and {exc.name} is not "
+        "installed: pip install 'sancodec[client]'"
+    )
+
+
 def encoder_with_kernels(encoder: bytes, old: Kernels, new: Kernels) -> bytes:
     """The serialized encoder with the Conv weights of kernels `old` replaced by `new`'s."""
-    import onnx
-    from onnx import numpy_helper
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ModuleNotFoundError as exc:
+        raise _missing(exc) from None
 
     if [w.size for w in old] != [w.size for w in new]:
         raise InvalidConfigError(
@@ -111,7 +121,10 @@ def _spikes_by_row(
 
 def onnx_detector(encoder: bytes, threads: int = 0) -> BatchDetector:
     """An encoder in ONNX Runtime on the CPU: (B, 1, T) windows -> each row's spikes."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ModuleNotFoundError as exc:
+        raise _missing(exc) from None
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -170,3 +170,18 @@ def test_adapt_needs_no_torch(tmp_path: Path) -> None:
     blocked = subprocess.run([sys.executable, "-c", code.replace("from client.cli", "import torch\nfrom client.cli")],
                              cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
     assert "torch is blocked" in blocked.stderr  # the blocker does block
+
+
+def test_adapt_without_onnx_runtime_says_what_to_install(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['onnxruntime'] = None\n"  # as if it were not installed
+        "from client.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = ["encode", str(DEMO), "-o", str(tmp_path / "x.sanc"), "--adapt", "--models", str(MODELS)]
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "onnxruntime is not installed: pip install 'sancodec[client]'" in done.stderr
+    assert "Traceback" not in done.stderr
