@@ -18,7 +18,7 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
-from client.recordings import read_recording
+from recordings import read_recording
 from training.data import make_windows
 from training.export import decode_with_onnx, encode_with_onnx, export_model
 from training.model import SAN

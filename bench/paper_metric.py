@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pywt
 
-from client.recordings import read_recording
+from recordings import read_recording
 from sancodec.metrics import flithos, inverse_compression_ratio, normalized_loss
 from training.data import PAPER_SAMPLES, paper_splits
 from training.reproduce import DATASETS, PAPER_TABLE

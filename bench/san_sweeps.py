@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from sancodec.adaptation import encode_adapted
 from sancodec.bundle import Bundle, load_bundle
 from sancodec.decoder import decode
 from sancodec.header import ChannelInfo
@@ -27,7 +28,6 @@ from sancodec.payload import block_message, parse_block
 from sancodec.plan import CodedChannel, CodingPlan, Spikes, Window
 from sancodec.quantization import Quantizer
 from sancodec.sancfile import SancWriter
-from training.adapt import encode_adapted
 from training.codec_eval import Detector, code_signal, onnx_detector
 
 __all__ = ["adapted_sweep", "coder_speed", "served_sweep"]

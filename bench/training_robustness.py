@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from client.recordings import read_recording
+from recordings import read_recording
 from training.data import time_splits
 from training.train import TrainConfig, evaluate, fit
 

@@ -16,7 +16,7 @@ import wfdb
 import wfdb.processing
 
 from client.offline import check_pair
-from client.recordings import Recording
+from recordings import Recording
 from sancodec import metrics
 from sancodec.beats import BEAT_TOLERANCE_S, rr_errors_s
 from sancodec.errors import InvalidInputError

@@ -27,7 +27,8 @@ from client.commands import (
 from client.config import ClientConfig
 from client.offline import compare, inspect_file, to_json
 from client.offline_plot import plot
-from client.recordings import Recording, read_recording
+from recordings import Recording, read_recording
+from sancodec.adaptation import ROUNDS
 from sancodec.errors import (
     CorruptDataError,
     InvalidConfigError,
@@ -101,14 +102,18 @@ def build_parser(config: ClientConfig) -> argparse.ArgumentParser:
     p.add_argument(
         "--adapt",
         action="store_true",
-        help="fit the model's kernels to this recording and code it locally (needs PyTorch: "
-        "the training extra); the kernels travel in the .sanc header",
+        help="fit the model's kernels to this recording and code it locally (least squares "
+        "at the spikes the model's encoder detects, in ONNX Runtime); the kernels travel in "
+        "the .sanc header",
     )
     p.add_argument(
         "--models", type=Path, default=config.models,
         help="bundle directory for --adapt (env SANCODEC_MODELS, default ./models)",
     )  # fmt: skip
-    p.add_argument("--epochs", type=int, help="--adapt: training epochs (default: the model's)")
+    p.add_argument(
+        "--rounds", type=int, default=ROUNDS,
+        help=f"--adapt: rounds of detection and least squares (default {ROUNDS})",
+    )  # fmt: skip
     p.add_argument(
         "--block-length", type=int,
         help="--adapt: samples per block (default: 8 of the model's blocks, 16384 for ecg; "
@@ -189,7 +194,7 @@ def _encode(args: argparse.Namespace) -> int:
                 f"sancodec: fitting {args.model} kernels to {args.input.name} ...", file=sys.stderr
             )
         report = encode_adapted_recording(recording, args.output, models=args.models, model=name, version=version,
-                                          epochs=args.epochs, max_prdn_percent=args.max_prdn,
+                                          rounds=args.rounds, max_prdn_percent=args.max_prdn,
                                           max_bits_per_sample=args.max_bits,
                                           block_length=args.block_length)  # fmt: skip
         return _encode_result(args, recording, report)

@@ -14,8 +14,9 @@ from tqdm import tqdm
 
 from client.codec import CodecClient, EncodeEvent
 from client.offline import compare, decode_to_recording, inspect_file
-from client.recordings import Recording, read_recording, write_recording
+from recordings import Recording, read_recording, write_recording
 from sancodec import StreamHeader, read_sanc
+from sancodec.adaptation import ROUNDS, encode_adapted, write_sanc
 from sancodec.bundle import find_bundle
 from sancodec.errors import InvalidConfigError, InvalidInputError
 from sancodec.sancfile import SancWriter
@@ -137,24 +138,17 @@ def encode_recording(client: CodecClient, recording: Recording, out: Path | None
 
 
 def encode_adapted_recording(recording: Recording, out: Path, *, models: Path, model: str, version: str,
-                             epochs: int | None, max_prdn_percent: float | None = None,
+                             rounds: int = ROUNDS, max_prdn_percent: float | None = None,
                              max_bits_per_sample: float | None = None,
                              block_length: int | None = None) -> EncodeReport:  # fmt: skip
     """Fit the model's kernels to the recording and code it here, not on a server
-    (training.adapt); the `.sanc` is written once the whole recording is coded."""
-    try:
-        from training.adapt import encode_adapted, write_sanc
-    except ModuleNotFoundError as exc:
-        raise InvalidConfigError(
-            f"--adapt fits kernels with PyTorch, and {exc.name} is not installed: "
-            "pip install 'sancodec[training]'"
-        ) from None
-    if epochs is not None and epochs < 1:
-        raise InvalidConfigError(f"--epochs must be at least 1, got {epochs}")
+    (sancodec.adaptation); the `.sanc` is written once the whole recording is coded."""
+    if rounds < 1:
+        raise InvalidConfigError(f"--rounds must be at least 1, got {rounds}")
     bundle = find_bundle(models, model, version)
     metadata = {"source": Path(recording.source).name, "start_time": recording.start_time}
     code = encode_adapted(
-        bundle, recording.samples, recording.sample_rate_hz, recording.channels, epochs=epochs,
+        bundle, recording.samples, recording.sample_rate_hz, recording.channels, rounds=rounds,
         max_prdn_percent=max_prdn_percent, max_bits_per_sample=max_bits_per_sample, metadata=metadata,
         block_length=block_length,
     )  # fmt: skip

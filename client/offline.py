@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from client.recordings import Recording
+from recordings import Recording
 from sancodec import metrics
 from sancodec.codes import BlockCode
 from sancodec.decoder import decode

@@ -16,7 +16,7 @@ from client.offline import (
     read_contents,
     to_recording,
 )
-from client.recordings import Recording
+from recordings import Recording
 from sancodec import metrics
 from sancodec.codes import BlockCode
 from sancodec.errors import InvalidInputError

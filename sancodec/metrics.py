@@ -8,6 +8,8 @@ the authors' code computes them; byte metrics count real encoded bytes.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -15,9 +17,13 @@ import numpy.typing as npt
 from sancodec.beats import match_beats
 from sancodec.errors import InvalidInputError
 
+if TYPE_CHECKING:
+    from sancodec.plan import CodedChannel
+
 __all__ = [
     "beat_agreement",
     "bits_per_sample",
+    "block_flithos",
     "compression_ratio",
     "flithos",
     "inverse_compression_ratio",
@@ -116,3 +122,18 @@ def beat_agreement(reference_beats: npt.ArrayLike, beats: npt.ArrayLike, toleran
         return math.nan
     kept, _ = match_beats(reference, beats, tolerance)
     return kept.size / reference.size
+
+
+def block_flithos(
+    parts: Sequence[CodedChannel], weight_count: int
+) -> tuple[float, float, float] | None:
+    """The paper's CR^-1, L~ and phi of one coded block over its channels, each channel's mean
+    removed; None for a constant block, where L~ is undefined (e.g. a 1-sample tail)."""
+    centred = np.concatenate([p.signal - p.signal.mean() for p in parts])
+    if not np.any(centred):
+        return None
+    recon = np.concatenate([p.reconstruction - p.signal.mean() for p in parts])
+    spikes = sum(p.code.san.spike_count for p in parts)
+    inv_cr = inverse_compression_ratio(spikes, weight_count, centred.size)
+    loss = normalized_loss(centred, recon)
+    return inv_cr, loss, flithos(inv_cr, loss)

@@ -89,7 +89,7 @@ def main() -> int:
             "--sample-rate-hz",
             "360",
         )
-        # the same recording with kernels fitted to it (local, PyTorch): compare its PRDN above
+        # the same recording with kernels fitted to it (local, least squares): compare its PRDN above
         sancodec(
             "encode", rec, "--adapt", "--models", "models", "-o", str(OUT / "mitdb100_adapted.sanc")
         )

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import distributed as dist
 
-from client.recordings import read_recording
+from recordings import read_recording
 from sancodec.errors import SancodecError
 from training.activations import Activation
 from training.config import DistributedEnv

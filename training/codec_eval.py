@@ -6,7 +6,7 @@ exported encoder in ONNX Runtime, so a bundle's manifest reports what the server
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,21 +60,6 @@ def code_signal(plan: CodingPlan, x: npt.ArrayLike, detect: Detector) -> list[Co
     return out + coder.ready()
 
 
-def block_flithos(
-    parts: Sequence[CodedChannel], weight_count: int
-) -> tuple[float, float, float] | None:
-    """The paper's CR^-1, L~ and phi of one block over its channels, each channel's mean removed;
-    None for a constant block, where L~ is undefined (e.g. a 1-sample tail)."""
-    centred = np.concatenate([p.signal - p.signal.mean() for p in parts])
-    if not np.any(centred):
-        return None
-    recon = np.concatenate([p.reconstruction - p.signal.mean() for p in parts])
-    spikes = sum(p.code.san.spike_count for p in parts)
-    inv_cr = metrics.inverse_compression_ratio(spikes, weight_count, centred.size)
-    loss = metrics.normalized_loss(centred, recon)
-    return inv_cr, loss, metrics.flithos(inv_cr, loss)
-
-
 def measure(
     plan: CodingPlan, x: npt.ArrayLike, detect: Detector, adc_bits: int = 11
 ) -> dict[str, Any]:
@@ -86,7 +71,7 @@ def measure(
     blocks = [BlockCode(c.start, c.signal.size, (c.code,)) for c in coded]
     code_bytes = sum(len(block_bytes(b, plan.codebook)) for b in blocks)
     x_hat = np.concatenate([c.reconstruction for c in coded]) * plan.scale
-    scores = [block_flithos((c,), plan.codebook.weight_count) for c in coded]
+    scores = [metrics.block_flithos((c,), plan.codebook.weight_count) for c in coded]
     per_block = [score for score in scores if score is not None]
     flat = len(scores) - len(per_block)
     table = np.array(per_block)

@@ -11,11 +11,11 @@ import numpy.typing as npt
 import onnx
 from onnx import GraphProto, TensorProto, helper, numpy_helper
 
+from sancodec.encodergraph import DIRECT_MAX, PHASES, polyphase_weights
+
 __all__ = ["GraphBuilder", "correlate", "extrema_candidates", "extrema_mask"]
 
 INT64_MAX = np.iinfo(np.int64).max
-PHASES = 32  # polyphase width p of long correlations
-DIRECT_MAX = 16  # kernels up to this size stay a plain Conv
 
 
 class GraphBuilder:
@@ -69,17 +69,6 @@ def correlate(g: GraphBuilder, x: str, w: npt.NDArray[np.float32], left: int) ->
     return _polyphase(g, x, w, left, PHASES)
 
 
-def _polyphase_weights(w: npt.NDArray[np.float32], p: int) -> npt.NDArray[np.float32]:
-    """(O, C, m) -> (O p, C p, D): output phase i reads input phase e of frame r + d."""
-    out_ch, in_ch, m = w.shape
-    taps = -(-(p + m - 1) // p)
-    i, e, d = np.ogrid[:p, :p, :taps]
-    k = d * p + e - i  # (p, p, D) the tap of w that links them
-    inside = (k >= 0) & (k < m)
-    picked = np.where(inside, w[:, :, np.clip(k, 0, m - 1)], 0.0)  # (O, C, p, p, D)
-    return picked.transpose(0, 2, 1, 3, 4).reshape(out_ch * p, in_ch * p, taps).astype(np.float32)
-
-
 def _polyphase(g: GraphBuilder, x: str, w: npt.NDArray[np.float32], left: int, p: int) -> str:
     """The correlation on frames of p samples: a GEMM-friendly Conv instead of a long GEMV.
 
@@ -97,7 +86,7 @@ def _polyphase(g: GraphBuilder, x: str, w: npt.NDArray[np.float32], left: int, p
     framed = g.op("Reshape", padded, g.i64(0, in_ch, -1, p))  # (B, C, R + D - 1, p)
     phases = g.op("Transpose", framed, perm=[0, 1, 3, 2])  # (B, C, p, R + D - 1)
     stacked = g.op("Reshape", phases, g.i64(0, in_ch * p, -1))  # (B, C p, R + D - 1)
-    weights = g.const(_polyphase_weights(w, p), np.float32)  # (O p, C p, D)
+    weights = g.const(polyphase_weights(w, p), np.float32)  # (O p, C p, D)
     s = g.op("Conv", stacked, weights, kernel_shape=[taps])  # (B, O p, R)
     s = g.op("Transpose", g.op("Reshape", s, g.i64(0, out_ch, p, -1)), perm=[0, 1, 3, 2])
     s = g.op("Reshape", s, g.i64(0, out_ch, -1))  # (B, O, R p)

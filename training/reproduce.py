@@ -11,7 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from client.recordings import read_recording
+from recordings import read_recording
 from training.activations import Activation
 from training.data import PAPER_SAMPLES, paper_splits
 from training.train import TrainConfig, evaluate, fit

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from client.recordings import read_recording
+from recordings import read_recording
 from sancodec import Codebook, CodingTables, ResidualSpec
 from sancodec.bundle import Manifest, Normalization, load_bundle
 from sancodec.quantization import Quantizer

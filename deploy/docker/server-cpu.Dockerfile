@@ -25,12 +25,13 @@ COPY deploy/docker/requirements.py deploy/docker/requirements.py
 # the `sancodec` CLI (the health check) imports at start. WFDB, EDF and plotting stay out: the
 # CLI loads them only when a command needs them (tests/deploy/test_manifests.py checks this).
 RUN python deploy/docker/requirements.py server --also onnx tqdm --onnxruntime cpu > requirements-server.txt \
-    && python deploy/docker/requirements.py client > requirements-client.txt \
+    && python deploy/docker/requirements.py client --onnxruntime cpu > requirements-client.txt \
     && python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --only-binary :all: \
         -c constraints.txt -r requirements-server.txt
 COPY sancodec sancodec
 COPY server server
+COPY recordings recordings
 COPY client client
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps .
 

@@ -38,6 +38,7 @@ RUN python3 deploy/docker/requirements.py server --also onnx tqdm --onnxruntime 
         -c constraints.txt -r requirements.txt
 COPY sancodec sancodec
 COPY server server
+COPY recordings recordings
 COPY client client
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps .
 

@@ -26,7 +26,7 @@ RUN python deploy/docker/requirements.py training client --onnxruntime cpu > req
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --only-binary :all: \
         -c constraints.txt -r requirements.txt
 COPY sancodec sancodec
-COPY client client
+COPY recordings recordings
 COPY training training
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps .
 

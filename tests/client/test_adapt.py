@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +67,9 @@ def test_adapt_refuses_what_it_cannot_fit(tmp_path: Path, run: CliRun) -> None:
     code, _, err = run("encode", str(DEMO), "-o", out, "--adapt", *models, "--model", "nope")
     assert code == 2
     assert "no model named 'nope'" in err
-    code, _, err = run("encode", str(DEMO), "-o", out, "--adapt", *models, "--epochs", "0")
+    code, _, err = run("encode", str(DEMO), "-o", out, "--adapt", *models, "--rounds", "0")
     assert code == 2
-    assert "--epochs must be at least 1" in err
+    assert "--rounds must be at least 1" in err
     short = tmp_path / "short.npy"
     np.save(short, np.sin(np.arange(500) / 20.0)[None, :])
     code, _, err = run(
@@ -95,8 +97,8 @@ def test_adapt_refuses_what_it_cannot_fit(tmp_path: Path, run: CliRun) -> None:
 def test_kernels_that_do_not_pay_are_left_out(shared_data: Path, tmp_path: Path) -> None:
     """On PVC-rich MIT-BIH 233, kernels fitted to the record cost more bits than they save at
     the shipped steps: --adapt codes it with the residual layer alone and a 1-weight codebook."""
-    from client.recordings import read_recording
-    from training.adapt import encode_adapted, write_sanc
+    from recordings import read_recording
+    from sancodec.adaptation import encode_adapted, write_sanc
 
     record = read_recording(shared_data / "wfdb" / "mitdb" / "233.hea", sampto=43200)
     code = encode_adapted(
@@ -116,12 +118,12 @@ def test_kernels_that_do_not_pay_are_left_out(shared_data: Path, tmp_path: Path)
 
 def test_channel_offsets_do_not_leak_into_scales(tmp_path: Path) -> None:
     """Each channel's scale is its own spread, whatever the channels' baselines."""
-    from client.recordings import read_recording
-    from training.adapt import encode_adapted, write_sanc
+    from recordings import read_recording
+    from sancodec.adaptation import encode_adapted, write_sanc
 
     record = read_recording(DEMO, sampto=8192)
     shifted = record.samples + np.array([[5.0], [-3.0]])  # mV: far off the usual baseline
-    code = encode_adapted(find_bundle(MODELS, "ecg"), shifted, 360.0, record.channels, epochs=3)
+    code = encode_adapted(find_bundle(MODELS, "ecg"), shifted, 360.0, record.channels, rounds=1)
     scales = [c.scale for c in code.header.channels]
     np.testing.assert_allclose(scales, shifted.std(axis=1), rtol=1e-3)
     path = tmp_path / "shifted.sanc"
@@ -132,7 +134,7 @@ def test_channel_offsets_do_not_leak_into_scales(tmp_path: Path) -> None:
         assert 100 * np.linalg.norm(y - x) / np.linalg.norm(x - x.mean()) < 20
 
 
-def test_quality_targets_are_checked_before_any_training(tmp_path: Path, run: CliRun) -> None:
+def test_quality_targets_are_checked_before_any_fitting(tmp_path: Path, run: CliRun) -> None:
     out, models = str(tmp_path / "x.sanc"), ("--adapt", "--models", str(MODELS))
     code, _, err = run("encode", str(DEMO), "-o", out, *models, "--model", "ecg-lowrate",
                        "--max-prdn", "5")  # fmt: skip
@@ -142,3 +144,44 @@ def test_quality_targets_are_checked_before_any_training(tmp_path: Path, run: Cl
     assert code == 2
     assert "must be positive" in err
     assert not Path(out).exists()
+
+
+def test_adapt_needs_no_torch(tmp_path: Path) -> None:
+    """`sancodec encode --adapt` in an interpreter where torch and training cannot be imported."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'training'):\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from client.cli import main\n"
+        "status = main(sys.argv[1:])\n"
+        "assert not {'torch', 'training'} & set(sys.modules), 'torch loaded'\n"
+        "sys.exit(status)\n"
+    )
+    out = tmp_path / "adapted.sanc"
+    args = ["encode", str(DEMO), "-o", str(out), "--adapt", "--models", str(MODELS)]
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    header = read_sanc(out).header
+    assert "adapted to this recording" in header.metadata["kernels"]
+    blocked = subprocess.run([sys.executable, "-c", code.replace("from client.cli", "import torch\nfrom client.cli")],
+                             cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
+    assert "torch is blocked" in blocked.stderr  # the blocker does block
+
+
+def test_adapt_without_onnx_runtime_says_what_to_install(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['onnxruntime'] = None\n"  # as if it were not installed
+        "from client.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = ["encode", str(DEMO), "-o", str(tmp_path / "x.sanc"), "--adapt", "--models", str(MODELS)]
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "onnxruntime is not installed: pip install 'sancodec[client]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from cli_runner import CliRun
 
-from client.recordings import read_recording, write_recording
+from recordings import read_recording, write_recording
 from sancodec import Codebook, read_sanc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -262,7 +262,7 @@ def test_missing_samples_are_refused_unless_filled(
     tmp_path: Path, address: str, run: CliRun
 ) -> None:
     from client.commands import load_recording
-    from client.recordings import Recording
+    from recordings import Recording
 
     demo = read_recording(DEMO, sampto=6000)
     samples = demo.samples.copy()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from client.offline import compare, decode_to_recording, inspect_file
-from client.recordings import read_recording
+from recordings import read_recording
 
 REPO = Path(__file__).resolve().parents[2]
 

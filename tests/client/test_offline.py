@@ -13,7 +13,7 @@ from beat_codes import AFTER, BEFORE, beat_blocks, beat_kernel
 
 from client.offline import compare, decode_to_recording, inspect_file, to_json
 from client.offline_plot import plot
-from client.recordings import Recording, read_recording
+from recordings import Recording, read_recording
 from sancodec import (
     BlockCode,
     ChannelInfo,

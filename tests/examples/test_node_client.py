@@ -95,5 +95,5 @@ def test_the_node_client_reports_a_refusal_in_one_line(server: RunningServer) ->
     assert done.returncode == 1
     assert (
         done.stderr.strip()
-        == "roundtrip: no model named 'nope'; loaded models: ecg, ecg-lowrate, eeg"
+        == "roundtrip: no model named 'nope'; loaded models: ecg, ecg-lowrate, ecg-rhythm, eeg"
     )

@@ -54,7 +54,7 @@ def _refusal(channel: grpc.Channel, signal: np.ndarray, **config: object) -> str
 def test_models_state_their_units(channel: grpc.Channel) -> None:
     stub = codec_pb2_grpc.CodecServiceStub(channel)
     units = {m.ref.name: m.units for m in stub.ListModels(codec_pb2.ListModelsRequest()).models}
-    assert units == {"ecg": "mV", "ecg-lowrate": "mV", "eeg": "uV"}
+    assert units == {"ecg": "mV", "ecg-lowrate": "mV", "ecg-rhythm": "mV", "eeg": "uV"}
     assert stub.GetModel(codec_pb2.GetModelRequest(name="eeg")).model.units == "uV"
 
 

@@ -1,4 +1,4 @@
-"""WFDB and EDF readers and writers behind `client.recordings` (wfdb and pyedflib live here)."""
+"""WFDB and EDF readers and writers behind `recordings` (wfdb and pyedflib live here)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pyedflib
 import wfdb
 
-from client.recordings import (
+from recordings.recording import (
     Recording,
     check_window,
     resolve_channels,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from client.recordings import BONN_SAMPLE_RATE_HZ, Recording
+from recordings.recording import BONN_SAMPLE_RATE_HZ, Recording
 from sancodec.errors import InvalidConfigError, InvalidInputError
 from sancodec.header import ChannelInfo
 

@@ -1,4 +1,4 @@
-"""client.recordings: reading the shared real recordings, errors, and write/read round trips."""
+"""recordings: reading the shared real recordings, errors, and write/read round trips."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pyedflib
 import pytest
 
-from client.recordings import Recording, read_recording, write_recording
+from recordings import Recording, read_recording, write_recording
 from sancodec.errors import InvalidConfigError, InvalidInputError, InvalidSignalError
 from sancodec.header import ChannelInfo
 

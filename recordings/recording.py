@@ -143,7 +143,7 @@ def read_recording(
     suffix = "" if record is not None else _readable_suffix(path)
     if record is not None or suffix in {".edf", ".bdf"}:
         # Imported here: wfdb and pyedflib are slow to import and only these formats need them.
-        from client import recording_formats
+        from recordings import formats as recording_formats
 
         recording = (
             recording_formats.read_wfdb(record, channels, sampfrom, sampto)
@@ -151,7 +151,7 @@ def read_recording(
             else recording_formats.read_edf(path, channels, sampfrom, sampto)
         )
         return _override_rate(recording, sample_rate_hz)
-    from client import recording_text
+    from recordings import text as recording_text
 
     readers = {
         ".csv": recording_text.read_csv,
@@ -181,11 +181,11 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
     if suffix == ".npy":
         np.save(path, recording.samples.astype(np.float32))
     elif suffix == ".csv":
-        from client import recording_text
+        from recordings import text as recording_text
 
         recording_text.write_csv(recording, path)
     else:
-        from client import recording_formats
+        from recordings import formats as recording_formats
 
         if suffix == ".edf":
             recording_formats.write_edf(recording, path)
