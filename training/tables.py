@@ -18,9 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from sancodec.codebook import Codebook
-from sancodec.entropy import CLASSES, MAGNITUDES, ClassTable, SymbolRow, bit_lengths
+from sancodec.entropy import CLASSES, MAGNITUDES, ClassTable, SymbolRow, bit_lengths, zigzag
 from sancodec.payload import encode_channel
 from sancodec.plan import CodingPlan, Spikes, Window
+from sancodec.ratecontrol import STEP_SEARCH
 from sancodec.residual import band_sizes
 from sancodec.streamcoder import ChannelCoder
 from sancodec.tables import CONTEXTS, FIELDS, STEP_CLASSES, CodingTables
@@ -36,10 +37,18 @@ STEP_OFFSETS = tuple(range(-30, 32, 4))
 SMOOTHING = 0.05  # counts added to every class
 FLOOR_LOG2 = -20.0  # the half-bit weights count up from a probability of 2^-20
 MARGIN = 2  # classes kept beyond those seen
+# the training sweep covers the step classes, the rate control a wider span (STEP_SEARCH): its
+# steps keep this share of the residual step's table, so a step beyond the sweep costs bits, not 20
+PRIOR_SHARE = 0.1
 
 
-def _class_table(values: Ints) -> ClassTable:
+def _class_table(values: Ints, prior: Ints | None = None) -> ClassTable:
+    """Smoothed class frequencies; with `prior`, values every one of which stays likely: they
+    take PRIOR_SHARE of the mass, spread evenly over them."""
     counts = np.bincount(bit_lengths(values), minlength=CLASSES)[:CLASSES].astype(np.float64)
+    if prior is not None and prior.size and values.size:
+        spread = np.bincount(bit_lengths(prior), minlength=CLASSES)[:CLASSES].astype(np.float64)
+        counts = counts + spread * (PRIOR_SHARE / (1.0 - PRIOR_SHARE)) * values.size / prior.size
     seen = np.flatnonzero(counts)
     if seen.size == 0:
         return ClassTable(0, (1,))
@@ -69,7 +78,12 @@ def fit_tables(seen: dict[str, list[Ints]], band_classes: int, san_step_exp: int
     def values(name: str) -> Ints:
         return np.concatenate([empty, *seen.get(name, [])])
 
-    fields = {name: _class_table(values(name)) for name in FIELDS if name in seen}
+    steps = zigzag(np.arange(-STEP_SEARCH, STEP_SEARCH + 1))
+    fields = {
+        name: _class_table(values(name), steps if name == "residual_step" else None)
+        for name in FIELDS
+        if name in seen
+    }
     rows = tuple(
         tuple(
             tuple(_row(values(f"band {s} {b} {c}")) for c in range(CONTEXTS))
