@@ -4,8 +4,9 @@ In order (docs/sanc-format.md): `layers` (1 with a residual layer), the SAN step
 offset, the spike count of every kernel; each kernel's first spike, its second spike's interval,
 the change of every later interval, its first level and the change of every later level (each a
 whole array over the kernels at once); then, with a residual layer, its step and its
-coefficients band by band, coarsest first, each band's contexts from the band before it, and the
-band's escapes. Spikes never depend on coefficients, nor coefficients on spikes.
+coefficients band by band, coarsest first: each band's even-indexed coefficients (contexts from the band
+before it), then its odd-indexed ones (contexts also from their even neighbours), then the band's
+escapes in that order. Spikes never depend on coefficients, nor coefficients on spikes.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from google.protobuf.message import DecodeError
 
 from sancodec.codebook import Codebook
 from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
-from sancodec.entropy import Decoder, Encoder, row_costs, symbols_of, unzigzag, zigzag
+from sancodec.entropy import MAGNITUDES, Decoder, Encoder, row_costs, symbols_of, unzigzag, zigzag
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT
 from sancodec.residual import band_sizes
-from sancodec.tables import CONTEXTS, CodingTables, contexts
+from sancodec.tables import CONTEXTS, CodingTables, contexts, odd_contexts
 from sancodec.v1 import codes_pb2
 
 __all__ = [
@@ -46,15 +47,19 @@ def _band_class(i: int, band_count: int) -> int:
     return 0 if i == 0 else band_count - i
 
 
-def _band_plan(bands: list[Ints]) -> list[tuple[int, Ints]]:
-    """(band class, contexts) of every band, the contexts from the band before it."""
-    out = []
-    for i, band in enumerate(bands):
-        ctx = np.zeros(band.size, dtype=np.int64)
-        if i > 0:
-            ctx = contexts(bands[i - 1], band.size, parent_is_approximation=i == 1)
-        out.append((_band_class(i, len(bands)), ctx))
-    return out
+def _parent_contexts(bands: list[Ints], i: int, size: int) -> Ints:
+    if i == 0:
+        return np.zeros(size, dtype=np.int64)
+    return contexts(bands[i - 1], size, parent_is_approximation=i == 1)
+
+
+def _passes(bands: list[Ints], i: int) -> list[tuple[Ints, Ints]]:
+    """(values, contexts) of band i's two passes: its even-indexed, then odd-indexed values."""
+    band = bands[i]
+    parent = _parent_contexts(bands, i, band.size)
+    evens, odds = band[0::2], band[1::2]
+    odd = odd_contexts(evens, None if i == 0 else parent[1::2], odds.size)
+    return [(evens, parent[0::2]), (odds, odd)]
 
 
 class _Fields:
@@ -90,14 +95,17 @@ def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, s
         dense[r.indices] = r.levels
         bands = _bands(dense, sizes)
         step_class = tables.step_class(r.step_exp)
-        for band, (band_class, ctx) in zip(bands, _band_plan(bands), strict=True):
-            symbols, excess = symbols_of(band)
-            for c in range(CONTEXTS):
-                enc.symbols(symbols[ctx == c], tables.row(step_class, band_class, c))
-                if seen is not None:
-                    key = f"band {step_class} {band_class} {c}"
-                    seen.setdefault(key, []).append(np.abs(band[ctx == c]))
-            out.put("escape", excess)
+        for i in range(len(bands)):
+            band_class, excess = _band_class(i, len(bands)), []
+            for values, ctx in _passes(bands, i):
+                symbols, escaped = symbols_of(values)
+                excess.append(escaped)
+                for c in range(CONTEXTS):
+                    enc.symbols(symbols[ctx == c], tables.row(step_class, band_class, c))
+                    if seen is not None:
+                        key = f"band {step_class} {band_class} {c}"
+                        seen.setdefault(key, []).append(np.abs(values[ctx == c]))
+            out.put("escape", np.concatenate(excess))
     return enc.finish()
 
 
@@ -177,20 +185,27 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
     step_class = tables.step_class(step_exp)
     for i, size in enumerate(sizes):
         band_class = _band_class(i, len(sizes))
-        ctx = np.zeros(size, dtype=np.int64)
-        if i > 0:
-            ctx = contexts(bands[i - 1], size, parent_is_approximation=i == 1)
+        parent = _parent_contexts(bands, i, size)
         symbols = np.zeros(size, dtype=np.int64)
+        evens, odds = symbols[0::2], symbols[1::2]  # views: decoded in place
+        for c in range(CONTEXTS):
+            where = parent[0::2] == c
+            evens[where] = dec.symbols(int(where.sum()), tables.row(step_class, band_class, c))
+        # an escape's magnitude is 16 or more: the context classes end at 12
+        ctx = odd_contexts((evens + 1) // 2, None if i == 0 else parent[1::2], odds.size)
         for c in range(CONTEXTS):
             where = ctx == c
-            symbols[where] = dec.symbols(int(where.sum()), tables.row(step_class, band_class, c))
+            odds[where] = dec.symbols(int(where.sum()), tables.row(step_class, band_class, c))
+        symbols = np.concatenate([evens, odds])  # pass order: escapes come in it
         magnitude = (symbols + 1) // 2
         sign = np.where(symbols % 2 == 1, 1, -1)
-        escape = magnitude > 15
-        magnitude[escape] = 16 + dec.integers(int(escape.sum()), tables.table("escape"))
+        escape = magnitude > MAGNITUDES
+        magnitude[escape] = MAGNITUDES + 1 + dec.integers(int(escape.sum()), tables.table("escape"))
         if magnitude.size and magnitude.max() >= LEVEL_LIMIT:
             raise CorruptCodeError(f"a residual level is beyond ±{LEVEL_LIMIT}")
-        bands.append(sign * magnitude)
+        band = np.zeros(size, dtype=np.int64)
+        band[0::2], band[1::2] = (sign * magnitude)[: evens.size], (sign * magnitude)[evens.size :]
+        bands.append(band)
     dense = np.concatenate([np.zeros(0, dtype=np.int64), *bands])
     (indices,) = np.nonzero(dense)
     return ResidualLayer(step_exp, indices, dense[indices].astype(np.int32))
@@ -200,11 +215,13 @@ def residual_bits(dense: Ints, sizes: tuple[int, ...], tables: CodingTables, ste
     """The ideal code length of a residual layer's coefficients: the rate control's estimate."""
     bands = _bands(dense, sizes)
     total, step_class = 0.0, tables.step_class(step_exp)
-    for band, (band_class, ctx) in zip(bands, _band_plan(bands), strict=True):
-        symbols, excess = symbols_of(band)
-        for c in range(CONTEXTS):
-            total += float(row_costs(tables.row(step_class, band_class, c))[symbols[ctx == c]].sum())
-        total += float(tables.table("escape").bits(excess).sum())
+    for i in range(len(bands)):
+        band_class = _band_class(i, len(bands))
+        for values, ctx in _passes(bands, i):
+            symbols, excess = symbols_of(values)
+            for c in range(CONTEXTS):
+                total += float(row_costs(tables.row(step_class, band_class, c))[symbols[ctx == c]].sum())
+            total += float(tables.table("escape").bits(excess).sum())
     return total
 
 

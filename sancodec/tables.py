@@ -2,8 +2,11 @@
 
 Residual coefficients are coded band by band, coarsest first, each under the row of its band
 class and context. The band class of the approximation is 0 and of detail level j (1 = finest) is
-j. A detail coefficient's context comes from already decoded coefficients at its place one level
-coarser (`contexts`), so a whole band's contexts are known before it is decoded. Every other
+j. Each band is coded in two passes: its even-indexed coefficients, then its odd-indexed ones. An
+even coefficient's context comes from already decoded coefficients at its place one level coarser
+(`contexts`; the approximation's are all 0), so a whole pass's contexts are known before it is
+decoded; an odd coefficient's context is its parent context moved by its two even neighbours in
+the same band, decoded in the first pass (`odd_contexts`). Every other
 value of a channel code (steps, offset, spike counts, positions and levels, escapes) is an
 integer under one of the named class tables (`FIELDS`).
 """
@@ -22,7 +25,7 @@ from sancodec.entropy import CLASSES, ClassTable, SymbolRow
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.v1 import codes_pb2
 
-__all__ = ["CONTEXTS", "FIELDS", "STEP_CLASSES", "CodingTables", "contexts"]
+__all__ = ["CONTEXTS", "FIELDS", "STEP_CLASSES", "CodingTables", "contexts", "odd_contexts"]
 
 CONTEXTS = 5
 # a residual step's class: its octave relative to the tables' reference, -4..+3 octaves
@@ -64,6 +67,25 @@ def contexts(parent: npt.NDArray[np.int64], size: int, parent_is_approximation: 
         magnitude = 2 * a + padded[:-2] + padded[2:]
     index = np.minimum(np.arange(size) * parent.size // size, parent.size - 1)
     return np.searchsorted(_BOUNDS, magnitude[index], side="right").astype(np.int64)
+
+
+def odd_contexts(evens: npt.NDArray[np.int64], parent_contexts: npt.NDArray[np.int64] | None,
+                 size: int) -> npt.NDArray[np.int64]:  # fmt: skip
+    """Contexts of a band's `size` odd-indexed coefficients from its even-indexed levels.
+
+    Odd coefficient j lies between evens j and j + 1 (the last even twice at the band's end);
+    n = |even j| + |even j+1|. In the approximation (`parent_contexts` None) the context is n's
+    class by the parent bounds (0 | 1-2 | 3-5 | 6-11 | 12+); in a detail band it is the odd
+    coefficient's own parent context, one lower when n is 0 and one higher when n is 3 or more.
+    """
+    if size == 0:
+        return np.zeros(0, dtype=np.int64)
+    a = np.abs(evens)
+    n = (a + np.concatenate([a[1:], a[-1:]]))[:size]
+    if parent_contexts is None:
+        return np.searchsorted(_BOUNDS, n, side="right").astype(np.int64)
+    c = np.asarray(parent_contexts, dtype=np.int64)
+    return np.where(n == 0, np.maximum(c - 1, 0), np.where(n >= 3, np.minimum(c + 1, CONTEXTS - 1), c))
 
 
 @dataclass(frozen=True, eq=False)
