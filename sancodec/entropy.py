@@ -38,7 +38,7 @@ __all__ = [
     "zigzag",
 ]
 
-MAGNITUDES = 15  # K: |v| up to this has its own symbol; beyond, an escape and the excess
+MAGNITUDES = 31  # K: |v| up to this has its own symbol; beyond, an escape and the excess
 CLASSES = 33  # bit lengths 0..32
 PIECE_BITS = 16
 MAX_VALUE = (1 << 32) - 1

@@ -43,7 +43,7 @@ FIELDS = (
     "spike_interval_delta",  # zigzag(each later interval - the interval before it)
     "spike_level",  # zigzag(its first level)
     "spike_level_delta",  # zigzag(each later level - the level before it)
-    "escape",  # |v| - 16 of a residual coefficient beyond the rows' symbols
+    "escape",  # |v| - K - 1 (K = entropy.MAGNITUDES) of a residual coefficient beyond the rows' symbols
 )
 MAX_BAND_CLASSES = 17
 MAX_ROWS = STEP_CLASSES * MAX_BAND_CLASSES * CONTEXTS
