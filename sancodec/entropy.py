@@ -108,7 +108,7 @@ class ClassTable:
         return p[c] + np.maximum(c - 1, 0)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65536)
 def _categorical(key: SymbolRow | ClassTable) -> Any:
     p = key.probabilities()
     return _model.Categorical(p, perfect=False)
@@ -121,7 +121,7 @@ def _class_costs(table: ClassTable) -> npt.NDArray[np.float64]:
     return -np.log2(p)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65536)
 def row_costs(row: SymbolRow) -> npt.NDArray[np.float64]:
     """Ideal code length of each symbol of a row, in bits."""
     p = row.probabilities()

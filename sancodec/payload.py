@@ -101,7 +101,7 @@ def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, s
                 symbols, escaped = symbols_of(values)
                 excess.append(escaped)
                 for c in range(CONTEXTS):
-                    enc.symbols(symbols[ctx == c], tables.row(step_class, band_class, c))
+                    enc.symbols(symbols[ctx == c], tables.step_row(r.step_exp, band_class, c))
                     if seen is not None:
                         key = f"band {step_class} {band_class} {c}"
                         seen.setdefault(key, []).append(np.abs(values[ctx == c]))
@@ -182,7 +182,6 @@ def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start:
 
 def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int) -> ResidualLayer:
     bands: list[Ints] = []
-    step_class = tables.step_class(step_exp)
     for i, size in enumerate(sizes):
         band_class = _band_class(i, len(sizes))
         parent = _parent_contexts(bands, i, size)
@@ -190,12 +189,12 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
         evens, odds = symbols[0::2], symbols[1::2]  # views: decoded in place
         for c in range(CONTEXTS):
             where = parent[0::2] == c
-            evens[where] = dec.symbols(int(where.sum()), tables.row(step_class, band_class, c))
+            evens[where] = dec.symbols(int(where.sum()), tables.step_row(step_exp, band_class, c))
         # an escape's magnitude is 16 or more: the context classes end at 12
         ctx = odd_contexts((evens + 1) // 2, None if i == 0 else parent[1::2], odds.size)
         for c in range(CONTEXTS):
             where = ctx == c
-            odds[where] = dec.symbols(int(where.sum()), tables.row(step_class, band_class, c))
+            odds[where] = dec.symbols(int(where.sum()), tables.step_row(step_exp, band_class, c))
         symbols = np.concatenate([evens, odds])  # pass order: escapes come in it
         magnitude = (symbols + 1) // 2
         sign = np.where(symbols % 2 == 1, 1, -1)
@@ -214,13 +213,13 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
 def residual_bits(dense: Ints, sizes: tuple[int, ...], tables: CodingTables, step_exp: int) -> float:
     """The ideal code length of a residual layer's coefficients: the rate control's estimate."""
     bands = _bands(dense, sizes)
-    total, step_class = 0.0, tables.step_class(step_exp)
+    total = 0.0
     for i in range(len(bands)):
         band_class = _band_class(i, len(bands))
         for values, ctx in _passes(bands, i):
             symbols, excess = symbols_of(values)
             for c in range(CONTEXTS):
-                total += float(row_costs(tables.row(step_class, band_class, c))[symbols[ctx == c]].sum())
+                total += float(row_costs(tables.step_row(step_exp, band_class, c))[symbols[ctx == c]].sum())
             total += float(tables.table("escape").bits(excess).sum())
     return total
 

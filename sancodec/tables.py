@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -88,6 +89,11 @@ def odd_contexts(evens: npt.NDArray[np.int64], parent_contexts: npt.NDArray[np.i
     return np.where(n == 0, np.maximum(c - 1, 0), np.where(n >= 3, np.minimum(c + 1, CONTEXTS - 1), c))
 
 
+@lru_cache(maxsize=65536)
+def _mix(a: SymbolRow, b: SymbolRow, w: int) -> SymbolRow:
+    return SymbolRow((a.zero * (8 - w) + b.zero * w + 4) // 8, (a.decay * (8 - w) + b.decay * w + 4) // 8)
+
+
 @dataclass(frozen=True, eq=False)
 class CodingTables:
     """rows[step class][band class][context] for residual coefficients (each step class holds the
@@ -135,6 +141,19 @@ class CodingTables:
         if band_class >= self.band_classes:
             return _FALLBACK_ROW
         return self.rows[step_class][band_class][context]
+
+    def step_row(self, step_exp: int, band_class: int, context: int) -> SymbolRow:
+        """The row a residual at `step_exp` codes with: step class c's row stands for the middle
+        of its octave, d = step_exp - residual_step_exp + 28 = 8c + w (0 <= w < 8), and the row is
+        rows c and c + 1 interpolated, zero = (zero_c (8 - w) + zero_c+1 w + 4) // 8 and decay
+        alike (integers); below class 0's middle and above the last class's, that class's row."""
+        if band_class >= self.band_classes:
+            return _FALLBACK_ROW
+        d = step_exp - self.residual_step_exp + 28
+        c, w = d // 8, d % 8
+        if c < 0 or c >= STEP_CLASSES - 1:
+            return self.rows[min(max(c, 0), STEP_CLASSES - 1)][band_class][context]
+        return _mix(self.rows[c][band_class][context], self.rows[c + 1][band_class][context], w)
 
     def to_proto(self) -> codes_pb2.CodingTables:
         rows = [r for s in self.rows for band in s for r in band]
