@@ -3,7 +3,7 @@
 In order (docs/sanc-format.md): `layers` (1 with a residual layer), the SAN step and the block
 offset, the spike count of every kernel; each kernel's first spike, its second spike's interval,
 the change of every later interval, its first level and the change of every later level (each a
-whole array over the kernels at once); then, with a residual layer, its step and its
+whole array over the kernels at once); then, with a residual layer, its step, its row shift and its
 coefficients band by band, coarsest first: each band's even-indexed coefficients (contexts from the band
 before it), then its odd-indexed ones (contexts also from their even neighbours), then the band's
 escapes in that order. Spikes never depend on coefficients, nor coefficients on spikes.
@@ -11,13 +11,16 @@ escapes in that order. Spikes never depend on coefficients, nor coefficients on 
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
 from sancodec.codebook import Codebook
 from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
-from sancodec.entropy import MAGNITUDES, Decoder, Encoder, row_costs, symbols_of, unzigzag, zigzag
+from sancodec.entropy import MAGNITUDES, Decoder, Encoder, SymbolRow, row_costs, symbols_of, unzigzag, zigzag
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT
 from sancodec.residual import band_sizes
@@ -36,6 +39,11 @@ __all__ = [
 ]
 
 Ints = npt.NDArray[np.int64]
+# a channel's residual rows may stand for a step half an octave finer or coarser than its own (the
+# encoder picks the shift that codes its coefficients in the fewest bits): a signal's activity
+# relative to its step differs from the training recordings'
+SHIFTS = (0, -1, 1)
+SHIFT_STEP = 4  # eighths of an octave per shift
 
 
 def _bands(dense: Ints, sizes: tuple[int, ...]) -> list[Ints]:
@@ -95,13 +103,16 @@ def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, s
         dense[r.indices] = r.levels
         bands = _bands(dense, sizes)
         step_class = tables.step_class(r.step_exp)
+        shift = _best_shift(bands, tables, r.step_exp)[0]
+        out.put("row_shift", zigzag([shift]))
+        row_step = r.step_exp + SHIFT_STEP * shift
         for i in range(len(bands)):
             band_class, excess = _band_class(i, len(bands)), []
             for values, ctx in _passes(bands, i):
                 symbols, escaped = symbols_of(values)
                 excess.append(escaped)
                 for c in range(CONTEXTS):
-                    enc.symbols(symbols[ctx == c], tables.step_row(r.step_exp, band_class, c))
+                    enc.symbols(symbols[ctx == c], tables.step_row(row_step, band_class, c))
                     if seen is not None:
                         key = f"band {step_class} {band_class} {c}"
                         seen.setdefault(key, []).append(np.abs(values[ctx == c]))
@@ -140,7 +151,10 @@ def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count
         residual = None
         if has_residual:
             step = tables.residual_step_exp + int(unzigzag(dec.integers(1, tables.table("residual_step")))[0])
-            residual = _decode_residual(dec, tables, sizes, step)
+            shift = int(unzigzag(dec.integers(1, tables.table("row_shift")))[0])
+            if shift not in SHIFTS:
+                raise CorruptCodeError(f"row shift {shift}")
+            residual = _decode_residual(dec, tables, sizes, step, step + SHIFT_STEP * shift)
         dec.finish()
         return ChannelCode(channel, san, residual)
     except InvalidInputError as exc:
@@ -180,7 +194,8 @@ def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start:
     return SanLayer(step_exp, ids, p, lev.astype(np.int32), offset)
 
 
-def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int) -> ResidualLayer:
+def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int,
+                     row_step: int) -> ResidualLayer:  # fmt: skip
     bands: list[Ints] = []
     for i, size in enumerate(sizes):
         band_class = _band_class(i, len(sizes))
@@ -189,12 +204,12 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
         evens, odds = symbols[0::2], symbols[1::2]  # views: decoded in place
         for c in range(CONTEXTS):
             where = parent[0::2] == c
-            evens[where] = dec.symbols(int(where.sum()), tables.step_row(step_exp, band_class, c))
+            evens[where] = dec.symbols(int(where.sum()), tables.step_row(row_step, band_class, c))
         # an escape's magnitude is 16 or more: the context classes end at 12
         ctx = odd_contexts((evens + 1) // 2, None if i == 0 else parent[1::2], odds.size)
         for c in range(CONTEXTS):
             where = ctx == c
-            odds[where] = dec.symbols(int(where.sum()), tables.step_row(step_exp, band_class, c))
+            odds[where] = dec.symbols(int(where.sum()), tables.step_row(row_step, band_class, c))
         symbols = np.concatenate([evens, odds])  # pass order: escapes come in it
         magnitude = (symbols + 1) // 2
         sign = np.where(symbols % 2 == 1, 1, -1)
@@ -210,19 +225,48 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
     return ResidualLayer(step_exp, indices, dense[indices].astype(np.int32))
 
 
-def residual_bits(dense: Ints, sizes: tuple[int, ...], tables: CodingTables, step_exp: int) -> float:
-    """The ideal code length of a residual layer's coefficients: the rate control's estimate."""
-    bands = _bands(dense, sizes)
-    total = 0.0
+def _symbol_plan(bands: list[Ints]) -> list[tuple[int, Ints, Ints]]:
+    """(band class, contexts, symbols) of each band, its passes together."""
+    out = []
     for i in range(len(bands)):
-        band_class = _band_class(i, len(bands))
-        for values, ctx in _passes(bands, i):
-            symbols, excess = symbols_of(values)
-            for c in range(CONTEXTS):
-                total += float(row_costs(tables.step_row(step_exp, band_class, c))[symbols[ctx == c]].sum())
-            total += float(tables.table("escape").bits(excess).sum())
+        passes = _passes(bands, i)
+        symbols = np.concatenate([symbols_of(v)[0] for v, _ in passes])
+        out.append((_band_class(i, len(bands)), np.concatenate([c for _, c in passes]), symbols))
+    return out
+
+
+@lru_cache(maxsize=65536)
+def _cost_matrix(rows: tuple[SymbolRow, ...]) -> npt.NDArray[np.float64]:
+    return np.stack([row_costs(r) for r in rows])
+
+
+def _coefficient_bits(plan: list[tuple[int, Ints, Ints]], tables: CodingTables, row_step: int) -> float:
+    total = 0.0
+    for band_class, ctx, symbols in plan:
+        rows = tuple(tables.step_row(row_step, band_class, c) for c in range(CONTEXTS))
+        total += float(_cost_matrix(rows)[ctx, symbols].sum())
     return total
 
+
+def _best_shift(bands: list[Ints], tables: CodingTables, step_exp: int) -> tuple[int, float]:
+    """The row shift (SHIFTS) that codes the coefficients in the fewest ideal bits, its own
+    field and the escapes counted; 0 on a tie, then -1. Returns (shift, bits)."""
+    plan = _symbol_plan(bands)
+    magnitudes = np.abs(np.concatenate([np.zeros(0, dtype=np.int64), *bands]))
+    escapes = float(tables.table("escape").bits(magnitudes[magnitudes > MAGNITUDES] - MAGNITUDES - 1).sum())
+    best, best_bits = 0, math.inf
+    for shift in SHIFTS:
+        bits = float(tables.table("row_shift").bits(zigzag([shift]))[0]) + escapes
+        bits += _coefficient_bits(plan, tables, step_exp + SHIFT_STEP * shift)
+        if bits < best_bits:
+            best, best_bits = shift, bits
+    return best, best_bits
+
+
+def residual_bits(dense: Ints, sizes: tuple[int, ...], tables: CodingTables, step_exp: int) -> float:
+    """The ideal code length of a residual layer's coefficients (and their row shift): the rate
+    control's estimate."""
+    return _best_shift(_bands(dense, sizes), tables, step_exp)[1]
 
 
 def _sizes(codebook: Codebook, count: int) -> tuple[int, ...]:

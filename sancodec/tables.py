@@ -38,6 +38,7 @@ FIELDS = (
     "offset",  # zigzag(offset level), in SAN steps
     "san_step",  # zigzag(SAN step exp - the tables' reference)
     "residual_step",  # zigzag(residual step exp - the tables' reference)
+    "row_shift",  # zigzag(s), s in -1..1: the residual's rows are those of step exp + 4 s
     "spike_count",  # spikes of each kernel
     "spike_first",  # a kernel's first spike, from the block's first sample
     "spike_interval",  # its second spike, from its first

@@ -26,7 +26,7 @@ from sancodec.residual import band_sizes
 from sancodec.streamcoder import ChannelCoder
 from sancodec.tables import CONTEXTS, FIELDS, STEP_CLASSES, CodingTables
 
-__all__ = ["STEP_OFFSETS", "fit_tables", "learn_tables"]
+__all__ = ["STEP_OFFSETS", "fit_tables", "learn_tables", "with_row_shifts"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,16 @@ def fit_tables(seen: dict[str, list[Ints]], band_classes: int, san_step_exp: int
     return CodingTables(san_step_exp, residual_step_exp, rows, fields)
 
 
+def with_row_shifts(tables: CodingTables, shifts: list[Ints]) -> CodingTables:
+    """The tables with the row shift's table fitted to the shifts an encoder picked under them."""
+    values = np.concatenate([np.zeros(0, dtype=np.int64), *shifts])
+    if not values.size:
+        return tables
+    fields = dict(tables.fields)
+    fields["row_shift"] = _class_table(values)
+    return dataclasses.replace(tables, fields=fields)
+
+
 def _collect(plan: CodingPlan, signal: npt.NDArray[np.float64], detect: Detector,
              seen: dict[str, list[Ints]]) -> None:  # fmt: skip
     coder = ChannelCoder(plan)
@@ -110,22 +120,30 @@ def learn_tables(plan: CodingPlan, signals: Sequence[npt.NDArray[np.float64]], d
     residual = plan.codebook.residual
     reference = plan.residual_step_exp if plan.residual_step_exp is not None else 0
     band_classes = residual.level + 1 if residual is not None else 0
-    seen: dict[str, list[Ints]] = {}
     offsets = STEP_OFFSETS if plan.residual_step_exp is not None else (0,)
     found: dict[tuple[int, int], Spikes] = {}  # detection does not depend on the step: once each
-    for offset in offsets:
-        step = None if plan.residual_step_exp is None else reference + offset
-        trial = dataclasses.replace(plan, residual_step_exp=step)
-        for i, signal in enumerate(signals):
 
-            def cached(window: Window, i: int = i) -> Spikes:
-                key = (i, window.index)
-                if key not in found:
-                    found[key] = detect(window)
-                return found[key]
+    def sweep(codebook: Codebook) -> dict[str, list[Ints]]:
+        seen: dict[str, list[Ints]] = {}
+        for offset in offsets:
+            step = None if plan.residual_step_exp is None else reference + offset
+            trial = dataclasses.replace(plan, codebook=codebook, residual_step_exp=step)
+            for i, signal in enumerate(signals):
 
-            _collect(trial, signal, cached, seen)
-    tables = fit_tables(seen, band_classes, plan.san_step_exp, reference)
+                def cached(window: Window, i: int = i) -> Spikes:
+                    key = (i, window.index)
+                    if key not in found:
+                        found[key] = detect(window)
+                    return found[key]
+
+                _collect(trial, signal, cached, seen)
+        return seen
+
+    tables = fit_tables(sweep(plan.codebook), band_classes, plan.san_step_exp, reference)
+    if band_classes:  # the row shifts the encoder picks under the fitted rows: a second sweep
+        c = plan.codebook
+        shifts = sweep(Codebook(c.kernels, c.decoder_mode, c.residual, tables)).get("row_shift", [])
+        tables = with_row_shifts(tables, shifts)
     bits = sum(len(t.weights) for t in tables.fields.values())
     log.info("learned tables: %d band classes, %d field classes, from %d samples x %d steps",
              band_classes, bits, sum(s.size for s in signals), len(offsets))  # fmt: skip

@@ -43,14 +43,23 @@ def code_of(q, step_exp):
     return ChannelCode(0, san, ResidualLayer(step_exp, idx, dense[idx].astype(np.int32)))
 
 
-def learn(records, whole=True):
+def sweep(records, tables):
     seen = {}
     for r in records:
-        x = rec(r) if whole else rec(r, 0, 216000)
-        for b in blocks(x):
+        for b in blocks(rec(r)):
             for off in STEP_OFFSETS:
-                encode_channel(code_of(quantize(b, REF + off), REF + off), CodingTables(SAN, REF), 1, 0, SIZES, seen)
-    return fit_tables(seen, len(SIZES), SAN, REF)
+                encode_channel(code_of(quantize(b, REF + off), REF + off), tables, 1, 0, SIZES, seen)
+    return seen
+
+
+def learn(records):
+    """As training.tables.learn_tables with no spikes: rows and fields, then the row shifts."""
+    tables = fit_tables(sweep(records, CodingTables(SAN, REF)), len(SIZES), SAN, REF)
+    try:
+        from training.tables import with_row_shifts
+    except ImportError:  # a version without row shifts
+        return tables
+    return with_row_shifts(tables, sweep(records, tables).get('row_shift', []))
 
 
 def h0(qs):
