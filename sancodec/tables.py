@@ -1,7 +1,8 @@
 """The probability tables of a codebook: learned in training, shipped in the bundle and the header.
 
 Residual coefficients are coded band by band, coarsest first, each under the row of its band
-class and context. The band class of the approximation is 0 and of detail level j (1 = finest) is
+class and context at the channel's row step (its residual step moved by its row shift, rows of
+the step classes around it interpolated: `CodingTables.step_row`). The band class of the approximation is 0 and of detail level j (1 = finest) is
 j. Each band is coded in two passes: its even-indexed coefficients, then its odd-indexed ones. An
 even coefficient's context comes from already decoded coefficients at its place one level coarser
 (`contexts`; the approximation's are all 0), so a whole pass's contexts are known before it is
