@@ -103,16 +103,18 @@ def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, s
         dense[r.indices] = r.levels
         bands = _bands(dense, sizes)
         step_class = tables.step_class(r.step_exp)
-        shift = _best_shift(bands, tables, r.step_exp)[0]
+        passes = [_passes(bands, i) for i in range(len(bands))]
+        shift = _best_shift(bands, tables, r.step_exp, passes)[0]
         out.put("row_shift", zigzag([shift]))
         row_step = r.step_exp + SHIFT_STEP * shift
         for i in range(len(bands)):
             band_class, excess = _band_class(i, len(bands)), []
-            for values, ctx in _passes(bands, i):
+            rows = tables.step_rows(row_step, band_class)
+            for values, ctx in passes[i]:
                 symbols, escaped = symbols_of(values)
                 excess.append(escaped)
                 for c in range(CONTEXTS):
-                    enc.symbols(symbols[ctx == c], tables.step_row(row_step, band_class, c))
+                    enc.symbols(symbols[ctx == c], rows[c])
                     if seen is not None:
                         key = f"band {step_class} {band_class} {c}"
                         seen.setdefault(key, []).append(np.abs(values[ctx == c]))
@@ -199,17 +201,18 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
     bands: list[Ints] = []
     for i, size in enumerate(sizes):
         band_class = _band_class(i, len(sizes))
+        rows = tables.step_rows(row_step, band_class)
         parent = _parent_contexts(bands, i, size)
         symbols = np.zeros(size, dtype=np.int64)
         evens, odds = symbols[0::2], symbols[1::2]  # views: decoded in place
         for c in range(CONTEXTS):
             where = parent[0::2] == c
-            evens[where] = dec.symbols(int(where.sum()), tables.step_row(row_step, band_class, c))
-        # an escape's magnitude is 16 or more: the context classes end at 12
+            evens[where] = dec.symbols(int(where.sum()), rows[c])
+        # an escape's symbol reads as magnitude K + 1: the context classes end at 12
         ctx = odd_contexts((evens + 1) // 2, None if i == 0 else parent[1::2], odds.size)
         for c in range(CONTEXTS):
             where = ctx == c
-            odds[where] = dec.symbols(int(where.sum()), tables.step_row(row_step, band_class, c))
+            odds[where] = dec.symbols(int(where.sum()), rows[c])
         symbols = np.concatenate([evens, odds])  # pass order: escapes come in it
         magnitude = (symbols + 1) // 2
         sign = np.where(symbols % 2 == 1, 1, -1)
@@ -225,13 +228,12 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
     return ResidualLayer(step_exp, indices, dense[indices].astype(np.int32))
 
 
-def _symbol_plan(bands: list[Ints]) -> list[tuple[int, Ints, Ints]]:
+def _symbol_plan(all_passes: list[list[tuple[Ints, Ints]]]) -> list[tuple[int, Ints, Ints]]:
     """(band class, contexts, symbols) of each band, its passes together."""
     out = []
-    for i in range(len(bands)):
-        passes = _passes(bands, i)
+    for i, passes in enumerate(all_passes):
         symbols = np.concatenate([symbols_of(v)[0] for v, _ in passes])
-        out.append((_band_class(i, len(bands)), np.concatenate([c for _, c in passes]), symbols))
+        out.append((_band_class(i, len(all_passes)), np.concatenate([c for _, c in passes]), symbols))
     return out
 
 
@@ -243,15 +245,15 @@ def _cost_matrix(rows: tuple[SymbolRow, ...]) -> npt.NDArray[np.float64]:
 def _coefficient_bits(plan: list[tuple[int, Ints, Ints]], tables: CodingTables, row_step: int) -> float:
     total = 0.0
     for band_class, ctx, symbols in plan:
-        rows = tuple(tables.step_row(row_step, band_class, c) for c in range(CONTEXTS))
-        total += float(_cost_matrix(rows)[ctx, symbols].sum())
+        total += float(_cost_matrix(tables.step_rows(row_step, band_class))[ctx, symbols].sum())
     return total
 
 
-def _best_shift(bands: list[Ints], tables: CodingTables, step_exp: int) -> tuple[int, float]:
+def _best_shift(bands: list[Ints], tables: CodingTables, step_exp: int,
+                all_passes: list[list[tuple[Ints, Ints]]] | None = None) -> tuple[int, float]:  # fmt: skip
     """The row shift (SHIFTS) that codes the coefficients in the fewest ideal bits, its own
     field and the escapes counted; 0 on a tie, then -1. Returns (shift, bits)."""
-    plan = _symbol_plan(bands)
+    plan = _symbol_plan(all_passes or [_passes(bands, i) for i in range(len(bands))])
     magnitudes = np.abs(np.concatenate([np.zeros(0, dtype=np.int64), *bands]))
     escapes = float(tables.table("escape").bits(magnitudes[magnitudes > MAGNITUDES] - MAGNITUDES - 1).sum())
     best, best_bits = 0, math.inf

@@ -119,6 +119,7 @@ class CodingTables:
             raise InvalidInputError(f"unknown table fields {sorted(unknown)}")
         object.__setattr__(self, "rows", tuple(tuple(tuple(r) for r in s) for s in self.rows))
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+        object.__setattr__(self, "_step_rows", {})  # (row step, band class) -> rows by context
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CodingTables):
@@ -143,6 +144,15 @@ class CodingTables:
         if band_class >= self.band_classes:
             return _FALLBACK_ROW
         return self.rows[step_class][band_class][context]
+
+    def step_rows(self, step_exp: int, band_class: int) -> tuple[SymbolRow, ...]:
+        """step_row of every context."""
+        key = (step_exp, band_class)
+        rows = self._step_rows.get(key)  # type: ignore[attr-defined]
+        if rows is None:
+            rows = tuple(self.step_row(step_exp, band_class, c) for c in range(CONTEXTS))
+            self._step_rows[key] = rows  # type: ignore[attr-defined]
+        return rows
 
     def step_row(self, step_exp: int, band_class: int, context: int) -> SymbolRow:
         """The row a residual at `step_exp` codes with: step class c's row stands for the middle
