@@ -10,8 +10,9 @@ so a reader in another language rebuilds them bit for bit):
   c-1 bits below the leading one, uniformly, in pieces of at most 16 bits.
 
 Probabilities go to constriction's `Categorical(p, perfect=False)`, which rounds them to its
-fixed-point precision and keeps every symbol codable. A code is the range coder's 32-bit words as
-little-endian bytes with trailing zero bytes left off; the decoder pads them back.
+fixed-point precision and keeps every symbol codable. A code is the shortest string of bytes that,
+read as the range coder's 32-bit words in big-endian order with zero bytes padded after it, is a
+point of the coder's final interval (`Encoder.finish`): every such point decodes the same values.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ __all__ = [
 
 # what constriction raises for data no model can have written (it says so with an assertion)
 CODER_ERRORS = (ValueError, OverflowError, RuntimeError, AssertionError)
-MAGNITUDES = 15  # K: |v| up to this has its own symbol; beyond, an escape and the excess
+MAGNITUDES = 31  # K: |v| up to this has its own symbol; beyond, an escape and the excess
 CLASSES = 33  # bit lengths 0..32
 PIECE_BITS = 16
 MAX_VALUE = (1 << 32) - 1
@@ -110,7 +111,7 @@ class ClassTable:
         return p[c] + np.maximum(c - 1, 0)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65536)
 def _categorical(key: SymbolRow | ClassTable) -> Any:
     p = key.probabilities()
     return _model.Categorical(p, perfect=False)
@@ -122,7 +123,7 @@ def _class_costs(table: ClassTable) -> npt.NDArray[np.float64]:
     return np.asarray(-np.log2(np.maximum(p / p.sum(), 2.0**-24)), dtype=np.float64)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65536)
 def row_costs(row: SymbolRow) -> npt.NDArray[np.float64]:
     """Ideal code length of each symbol of a row, in bits."""
     p = row.probabilities()
@@ -182,18 +183,45 @@ class Encoder:
             rest, bits = np.right_shift(rest, width), bits - width
 
     def finish(self) -> bytes:
-        words = self._coder.get_compressed()
-        return np.asarray(words, dtype="<u4").tobytes().rstrip(b"\0")
+        return shortest_code(self._coder)
+
+
+def shortest_code(coder: Any) -> bytes:
+    """The fewest bytes whose zero-padded value lies in the range coder's final interval.
+
+    After the last symbol the coder holds `position` words and a 64-bit interval [lower, lower +
+    range) for the two words after them (with a carry into the words before when lower + range
+    passes 2^64). Its own sealed words are one point of that interval; the code is instead the
+    smallest point with the most trailing zero bytes, and those bytes are left off.
+    """
+    position, (lower, width) = coder.pos()
+    words = [int(w) for w in coder.get_compressed()]
+    total = position + 2
+    if len(words) > total:  # constriction seals within two words after `position`
+        raise RuntimeError("unexpected range coder seal")
+    point = 0
+    for w in words + [0] * (total - len(words)):
+        point = (point << 32) | w
+    bits = 32 * total
+    low = point - ((point - lower) % (1 << 64))  # the interval's start, carries included
+    high = low + width
+    for count in range(bits // 8 + 1):
+        shift = bits - 8 * count
+        value = -(-low >> shift)  # the smallest count-byte point at or above the start
+        if value << shift < high and value < 1 << (8 * count):
+            return bytes(value.to_bytes(count, "big"))
+    raise RuntimeError("no point in the range coder's final interval")
 
 
 class Decoder:
     """Reads what an Encoder wrote, in the same order; CorruptCodeError when it cannot."""
 
     def __init__(self, data: bytes) -> None:
+        self._data = data
         padded = data + b"\0" * (-len(data) % 4)
         self._words = len(padded) // 4
         self._coder = constriction.stream.queue.RangeDecoder(
-            np.frombuffer(padded, dtype="<u4").astype(np.uint32)
+            np.frombuffer(padded, dtype=">u4").astype(np.uint32)
         )
 
     def symbols(self, count: int, row: SymbolRow) -> npt.NDArray[np.int64]:
@@ -220,6 +248,7 @@ class Decoder:
         return out
 
     def finish(self) -> None:
-        """The code must end where its words end: more than a word of slack is damage."""
-        if not self._coder.maybe_exhausted():
-            raise CorruptCodeError("the code holds more than its values")
+        """A code ends with a non-zero byte (the encoder leaves trailing zeros off); bytes past the
+        values' interval cannot be told from theirs, so nothing more is checked."""
+        if self._data and self._data[-1] == 0:
+            raise CorruptCodeError("the code ends with a zero byte")

@@ -3,12 +3,16 @@
 In order (docs/sanc-format.md): `layers` (1 with a residual layer), the SAN step and the block
 offset, the spike count of every kernel; each kernel's first spike, its second spike's interval,
 the change of every later interval, its first level and the change of every later level (each a
-whole array over the kernels at once); then, with a residual layer, its step and its
-coefficients band by band, coarsest first, each band's contexts from the band before it, and the
-band's escapes. Spikes never depend on coefficients, nor coefficients on spikes.
+whole array over the kernels at once); then, with a residual layer, its step, its row shift and its
+coefficients band by band, coarsest first: each band's even-indexed coefficients (contexts from the band
+before it), then its odd-indexed ones (contexts also from their even neighbours), then the band's
+escapes in that order. Spikes never depend on coefficients, nor coefficients on spikes.
 """
 
 from __future__ import annotations
+
+import math
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -16,11 +20,21 @@ from google.protobuf.message import DecodeError
 
 from sancodec.codebook import Codebook
 from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
-from sancodec.entropy import CODER_ERRORS, Decoder, Encoder, symbols_of, unzigzag, zigzag
+from sancodec.entropy import (
+    CODER_ERRORS,
+    MAGNITUDES,
+    Decoder,
+    Encoder,
+    SymbolRow,
+    row_costs,
+    symbols_of,
+    unzigzag,
+    zigzag,
+)
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT
 from sancodec.residual import band_sizes
-from sancodec.tables import CONTEXTS, CodingTables, contexts
+from sancodec.tables import CONTEXTS, CodingTables, contexts, odd_contexts
 from sancodec.v1 import codes_pb2
 
 __all__ = [
@@ -36,6 +50,11 @@ __all__ = [
 ]
 
 Ints = npt.NDArray[np.int64]
+# a channel's residual rows may stand for a step half an octave finer or coarser than its own (the
+# encoder picks the shift that codes its coefficients in the fewest bits): a signal's activity
+# relative to its step differs from the training recordings'
+SHIFTS = (0, -1, 1)
+SHIFT_STEP = 4  # eighths of an octave per shift
 
 
 def _bands(dense: Ints, sizes: tuple[int, ...]) -> list[Ints]:
@@ -47,15 +66,19 @@ def _band_class(i: int, band_count: int) -> int:
     return 0 if i == 0 else band_count - i
 
 
-def _band_plan(bands: list[Ints]) -> list[tuple[int, Ints]]:
-    """(band class, contexts) of every band, the contexts from the band before it."""
-    out = []
-    for i, band in enumerate(bands):
-        ctx = np.zeros(band.size, dtype=np.int64)
-        if i > 0:
-            ctx = contexts(bands[i - 1], band.size, parent_is_approximation=i == 1)
-        out.append((_band_class(i, len(bands)), ctx))
-    return out
+def _parent_contexts(bands: list[Ints], i: int, size: int) -> Ints:
+    if i == 0:
+        return np.zeros(size, dtype=np.int64)
+    return contexts(bands[i - 1], size, parent_is_approximation=i == 1)
+
+
+def _passes(bands: list[Ints], i: int) -> list[tuple[Ints, Ints]]:
+    """(values, contexts) of band i's two passes: its even-indexed, then odd-indexed values."""
+    band = bands[i]
+    parent = _parent_contexts(bands, i, band.size)
+    evens, odds = band[0::2], band[1::2]
+    odd = odd_contexts(evens, None if i == 0 else parent[1::2], odds.size)
+    return [(evens, parent[0::2]), (odds, odd)]
 
 
 class _Fields:
@@ -79,12 +102,20 @@ class _Fields:
 
 
 def _put_side(out: _Fields, code: ChannelCode, kernel_count: int, start: int) -> None:
-    """Everything but the residual's coefficients: layers, SAN step, offset, spikes."""
+    """Everything but the residual's step and coefficients: layers, SAN step, offset, spikes."""
     san, tables = code.san, out.tables
     out.put("layers", [int(code.residual is not None)])
     out.put("san_step", zigzag([san.step_exp - tables.san_step_exp]))
     out.put("offset", zigzag([san.offset_level]))
     _encode_spikes(out, san, kernel_count, start)
+
+
+def field_bits(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int) -> float:
+    """The ideal code length of a channel's side information and spikes (not the residual):
+    what the layer choice charges spikes with."""
+    out = _Fields(None, tables)
+    _put_side(out, code, kernel_count, start)
+    return out.bits
 
 
 def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int,
@@ -105,14 +136,22 @@ def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, s
         dense[r.indices] = r.levels
         bands = _bands(dense, sizes)
         step_class = tables.step_class(r.step_exp)
-        for band, (band_class, ctx) in zip(bands, _band_plan(bands), strict=True):
-            symbols, excess = symbols_of(band)
-            for c in range(CONTEXTS):
-                enc.symbols(symbols[ctx == c], tables.row(step_class, band_class, c))
-                if seen is not None:
-                    key = f"band {step_class} {band_class} {c}"
-                    seen.setdefault(key, []).append(np.abs(band[ctx == c]))
-            out.put("escape", excess)
+        passes = [_passes(bands, i) for i in range(len(bands))]
+        shift = _best_shift(bands, tables, r.step_exp, passes)[0]
+        out.put("row_shift", zigzag([shift]))
+        row_step = r.step_exp + SHIFT_STEP * shift
+        for i in range(len(bands)):
+            band_class, excess = _band_class(i, len(bands)), []
+            rows = tables.step_rows(row_step, band_class)
+            for values, ctx in passes[i]:
+                symbols, escaped = symbols_of(values)
+                excess.append(escaped)
+                for c in range(CONTEXTS):
+                    enc.symbols(symbols[ctx == c], rows[c])
+                    if seen is not None:
+                        key = f"band {step_class} {band_class} {c}"
+                        seen.setdefault(key, []).append(np.abs(values[ctx == c]))
+            out.put("escape", np.concatenate(excess))
     return enc.finish()
 
 
@@ -157,7 +196,10 @@ def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count
             step = tables.residual_step_exp + int(
                 unzigzag(dec.integers(1, tables.table("residual_step")))[0]
             )
-            residual = _decode_residual(dec, tables, sizes, step)
+            shift = int(unzigzag(dec.integers(1, tables.table("row_shift")))[0])
+            if shift not in SHIFTS:
+                raise CorruptCodeError(f"row shift {shift}")
+            residual = _decode_residual(dec, tables, sizes, step, step + SHIFT_STEP * shift)
         dec.finish()
         return ChannelCode(channel, san, residual)
     except InvalidInputError as exc:
@@ -199,54 +241,87 @@ def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start:
     return SanLayer(step_exp, ids, p, lev.astype(np.int32), offset)
 
 
-def _decode_residual(
-    dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int
-) -> ResidualLayer:
+def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int,
+                     row_step: int) -> ResidualLayer:  # fmt: skip
     bands: list[Ints] = []
-    step_class = tables.step_class(step_exp)
     for i, size in enumerate(sizes):
         band_class = _band_class(i, len(sizes))
-        ctx = np.zeros(size, dtype=np.int64)
-        if i > 0:
-            ctx = contexts(bands[i - 1], size, parent_is_approximation=i == 1)
+        rows = tables.step_rows(row_step, band_class)
+        parent = _parent_contexts(bands, i, size)
         symbols = np.zeros(size, dtype=np.int64)
+        evens, odds = symbols[0::2], symbols[1::2]  # views: decoded in place
+        for c in range(CONTEXTS):
+            where = parent[0::2] == c
+            evens[where] = dec.symbols(int(where.sum()), rows[c])
+        # an escape's symbol reads as magnitude K + 1: the context classes end at 12
+        ctx = odd_contexts((evens + 1) // 2, None if i == 0 else parent[1::2], odds.size)
         for c in range(CONTEXTS):
             where = ctx == c
-            symbols[where] = dec.symbols(int(where.sum()), tables.row(step_class, band_class, c))
+            odds[where] = dec.symbols(int(where.sum()), rows[c])
+        symbols = np.concatenate([evens, odds])  # pass order: escapes come in it
         magnitude = (symbols + 1) // 2
         sign = np.where(symbols % 2 == 1, 1, -1)
-        escape = magnitude > 15
-        magnitude[escape] = 16 + dec.integers(int(escape.sum()), tables.table("escape"))
+        escape = magnitude > MAGNITUDES
+        magnitude[escape] = MAGNITUDES + 1 + dec.integers(int(escape.sum()), tables.table("escape"))
         if magnitude.size and magnitude.max() >= LEVEL_LIMIT:
             raise CorruptCodeError(f"a residual level is beyond ±{LEVEL_LIMIT}")
-        bands.append(sign * magnitude)
+        band = np.zeros(size, dtype=np.int64)
+        band[0::2], band[1::2] = (sign * magnitude)[: evens.size], (sign * magnitude)[evens.size :]
+        bands.append(band)
     dense = np.concatenate([np.zeros(0, dtype=np.int64), *bands])
     (indices,) = np.nonzero(dense)
     return ResidualLayer(step_exp, indices, dense[indices].astype(np.int32))
 
 
-def field_bits(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int) -> float:
-    """The ideal code length of a channel's side information and spikes (not the residual's
-    coefficients): what the layer choice charges spikes with."""
-    out = _Fields(None, tables)
-    _put_side(out, code, kernel_count, start)
-    return out.bits
+def _symbol_plan(all_passes: list[list[tuple[Ints, Ints]]]) -> list[tuple[int, Ints, Ints]]:
+    """(band class, contexts, symbols) of each band, its passes together."""
+    out = []
+    for i, passes in enumerate(all_passes):
+        symbols = np.concatenate([symbols_of(v)[0] for v, _ in passes])
+        out.append(
+            (_band_class(i, len(all_passes)), np.concatenate([c for _, c in passes]), symbols)
+        )
+    return out
+
+
+@lru_cache(maxsize=65536)
+def _cost_matrix(rows: tuple[SymbolRow, ...]) -> npt.NDArray[np.float64]:
+    return np.stack([row_costs(r) for r in rows])
+
+
+def _coefficient_bits(
+    plan: list[tuple[int, Ints, Ints]], tables: CodingTables, row_step: int
+) -> float:
+    total = 0.0
+    for band_class, ctx, symbols in plan:
+        total += float(_cost_matrix(tables.step_rows(row_step, band_class))[ctx, symbols].sum())
+    return total
+
+
+def _best_shift(bands: list[Ints], tables: CodingTables, step_exp: int,
+                all_passes: list[list[tuple[Ints, Ints]]] | None = None) -> tuple[int, float]:  # fmt: skip
+    """The row shift (SHIFTS) that codes the coefficients in the fewest ideal bits, its own
+    field and the escapes counted; 0 on a tie, then -1. Returns (shift, bits)."""
+    plan = _symbol_plan(all_passes or [_passes(bands, i) for i in range(len(bands))])
+    magnitudes = np.abs(np.concatenate([np.zeros(0, dtype=np.int64), *bands]))
+    escapes = float(
+        tables.table("escape").bits(magnitudes[magnitudes > MAGNITUDES] - MAGNITUDES - 1).sum()
+    )
+    best, best_bits = 0, math.inf
+    for shift in SHIFTS:
+        bits = float(tables.table("row_shift").bits(zigzag([shift]))[0]) + escapes
+        bits += _coefficient_bits(plan, tables, step_exp + SHIFT_STEP * shift)
+        if bits < best_bits:
+            best, best_bits = shift, bits
+    return best, best_bits
 
 
 def residual_bits(
     dense: Ints, sizes: tuple[int, ...], tables: CodingTables, step_exp: int
 ) -> float:
-    """The ideal code length of a residual layer's coefficients: the rate control's estimate."""
-    bands = _bands(dense, sizes)
-    costs = tables.costs(tables.step_class(step_exp))  # (band class, context, symbol)
-    total = 0.0
-    for band, (band_class, ctx) in zip(bands, _band_plan(bands), strict=True):
-        symbols, excess = symbols_of(band)
-        row = band_class if band_class < tables.band_classes else -1
-        total += float(costs[row, ctx, symbols].sum())
-        if excess.size:
-            total += float(tables.table("escape").bits(excess).sum())
-    return total
+    """The ideal code length of a residual layer's coefficients (and their row shift): the rate
+    control's estimate."""
+    return _best_shift(_bands(dense, sizes), tables, step_exp)[1]
 
 
 def _sizes(codebook: Codebook, count: int) -> tuple[int, ...]:

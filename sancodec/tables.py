@@ -1,9 +1,13 @@
 """The probability tables of a codebook: learned in training, shipped in the bundle and the header.
 
 Residual coefficients are coded band by band, coarsest first, each under the row of its band
-class and context. The band class of the approximation is 0 and of detail level j (1 = finest) is
-j. A detail coefficient's context comes from already decoded coefficients at its place one level
-coarser (`contexts`), so a whole band's contexts are known before it is decoded. Every other
+class and context at the channel's row step (its residual step moved by its row shift, rows of
+the step classes around it interpolated: `CodingTables.step_row`). The band class of the approximation is 0 and of detail level j (1 = finest) is
+j. Each band is coded in two passes: its even-indexed coefficients, then its odd-indexed ones. An
+even coefficient's context comes from already decoded coefficients at its place one level coarser
+(`contexts`; the approximation's are all 0), so a whole pass's contexts are known before it is
+decoded; an odd coefficient's context is its parent context moved by its two even neighbours in
+the same band, decoded in the first pass (`odd_contexts`). Every other
 value of a channel code (steps, offset, spike counts, positions and levels, escapes) is an
 integer under one of the named class tables (`FIELDS`).
 """
@@ -12,17 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.entropy import CLASSES, ClassTable, SymbolRow, row_costs
+from sancodec.entropy import CLASSES, ClassTable, SymbolRow
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.v1 import codes_pb2
 
-__all__ = ["CONTEXTS", "FIELDS", "STEP_CLASSES", "CodingTables", "contexts"]
+__all__ = ["CONTEXTS", "FIELDS", "STEP_CLASSES", "CodingTables", "contexts", "odd_contexts"]
 
 CONTEXTS = 5
 # a residual step's class: its octave relative to the tables' reference, -4..+3 octaves
@@ -34,13 +39,14 @@ FIELDS = (
     "offset",  # zigzag(offset level), in SAN steps
     "san_step",  # zigzag(SAN step exp - the tables' reference)
     "residual_step",  # zigzag(residual step exp - the tables' reference)
+    "row_shift",  # zigzag(s), s in -1..1: the residual's rows are those of step exp + 4 s
     "spike_count",  # spikes of each kernel
     "spike_first",  # a kernel's first spike, from the block's first sample
     "spike_interval",  # its second spike, from its first
     "spike_interval_delta",  # zigzag(each later interval - the interval before it)
     "spike_level",  # zigzag(its first level)
     "spike_level_delta",  # zigzag(each later level - the level before it)
-    "escape",  # |v| - 16 of a residual coefficient beyond the rows' symbols
+    "escape",  # |v| - K - 1 (K = entropy.MAGNITUDES) of a residual coefficient beyond the rows' symbols
 )
 MAX_BAND_CLASSES = 17
 MAX_ROWS = STEP_CLASSES * MAX_BAND_CLASSES * CONTEXTS
@@ -68,6 +74,34 @@ def contexts(
     return np.asarray(np.searchsorted(_BOUNDS, magnitude[index], side="right"), dtype=np.int64)
 
 
+def odd_contexts(evens: npt.NDArray[np.int64], parent_contexts: npt.NDArray[np.int64] | None,
+                 size: int) -> npt.NDArray[np.int64]:  # fmt: skip
+    """Contexts of a band's `size` odd-indexed coefficients from its even-indexed levels.
+
+    Odd coefficient j lies between evens j and j + 1 (the last even twice at the band's end);
+    n = |even j| + |even j+1|. In the approximation (`parent_contexts` None) the context is n's
+    class by the parent bounds (0 | 1-2 | 3-5 | 6-11 | 12+); in a detail band it is the odd
+    coefficient's own parent context, one lower when n is 0 and one higher when n is 3 or more.
+    """
+    if size == 0:
+        return np.zeros(0, dtype=np.int64)
+    a = np.abs(evens)
+    n = (a + np.concatenate([a[1:], a[-1:]]))[:size]
+    if parent_contexts is None:
+        return np.asarray(np.searchsorted(_BOUNDS, n, side="right"), dtype=np.int64)
+    c = np.asarray(parent_contexts, dtype=np.int64)
+    return np.where(
+        n == 0, np.maximum(c - 1, 0), np.where(n >= 3, np.minimum(c + 1, CONTEXTS - 1), c)
+    )
+
+
+@lru_cache(maxsize=65536)
+def _mix(a: SymbolRow, b: SymbolRow, w: int) -> SymbolRow:
+    return SymbolRow(
+        (a.zero * (8 - w) + b.zero * w + 4) // 8, (a.decay * (8 - w) + b.decay * w + 4) // 8
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class CodingTables:
     """rows[step class][band class][context] for residual coefficients (each step class holds the
@@ -77,7 +111,6 @@ class CodingTables:
     residual_step_exp: int = 0
     rows: tuple[tuple[tuple[SymbolRow, ...], ...], ...] = ()
     fields: Mapping[str, ClassTable] = field(default_factory=dict)
-    _costs: dict[int, npt.NDArray[np.float64]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.rows and len(self.rows) != STEP_CLASSES:
@@ -92,6 +125,7 @@ class CodingTables:
             raise InvalidInputError(f"unknown table fields {sorted(unknown)}")
         object.__setattr__(self, "rows", tuple(tuple(tuple(r) for r in s) for s in self.rows))
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+        object.__setattr__(self, "_step_rows", {})  # (row step, band class) -> rows by context
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CodingTables):
@@ -117,13 +151,26 @@ class CodingTables:
             return _FALLBACK_ROW
         return self.rows[step_class][band_class][context]
 
-    def costs(self, step_class: int) -> npt.NDArray[np.float64]:
-        """Ideal code lengths (bits) of every symbol of every row of a step class, as an array
-        (band class, context, symbol), and last the fallback row's, for band classes beyond."""
-        if step_class not in self._costs:
-            rows = (*(self.rows[step_class] if self.rows else ()), (_FALLBACK_ROW,) * CONTEXTS)
-            self._costs[step_class] = np.array([[row_costs(r) for r in band] for band in rows])
-        return self._costs[step_class]
+    def step_rows(self, step_exp: int, band_class: int) -> tuple[SymbolRow, ...]:
+        """step_row of every context."""
+        key = (step_exp, band_class)
+        cache: dict[tuple[int, int], tuple[SymbolRow, ...]] = self._step_rows  # type: ignore[attr-defined]
+        if key not in cache:
+            cache[key] = tuple(self.step_row(step_exp, band_class, c) for c in range(CONTEXTS))
+        return cache[key]
+
+    def step_row(self, step_exp: int, band_class: int, context: int) -> SymbolRow:
+        """The row a residual at `step_exp` codes with: step class c's row stands for the middle
+        of its octave, d = step_exp - residual_step_exp + 28 = 8c + w (0 <= w < 8), and the row is
+        rows c and c + 1 interpolated, zero = (zero_c (8 - w) + zero_c+1 w + 4) // 8 and decay
+        alike (integers); below class 0's middle and above the last class's, that class's row."""
+        if band_class >= self.band_classes:
+            return _FALLBACK_ROW
+        d = step_exp - self.residual_step_exp + 28
+        c, w = d // 8, d % 8
+        if c < 0 or c >= STEP_CLASSES - 1:
+            return self.rows[min(max(c, 0), STEP_CLASSES - 1)][band_class][context]
+        return _mix(self.rows[c][band_class][context], self.rows[c + 1][band_class][context], w)
 
     def to_proto(self) -> codes_pb2.CodingTables:
         rows = [r for s in self.rows for band in s for r in band]

@@ -18,14 +18,15 @@ import numpy as np
 import numpy.typing as npt
 
 from sancodec.codebook import Codebook
-from sancodec.entropy import CLASSES, MAGNITUDES, ClassTable, SymbolRow, bit_lengths
+from sancodec.entropy import CLASSES, MAGNITUDES, ClassTable, SymbolRow, bit_lengths, zigzag
 from sancodec.payload import encode_channel
 from sancodec.plan import CodingPlan, Spikes, Window
+from sancodec.ratecontrol import STEP_SEARCH
 from sancodec.residual import band_sizes
 from sancodec.streamcoder import ChannelCoder
 from sancodec.tables import CONTEXTS, FIELDS, STEP_CLASSES, CodingTables
 
-__all__ = ["STEP_OFFSETS", "fit_tables", "learn_tables"]
+__all__ = ["STEP_OFFSETS", "fit_tables", "learn_tables", "with_row_shifts"]
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,18 @@ STEP_OFFSETS = tuple(range(-30, 32, 4))
 SMOOTHING = 0.05  # counts added to every class
 FLOOR_LOG2 = -20.0  # the half-bit weights count up from a probability of 2^-20
 MARGIN = 2  # classes kept beyond those seen
+# the training sweep covers the step classes, the rate control a wider span (STEP_SEARCH): its
+# steps keep this share of the residual step's table, so a step beyond the sweep costs bits, not 20
+PRIOR_SHARE = 0.1
 
 
-def _class_table(values: Ints) -> ClassTable:
+def _class_table(values: Ints, prior: Ints | None = None) -> ClassTable:
+    """Smoothed class frequencies; with `prior`, values every one of which stays likely: they
+    take PRIOR_SHARE of the mass, spread evenly over them."""
     counts = np.bincount(bit_lengths(values), minlength=CLASSES)[:CLASSES].astype(np.float64)
+    if prior is not None and prior.size and values.size:
+        spread = np.bincount(bit_lengths(prior), minlength=CLASSES)[:CLASSES].astype(np.float64)
+        counts = counts + spread * (PRIOR_SHARE / (1.0 - PRIOR_SHARE)) * values.size / prior.size
     seen = np.flatnonzero(counts)
     if seen.size == 0:
         return ClassTable(0, (1,))
@@ -69,7 +78,12 @@ def fit_tables(seen: dict[str, list[Ints]], band_classes: int, san_step_exp: int
     def values(name: str) -> Ints:
         return np.concatenate([empty, *seen.get(name, [])])
 
-    fields = {name: _class_table(values(name)) for name in FIELDS if name in seen}
+    steps = zigzag(np.arange(-STEP_SEARCH, STEP_SEARCH + 1))
+    fields = {
+        name: _class_table(values(name), steps if name == "residual_step" else None)
+        for name in FIELDS
+        if name in seen
+    }
     rows = (
         tuple(
             tuple(
@@ -82,6 +96,16 @@ def fit_tables(seen: dict[str, list[Ints]], band_classes: int, san_step_exp: int
         else ()
     )
     return CodingTables(san_step_exp, residual_step_exp, rows, fields)
+
+
+def with_row_shifts(tables: CodingTables, shifts: list[Ints]) -> CodingTables:
+    """The tables with the row shift's table fitted to the shifts an encoder picked under them."""
+    values = np.concatenate([np.zeros(0, dtype=np.int64), *shifts])
+    if not values.size:
+        return tables
+    fields = dict(tables.fields)
+    fields["row_shift"] = _class_table(values)
+    return dataclasses.replace(tables, fields=fields)
 
 
 def _collect(plan: CodingPlan, signal: npt.NDArray[np.float64], detect: Detector,
@@ -102,22 +126,30 @@ def learn_tables(
     residual = plan.codebook.residual
     reference = plan.residual_step_exp if plan.residual_step_exp is not None else 0
     band_classes = residual.level + 1 if residual is not None else 0
-    seen: dict[str, list[Ints]] = {}
     offsets = STEP_OFFSETS if plan.residual_step_exp is not None else (0,)
     found: dict[tuple[int, int], Spikes] = {}  # detection does not depend on the step: once each
-    for offset in offsets:
-        step = None if plan.residual_step_exp is None else reference + offset
-        trial = dataclasses.replace(plan, residual_step_exp=step)
-        for i, signal in enumerate(signals):
 
-            def cached(window: Window, i: int = i) -> Spikes:
-                key = (i, window.index)
-                if key not in found:
-                    found[key] = detect(window)
-                return found[key]
+    def sweep(codebook: Codebook) -> dict[str, list[Ints]]:
+        seen: dict[str, list[Ints]] = {}
+        for offset in offsets:
+            step = None if plan.residual_step_exp is None else reference + offset
+            trial = dataclasses.replace(plan, codebook=codebook, residual_step_exp=step)
+            for i, signal in enumerate(signals):
 
-            _collect(trial, signal, cached, seen)
-    tables = fit_tables(seen, band_classes, plan.san_step_exp, reference)
+                def cached(window: Window, i: int = i) -> Spikes:
+                    key = (i, window.index)
+                    if key not in found:
+                        found[key] = detect(window)
+                    return found[key]
+
+                _collect(trial, signal, cached, seen)
+        return seen
+
+    tables = fit_tables(sweep(plan.codebook), band_classes, plan.san_step_exp, reference)
+    if band_classes:  # the row shifts the encoder picks under the fitted rows: a second sweep
+        c = plan.codebook
+        shifts = sweep(Codebook(c.kernels, c.decoder_mode, c.residual, tables)).get("row_shift", [])
+        tables = with_row_shifts(tables, shifts)
     bits = sum(len(t.weights) for t in tables.fields.values())
     log.info("learned tables: %d band classes, %d field classes, from %d samples x %d steps",
              band_classes, bits, sum(s.size for s in signals), len(offsets))  # fmt: skip
