@@ -83,6 +83,7 @@ def served_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...],
         coded = code_signal(trial, x_mv, detector)
         x_hat = np.concatenate([c.reconstruction for c in coded]) * plan.scale
         points.append({"step": float(step), "bps": 8 * _block_bytes(coded) / x_mv.size,
+                       "payload_bps": 8 * sum(len(c.payload) for c in coded) / x_mv.size,
                        "prdn": prdn(x_mv, x_hat), "prd": math.nan,
                        "spikes": sum(c.code.san.spike_count for c in coded)})  # fmt: skip
     return points

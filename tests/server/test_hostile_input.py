@@ -4,6 +4,7 @@ answer, bounded work and no traceback in the log; the server serves on."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from server_harness import RunningServer, start
 
-from sancodec import BlockCode, ChannelCode, SanLayer
+from sancodec import BlockCode, ChannelCode, Codebook, SanLayer, encode_block
+from sancodec.bundle import find_bundle
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
 
 FLOAT32 = codes_pb2.SAMPLE_DTYPE_FLOAT32
@@ -107,11 +109,17 @@ def _decode(channel: grpc.Channel, config: codec_pb2.DecodeConfig, blocks: list[
         return exc
 
 
-def _flat_block(start: int, count: int, channels: int) -> codes_pb2.EncodedBlock:
+ECG = find_bundle(Path(__file__).resolve().parents[2] / "models", "ecg").manifest.codebook
+
+
+def _flat_block(
+    start: int, count: int, channels: int, codebook: Codebook = ECG
+) -> codes_pb2.EncodedBlock:
+    """A block of flat channels, coded under `codebook`'s tables (the ecg model's by default)."""
     codes = tuple(
         ChannelCode(c, SanLayer(0, [], [], [], offset_level=c + 1)) for c in range(channels)
     )
-    return BlockCode(start, count, codes).to_proto()
+    return encode_block(BlockCode(start, count, codes), codebook)
 
 
 def test_decode_bombs_are_refused_before_allocating(channel: grpc.Channel) -> None:
@@ -126,21 +134,15 @@ def test_decode_bombs_are_refused_before_allocating(channel: grpc.Channel) -> No
     error = _decode(channel, wide, [_flat_block(0, 1 << 20, 256)])
     assert isinstance(error, grpc.RpcError)
     assert error.code() == grpc.StatusCode.DATA_LOSS
-    long_kernel = codes_pb2.Codebook(
-        kernels=[codes_pb2.Kernel(id=0, weights=[1.0] * 65536)],
-        decoder_mode=codes_pb2.DECODER_MODE_ADJOINT,
-    )
+    long_kernel = Codebook((np.ones(65536, np.float32),)).to_proto()
     custom = codec_pb2.DecodeConfig(codebook=long_kernel, channel_count=1)
     error = _decode(channel, custom, [])
     assert isinstance(error, grpc.RpcError)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "kernel of 65536 taps" in error.details()
-    short = codes_pb2.Codebook(
-        kernels=[codes_pb2.Kernel(id=0, weights=[1.0] * 16)],
-        decoder_mode=codes_pb2.DECODER_MODE_ADJOINT,
-    )
-    own = codec_pb2.DecodeConfig(codebook=short, channel_count=256)
-    error = _decode(channel, own, [_flat_block(0, 1 << 16, 256)])  # 2^24 values
+    short = Codebook((np.ones(16, np.float32),))
+    own = codec_pb2.DecodeConfig(codebook=short.to_proto(), channel_count=256)
+    error = _decode(channel, own, [_flat_block(0, 1 << 16, 256, short)])  # 2^24 values
     assert isinstance(error, grpc.RpcError)
     assert error.code() == grpc.StatusCode.DATA_LOSS
     assert "more than the block length 16384" in error.details()
