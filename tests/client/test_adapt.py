@@ -40,7 +40,7 @@ def test_adapted_kernels_code_better_and_decode_anywhere(
     mine = json.loads(out)
     assert mine["model"] == base["model"] == "ecg/1"
     # a file is coded whole, in blocks of 8 of the model's
-    assert read_sanc(adapted).header.block_length == 8 * 2048
+    assert read_sanc(adapted).header.block_length == 8 * 4096
     assert mine["blocks"] == -(-base["blocks"] // 8)
     assert 0 < mine["flithos_mean"] < base["flithos_mean"]
     for b, m in zip(base["channels"], mine["channels"], strict=True):
@@ -87,7 +87,7 @@ def test_adapt_refuses_what_it_cannot_fit(tmp_path: Path, run: CliRun) -> None:
             "encode", str(DEMO), "-o", out, "--adapt", *models, "--block-length", bad
         )
         assert code == 2
-        assert "--block-length must be in [2048, 524288] for model ecg/1 and 2 channel(s)" in err
+        assert "--block-length must be in [4096, 524288] for model ecg/1 and 2 channel(s)" in err
     code, _, err = run("encode", str(DEMO), "-o", out, "--block-length", "4096")
     assert code == 2
     assert "--block-length goes with --adapt" in err

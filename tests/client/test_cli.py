@@ -28,7 +28,7 @@ def test_encode_inspect_decode_compare_plot(tmp_path: Path, address: str, run: C
     assert all(0 < c["bits_per_sample"] < 2 and c["prdn_percent"] < 30 for c in summary["channels"])
     code, out, _ = run("--json", "inspect", str(sanc))
     inspected = json.loads(out)
-    assert inspected["block_count"] == summary["blocks"] == 22
+    assert inspected["block_count"] == summary["blocks"] == 11
     assert inspected["channels"][0]["bits_per_sample"] == pytest.approx(
         summary["channels"][0]["bits_per_sample"]
     )
@@ -243,7 +243,7 @@ def test_stream_shows_live_blocks(tmp_path: Path, address: str, run: CliRun) -> 
         str(tmp_path / "s.sanc"),
     )
     assert code == 0
-    assert sum(line.startswith("t=") for line in out.splitlines()) == 22
+    assert sum(line.startswith("t=") for line in out.splitlines()) == 11
     assert "bit/sample" in out
 
 

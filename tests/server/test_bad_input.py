@@ -135,7 +135,7 @@ def _decode(
 def coded(server: object) -> list[codes_pb2.EncodedBlock]:
     with grpc.insecure_channel(server.address) as ch:  # type: ignore[attr-defined]
         responses = codec_pb2_grpc.CodecServiceStub(ch).Encode(
-            encode_requests(_good(5000)[None, :], 1000), timeout=30
+            encode_requests(_good(10000)[None, :], 1000), timeout=30
         )
         return [r.block for r in responses if r.WhichOneof("payload") == "block"]
 

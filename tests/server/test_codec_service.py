@@ -65,7 +65,7 @@ def test_encode_decode_round_trip_matches_the_offline_decoder(
     assert started.execution_provider == "CPUExecutionProvider"
     summary = responses[-1].summary
     coded = blocks(responses)
-    assert summary.block_count == len(coded) == 6
+    assert summary.block_count == len(coded) == 3  # ceil(12000 / 4096)
     assert summary.sample_count == 12000
     codebook = Codebook.from_proto(started.codebook)
     scale = started.channels[0].scale
@@ -135,7 +135,7 @@ def test_bit_budget_is_met_and_reported(channel: grpc.Channel, ecg: np.ndarray) 
     target = codec_pb2.QualityTarget(max_bits_per_sample=1.0)
     responses = encode(channel, ecg[:1, :8192], 4096, quality=target)
     qualities = [r.quality for r in responses if r.WhichOneof("payload") == "block"]
-    assert len(qualities) == 4
+    assert len(qualities) == 2
     assert all(q.bits_per_sample <= 1.0 and not q.target_missed for q in qualities)
 
 

@@ -129,7 +129,7 @@ def test_decode_bombs_are_refused_before_allocating(channel: grpc.Channel) -> No
     error = _decode(channel, config, [bomb])
     assert isinstance(error, grpc.RpcError)
     assert error.code() == grpc.StatusCode.DATA_LOSS
-    assert "more than the block length 2048" in error.details()
+    assert "more than the block length 4096" in error.details()
     wide = codec_pb2.DecodeConfig(model="ecg", channel_count=256)
     error = _decode(channel, wide, [_flat_block(0, 1 << 20, 256)])
     assert isinstance(error, grpc.RpcError)

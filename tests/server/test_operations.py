@@ -100,7 +100,7 @@ def test_token_auth_guards_every_call_but_health(
         )
         responses = list(stub.Encode(encode_requests(signal_, 1024), timeout=10, metadata=right))
         assert responses[-1].summary.sample_count == 4096
-        assert len(_blocks(responses)) == 2
+        assert len(_blocks(responses)) == 1  # one 4096-sample block
         # health needs no token: load balancers probe without one
         assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
 
@@ -418,7 +418,7 @@ def test_sigterm_drains_in_flight_streams_and_refuses_new_ones(
         assert responses[-1].WhichOneof("payload") == "summary"
         summary = responses[-1].summary
         assert summary.sample_count == ecg_mv.shape[1] == 10000
-        assert summary.block_count == len(_blocks(responses)) == 5  # ceil(10000 / 2048)
+        assert summary.block_count == len(_blocks(responses)) == 3  # ceil(10000 / 4096)
         assert process.wait(grace_s + 5) == 0
         assert time.monotonic() - signalled < grace_s + 5
         text = log.read_text()
