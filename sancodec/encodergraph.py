@@ -28,6 +28,7 @@ __all__ = [
     "kernel_swapper",
     "onnx_detector",
     "polyphase_weights",
+    "spikes_by_row",
 ]
 
 PHASES = 32  # polyphase width p of long correlations
@@ -103,9 +104,11 @@ def encoder_with_kernels(encoder: bytes, old: Kernels, new: Kernels) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def _spikes_by_row(
+def spikes_by_row(
     positions: npt.NDArray[np.int64], amplitudes: npt.NDArray[np.float32], rows: int
 ) -> list[Spikes]:
+    """An encoder's outputs for a (rows, 1, T) batch ((N, 3) positions: row, kernel, sample; N
+    amplitudes) as each row's spikes."""
     out = []
     for row in range(rows):
         mine = positions[:, 0] == row
@@ -134,7 +137,7 @@ def onnx_detector(encoder: bytes, threads: int = 0) -> BatchDetector:
     def detect(batch: npt.NDArray[np.float32]) -> list[Spikes]:
         signal = np.ascontiguousarray(batch, dtype=np.float32)
         positions, amplitudes = session.run(["positions", "amplitudes"], {"signal": signal})
-        return _spikes_by_row(positions, amplitudes, signal.shape[0])
+        return spikes_by_row(positions, amplitudes, signal.shape[0])
 
     return detect
 

@@ -13,6 +13,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from sancodec.bundle import NAME, Bundle, Manifest, load_bundle, version_key
+from sancodec.encodergraph import spikes_by_row
 from sancodec.errors import BundleError, InvalidConfigError, NotFoundError
 from sancodec.streamcoder import Spikes
 
@@ -75,17 +76,7 @@ class LoadedModel:
     def detect(self, batch: npt.NDArray[np.float32]) -> list[Spikes]:
         """Run the encoder on (B, 1, T) windows; the spikes of each row, positions in the row."""
         positions, amplitudes = self.encoder.run(["positions", "amplitudes"], {"signal": batch})
-        out = []
-        for row in range(batch.shape[0]):
-            mine = positions[:, 0] == row
-            out.append(
-                Spikes(
-                    positions[mine, 1].astype(np.int32),
-                    positions[mine, 2].astype(np.int64),
-                    amplitudes[mine].astype(np.float64),
-                )
-            )
-        return out
+        return spikes_by_row(positions, amplitudes, batch.shape[0])
 
 
 class ModelRepository:
