@@ -3,7 +3,8 @@
 Each scenario is bounded in time and count. Live real-time streams run beside the abusers; the
 report gives their block latency (send of the chunk that completes a block to its code), health
 Check latency, the server's RSS (now and peak, from /proc), and what each abuser was told.
-A block is 5.7 s of signal: give --seconds 15 or more for latency figures.
+A block is 11.4 s of signal, and the first is final after 23.5 s: --seconds 30 (the default) or
+more gives latency figures.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def _table(rows: list[dict[str, object]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.abuse", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=20.0, help="per scenario")
+    parser.add_argument("--seconds", type=float, default=30.0, help="per scenario")
     parser.add_argument("--live", type=int, default=64, help="real-time streams beside the abusers")
     parser.add_argument("--log", type=Path, default=Path("/tmp/sancodec-abuse.log"))
     parser.add_argument("--abuser", choices=list(ABUSERS), help=argparse.SUPPRESS)

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
 
-BLOCK, CONTEXT, RATE_HZ = 2048, 256, 360.0  # the shipped ecg model
+BLOCK, CONTEXT, RATE_HZ = 4096, 256, 360.0  # the shipped ecg model
 CHUNK = 256  # samples a real-time stream sends at a time: 0.71 s
 CONFIG = codec_pb2.EncodeConfig(
     model="ecg", sample_rate_hz=RATE_HZ, channel_count=1, dtype=codes_pb2.SAMPLE_DTYPE_FLOAT32
