@@ -29,7 +29,7 @@ from sancodec.plan import CodedChannel, CodingPlan, Spikes, Window
 from sancodec.quantization import Quantizer
 from sancodec.sancfile import SancWriter
 from sancodec.streamcoder import ChannelCoder
-from training.codec_eval import Detector, code_signal, onnx_detector
+from training.codec_eval import Detector, code_signal, memoized, onnx_detector
 
 __all__ = ["adapted_sweep", "coder_speed", "served_sweep"]
 
@@ -57,26 +57,16 @@ def _block_bytes(coded: list[CodedChannel]) -> int:
     return sum(block_message(c.start, c.signal.size, [(0, c.payload)]).ByteSize() for c in coded)
 
 
-def _cached(detect: Detector) -> Detector:
-    """Detection does not depend on the residual step: once per window of the record."""
-    found: dict[tuple[int, int], Spikes] = {}
-
-    def cached(window: Window) -> Spikes:
-        key = (window.index, window.samples.size)
-        if key not in found:
-            found[key] = detect(window)
-        return found[key]
-
-    return cached
-
-
 def served_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...],
-                 *, spikes: bool = True, which: str = "residual") -> list[dict[str, Any]]:  # fmt: skip
+                 *, spikes: bool = True, which: str = "residual",
+                 block_length: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Points of the served path (or, spikes=False, the residual layer alone) over residual
-    steps (which="san": SAN steps), in model units."""
+    steps (which="san": SAN steps), in model units; in the bundle's blocks, or `block_length`."""
     bundle, detect = _shipped(bundle_dir)
     plan = CodingPlan.from_manifest(bundle.manifest)
-    detector = _cached(detect) if spikes else _no_spikes
+    if block_length is not None:
+        plan = dataclasses.replace(plan, block_length=block_length)
+    detector = memoized(detect) if spikes else _no_spikes
     points = []
     for step in steps:
         exp = Quantizer.from_step(step).step_exp

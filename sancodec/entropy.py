@@ -219,7 +219,6 @@ class Decoder:
     def __init__(self, data: bytes) -> None:
         self._data = data
         padded = data + b"\0" * (-len(data) % 4)
-        self._words = len(padded) // 4
         self._coder = constriction.stream.queue.RangeDecoder(
             np.frombuffer(padded, dtype=">u4").astype(np.uint32)
         )

@@ -111,6 +111,10 @@ class CodingTables:
     residual_step_exp: int = 0
     rows: tuple[tuple[tuple[SymbolRow, ...], ...], ...] = ()
     fields: Mapping[str, ClassTable] = field(default_factory=dict)
+    # (row step, band class) -> the rows by context: the blending is done once per pair
+    _step_rows: dict[tuple[int, int], tuple[SymbolRow, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.rows and len(self.rows) != STEP_CLASSES:
@@ -125,7 +129,6 @@ class CodingTables:
             raise InvalidInputError(f"unknown table fields {sorted(unknown)}")
         object.__setattr__(self, "rows", tuple(tuple(tuple(r) for r in s) for s in self.rows))
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
-        object.__setattr__(self, "_step_rows", {})  # (row step, band class) -> rows by context
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CodingTables):
@@ -146,18 +149,13 @@ class CodingTables:
     def step_class(self, step_exp: int) -> int:
         return min(max((step_exp - self.residual_step_exp + 32) // 8, 0), STEP_CLASSES - 1)
 
-    def row(self, step_class: int, band_class: int, context: int) -> SymbolRow:
-        if band_class >= self.band_classes:
-            return _FALLBACK_ROW
-        return self.rows[step_class][band_class][context]
-
     def step_rows(self, step_exp: int, band_class: int) -> tuple[SymbolRow, ...]:
         """step_row of every context."""
         key = (step_exp, band_class)
-        cache: dict[tuple[int, int], tuple[SymbolRow, ...]] = self._step_rows  # type: ignore[attr-defined]
-        if key not in cache:
-            cache[key] = tuple(self.step_row(step_exp, band_class, c) for c in range(CONTEXTS))
-        return cache[key]
+        if key not in self._step_rows:
+            rows = tuple(self.step_row(step_exp, band_class, c) for c in range(CONTEXTS))
+            self._step_rows[key] = rows
+        return self._step_rows[key]
 
     def step_row(self, step_exp: int, band_class: int, context: int) -> SymbolRow:
         """The row a residual at `step_exp` codes with: step class c's row stands for the middle

@@ -19,7 +19,7 @@ from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes,
 from training.export import encode_with_onnx
 from training.model import SAN
 
-__all__ = ["code_signal", "measure", "onnx_detector", "torch_detector"]
+__all__ = ["code_signal", "measure", "memoized", "onnx_detector", "torch_detector"]
 
 Detector = Callable[[Window], Spikes]
 
@@ -50,6 +50,20 @@ def onnx_detector(session: ort.InferenceSession) -> Detector:
         )
 
     return detect
+
+
+def memoized(detect: Detector) -> Detector:
+    """The detector, each window of one signal detected once: detection does not depend on the
+    steps, so sweeps over them reuse it (windows keyed by index and length)."""
+    found: dict[tuple[int, int], Spikes] = {}
+
+    def cached(window: Window) -> Spikes:
+        key = (window.index, window.samples.size)
+        if key not in found:
+            found[key] = detect(window)
+        return found[key]
+
+    return cached
 
 
 def code_signal(plan: CodingPlan, x: npt.ArrayLike, detect: Detector) -> list[CodedChannel]:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -20,17 +19,16 @@ import numpy.typing as npt
 from sancodec.codebook import Codebook
 from sancodec.entropy import CLASSES, MAGNITUDES, ClassTable, SymbolRow, bit_lengths, zigzag
 from sancodec.payload import encode_channel
-from sancodec.plan import CodingPlan, Spikes, Window
+from sancodec.plan import CodingPlan
 from sancodec.ratecontrol import STEP_SEARCH
 from sancodec.residual import band_sizes
-from sancodec.streamcoder import ChannelCoder
 from sancodec.tables import CONTEXTS, FIELDS, STEP_CLASSES, CodingTables
+from training.codec_eval import Detector, code_signal, memoized
 
 __all__ = ["STEP_OFFSETS", "fit_tables", "learn_tables", "with_row_shifts"]
 
 log = logging.getLogger(__name__)
 
-Detector = Callable[[Window], Spikes]
 Ints = npt.NDArray[np.int64]
 # residual steps the tables learn from, in 1/8 octaves around the bundle's own: every step class
 STEP_OFFSETS = tuple(range(-30, 32, 4))
@@ -110,11 +108,8 @@ def with_row_shifts(tables: CodingTables, shifts: list[Ints]) -> CodingTables:
 
 def _collect(plan: CodingPlan, signal: npt.NDArray[np.float64], detect: Detector,
              seen: dict[str, list[Ints]]) -> None:  # fmt: skip
-    coder = ChannelCoder(plan)
-    windows = coder.push(signal) + coder.finish()
-    coded = [c for w in windows for c in coder.accept(w, detect(w))] + coder.ready()
     spec, kernels = plan.codebook.residual, len(plan.codebook.kernels)
-    for block in coded:
+    for block in code_signal(plan, signal, detect):
         sizes = band_sizes(spec, block.signal.size) if spec is not None else ()
         encode_channel(block.code, plan.codebook.tables, kernels, block.start, sizes, seen)
 
@@ -127,22 +122,15 @@ def learn_tables(
     reference = plan.residual_step_exp if plan.residual_step_exp is not None else 0
     band_classes = residual.level + 1 if residual is not None else 0
     offsets = STEP_OFFSETS if plan.residual_step_exp is not None else (0,)
-    found: dict[tuple[int, int], Spikes] = {}  # detection does not depend on the step: once each
+    detectors = [memoized(detect) for _ in signals]  # detection does not depend on the step
 
     def sweep(codebook: Codebook) -> dict[str, list[Ints]]:
         seen: dict[str, list[Ints]] = {}
         for offset in offsets:
             step = None if plan.residual_step_exp is None else reference + offset
             trial = dataclasses.replace(plan, codebook=codebook, residual_step_exp=step)
-            for i, signal in enumerate(signals):
-
-                def cached(window: Window, i: int = i) -> Spikes:
-                    key = (i, window.index)
-                    if key not in found:
-                        found[key] = detect(window)
-                    return found[key]
-
-                _collect(trial, signal, cached, seen)
+            for signal, detector in zip(signals, detectors, strict=True):
+                _collect(trial, signal, detector, seen)
         return seen
 
     tables = fit_tables(sweep(plan.codebook), band_classes, plan.san_step_exp, reference)
@@ -155,8 +143,3 @@ def learn_tables(
              band_classes, bits, sum(s.size for s in signals), len(offsets))  # fmt: skip
     c = plan.codebook
     return Codebook(c.kernels, c.decoder_mode, c.residual, tables)
-
-
-def mean_bits(values: Ints, table: ClassTable) -> float:
-    """Average code length of values under a table (for reports)."""
-    return float(table.bits(values).mean()) if values.size else math.nan
