@@ -22,7 +22,17 @@ from typing import Any
 
 from bench.baselines import flac_bps, load_mitdb_adc, sweep, wavelet_coder
 from bench.peers import bioleptic_speed, bioleptic_sweep
-from bench.rd_report import ARCHIVE, BIOLEPTIC, LOWRATE, RESIDUAL, SERVED, WAVELET, plot, report
+from bench.rd_report import (
+    ARCHIVE,
+    BIOLEPTIC,
+    LOWRATE,
+    RESIDUAL,
+    SERVED,
+    SHORT_BLOCKS,
+    WAVELET,
+    plot,
+    report,
+)
 from bench.san_sweeps import adapted_sweep, coder_speed, served_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +57,7 @@ def run_record(record: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     methods: dict[str, list[dict]] = {
         SERVED: served_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS),
+        SHORT_BLOCKS: served_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS, block_length=2048),
         RESIDUAL: served_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS, spikes=False),
         ARCHIVE: adapted_sweep(ECG, x_mv, ADAPT_STEPS),
         LOWRATE: served_sweep(ECG_LOWRATE, x_mv, LOWRATE_SAN_STEPS, which="san"),
