@@ -97,8 +97,8 @@ RECIPES = (
         description="MIT-BIH-like ECG at 360 Hz: beat kernels plus a bior4.4 wavelet residual",
         source=ECG_SOURCE,
         config=ECG_CONFIG,
-        # 4096-sample blocks (11.4 s): a block's framing and side information cost about 0.045
-        # b/s at 2048, 15% of the rate at PRDN 20% (docs/benchmarks.md)
+        # 4096-sample blocks (11.4 s): 9-17% fewer bits than 2048, whose framing and side
+        # information the block pays (make bench, BD-rate in docs/rate-distortion.md)
         sample_rate_hz=360.0, block_length=4096, context=256, san_step=0.2,
         residual=ResidualSpec("bior4.4", 5), residual_step=0.6,
     ),
