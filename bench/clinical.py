@@ -13,11 +13,11 @@ Protocol (compression.md §11):
 - at the same rate: the wavelet coder of compression.md §2c (bior4.4 L5, H0 rate; its step found by
   bisection) and `bioleptic` (real bytes; cdf97 at scales 6-12, its quant_multiplier found by
   bisection; the scale with the lowest PRDN is kept: the peer's best case);
-- beats: wfdb's XQRS on the original and on each decoded signal, scored against the `.atr` beat
+- beats: wfdb's GQRS on the original and on each decoded signal, scored against the `.atr` beat
   annotations with compare_annotations (150 ms): sensitivity (Se) and positive predictivity (PPV);
   the share of the original's detections the decoded ones keep; the RR-interval error;
 - the server's block-path detector (sancodec.beats, per 2048-sample block) against the same
-  annotations and against XQRS, which is what licenses it for the live metric.
+  annotations and against GQRS, which is what licenses it for the live metric.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import pywt
 import wfdb
 
 from bench.baselines import wavelet_coder
-from client.beats import beat_fidelity, read_reference_beats, score, xqrs_beats
+from client.beats import beat_fidelity, qrs_beats, read_reference_beats, score
 from sancodec import metrics
 from sancodec.beats import BEAT_TOLERANCE_S, detect_beats
 from sancodec.bundle import Bundle, load_bundle
@@ -152,15 +152,15 @@ def bioleptic_at(x: np.ndarray, target_bps: float) -> dict[str, Any]:
 
 
 def block_detector(x: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """The server's detector, block by block, against the annotations and against XQRS."""
+    """The server's detector, block by block, against the annotations and against GQRS."""
     found = np.concatenate([detect_beats(x[lo : lo + BLOCK], FS) + lo for lo in range(0, x.size, BLOCK)])  # fmt: skip
     scored = score(reference, found, FS)
-    xqrs = xqrs_beats(x, FS)
+    gqrs = qrs_beats(x, FS)
     tolerance = int(BEAT_TOLERANCE_S * FS)
     return {
         "se": scored.sensitivity_percent, "ppv": scored.positive_predictivity_percent,
-        "xqrs_kept": 100 * metrics.beat_agreement(xqrs, found, tolerance),
-        "xqrs_extra": 100 * (1 - metrics.beat_agreement(found, xqrs, tolerance)),
+        "qrs_kept": 100 * metrics.beat_agreement(gqrs, found, tolerance),
+        "qrs_extra": 100 * (1 - metrics.beat_agreement(found, gqrs, tolerance)),
     }  # fmt: skip
 
 

@@ -75,14 +75,14 @@ def _summary(results: Results) -> list[str]:
 
 def _detector(results: Results) -> list[str]:
     lines = [
-        "| record | beats (.atr) | Se % | PPV % | XQRS beats it finds % | beats XQRS does not find % |",
+        "| record | beats (.atr) | Se % | PPV % | GQRS beats it finds % | beats GQRS does not find % |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
         d = r["detector"]
         lines.append(
             f"| {_record(r)} | {r['reference_beats']} | {_f(d['se'])} | {_f(d['ppv'])} | "
-            f"{_f(d['xqrs_kept'])} | {_f(d['xqrs_extra'])} |"
+            f"{_f(d['qrs_kept'])} | {_f(d['qrs_extra'])} |"
         )
     return lines
 
@@ -109,7 +109,7 @@ def _checks(results: Results) -> list[str]:
             f"- `{model}` (shipped): Se and PPV ≥ {RHYTHM_PERCENT:g}% at ≤ 0.1 bit/sample (kernels "
             f"charged) on {len(kept)} of {len(points)} unseen records ({', '.join(kept) or 'none'})"
             + (
-                f"; XQRS on the original itself falls short on {', '.join(short)}."
+                f"; GQRS on the original itself falls short on {', '.join(short)}."
                 if short
                 else "."
             )
@@ -127,7 +127,7 @@ def _models_section(results: Results) -> str:
         "Beats on the MIT-BIH records each model never saw, at its shipped steps, coded as the "
         'server codes (`make bench`, bench/clinical.py; docs/benchmarks.md, "Beats", has every '
         "record, the training records and the peers at equal rate). Rate with the kernels charged "
-        "once per 5-minute record; Se and PPV from wfdb's XQRS against the `.atr` annotations.",
+        "once per 5-minute record; Se and PPV from wfdb's GQRS against the `.atr` annotations.",
         "",
         "| model | record | bit/sample | PRDN % | Se / PPV original | Se / PPV decoded | beats kept % | RR error mean / p99 ms |",
         "|---|---|---|---|---|---|---|---|",
@@ -154,7 +154,7 @@ def report(results: Results, write_docs: bool, seconds: float) -> None:
         "## Beats (clinical fidelity)",
         "",
         "`make bench` (bench/clinical.py; protocol in its docstring). A decoded ECG is only as "
-        "good as the beats a reader finds in it: wfdb's XQRS on the original and on each decoded "
+        "good as the beats a reader finds in it: wfdb's GQRS on the original and on each decoded "
         "signal, scored against the `.atr` beat annotations (compare_annotations, 150 ms). MLII, "
         f"samples 108000–214496 of each record; training (101, 106, 208, 228) and validation (103) "
         f"records of the shipped models are marked. Run time {seconds:.0f} s.",

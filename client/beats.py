@@ -1,6 +1,12 @@
-"""Beat fidelity of a decoded ECG: wfdb's XQRS on the original and the decoded signal, scored with
+"""Beat fidelity of a decoded ECG: wfdb's GQRS on the original and the decoded signal, scored with
 wfdb's compare_annotations against reference annotations, plus the beat-to-beat agreement of the
-two detections and their RR-interval error (compression.md §11; `sancodec compare --beats`)."""
+two detections and their RR-interval error (compression.md §11; `sancodec compare --beats`).
+
+The detector is GQRS rather than XQRS because it serves better on the models' training and
+validation records (MIT-BIH 101, 103, 106, 208, 228, their originals against `.atr`): mean
+sensitivity 99.94% against XQRS's 98.85% (XQRS misses 5.7% of 208's beats), mean positive
+predictivity 99.51% against 99.57%. GQRS's thresholds are in millivolts, so signals are converted
+to mV first."""
 
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ from client.offline import check_pair
 from recordings import Recording
 from sancodec import metrics
 from sancodec.beats import BEAT_TOLERANCE_S, rr_errors_s
-from sancodec.errors import InvalidInputError
+from sancodec.errors import InvalidConfigError, InvalidInputError
+from sancodec.units import conversion
 
 __all__ = [
     "BEAT_SYMBOLS",
@@ -29,9 +36,9 @@ __all__ = [
     "beats_json",
     "beats_text",
     "compare_beats",
+    "qrs_beats",
     "read_reference_beats",
     "score",
-    "xqrs_beats",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,7 +64,7 @@ class Detection:
 
 @dataclass(frozen=True)
 class BeatFidelity:
-    """One channel: XQRS on the original and on the decoded signal. `reference` and `original`,
+    """One channel: GQRS on the original and on the decoded signal. `reference` and `original`,
     `decoded` are None where there are no reference annotations; `agreement_percent` is the share
     of the original's detections that the decoded signal's detections keep (150 ms)."""
 
@@ -79,13 +86,13 @@ class BeatFidelity:
             raise InvalidInputError("reference beats and both scores go together")
 
 
-def xqrs_beats(x: npt.ArrayLike, sample_rate_hz: float) -> Beats:
-    """Sample indices of the QRS complexes wfdb's XQRS finds in one lead."""
-    signal = np.asarray(x, dtype=np.float64)
+def qrs_beats(x_mv: npt.ArrayLike, sample_rate_hz: float) -> Beats:
+    """Sample indices of the QRS complexes wfdb's GQRS finds in one lead, given in mV."""
+    signal = np.asarray(x_mv, dtype=np.float64)
     if signal.size < round(2 * sample_rate_hz) or not np.any(signal != signal[0]):
         return np.zeros(0, dtype=np.int64)
-    found = wfdb.processing.xqrs_detect(signal, fs=sample_rate_hz, verbose=False)
-    return np.asarray(found, dtype=np.int64)
+    found = wfdb.processing.gqrs_detect(sig=signal, fs=sample_rate_hz)
+    return np.unique(np.asarray(found, dtype=np.int64))
 
 
 def read_reference_beats(annotations: str, record: Path | None, sampto: int) -> Beats:
@@ -133,9 +140,9 @@ def beat_fidelity(
     sample_rate_hz: float,
     reference: Beats | None = None,
 ) -> BeatFidelity:
-    """XQRS on `x` and `x_hat`, scored against `reference` if given, and against each other."""
-    original = xqrs_beats(x, sample_rate_hz)
-    decoded = xqrs_beats(x_hat, sample_rate_hz)
+    """GQRS on `x` and `x_hat` (mV), scored against `reference` if given, and against each other."""
+    original = qrs_beats(x, sample_rate_hz)
+    decoded = qrs_beats(x_hat, sample_rate_hz)
     tolerance = int(BEAT_TOLERANCE_S * sample_rate_hz)
     rr_ms = 1000.0 * rr_errors_s(original, decoded, sample_rate_hz)
     return BeatFidelity(
@@ -155,8 +162,9 @@ def beat_fidelity(
 def compare_beats(
     original: Recording, decoded: Recording, original_path: Path, annotations: str | None
 ) -> tuple[BeatFidelity, ...]:
-    """`beat_fidelity` of every channel over the common length; `annotations` names the
-    reference beats (an annotator of the original's WFDB record, or a file wfdb reads)."""
+    """`beat_fidelity` of every channel over the common length, in mV; `annotations` names the
+    reference beats (an annotator of the original's WFDB record, or a file wfdb reads). Channels
+    without units are taken as mV; other units than volts are refused."""
     check_pair(original, decoded)
     n = min(original.n_samples, decoded.n_samples)
     fs = original.sample_rate_hz
@@ -164,13 +172,25 @@ def compare_beats(
     reference = None if annotations is None else read_reference_beats(annotations, record, n)
     out = []
     for c, name in enumerate(original.channel_names):
-        x, x_hat = original.samples[c, :n], decoded.samples[c, :n]
+        x, x_hat = _in_mv(original, c, n), _in_mv(decoded, c, n)
         if not (np.all(np.isfinite(x)) and np.all(np.isfinite(x_hat))):
             raise InvalidInputError(
                 f"channel {name!r} has missing samples: fill them before scoring beats"
             )
         out.append(beat_fidelity(name or f"channel {c}", x, x_hat, fs, reference))
     return tuple(out)
+
+
+def _in_mv(recording: Recording, channel: int, n: int) -> npt.NDArray[np.float64]:
+    units = recording.channels[channel].units
+    try:
+        to_mv = conversion(units, "mV")
+    except InvalidConfigError:
+        raise InvalidInputError(
+            f"channel {recording.channel_names[channel]!r} is in {units!r}: beats are detected "
+            "in voltages (V, mV or uV)"
+        ) from None
+    return to_mv.apply(recording.samples[channel, :n])
 
 
 def _wfdb_record(path: Path) -> Path | None:

@@ -145,7 +145,7 @@ def build_parser(config: ClientConfig) -> argparse.ArgumentParser:
     p.add_argument("--sample-rate-hz", type=float, help="for NPY inputs")
     p.add_argument(
         "--beats", action="store_true",
-        help="ECG: detect beats (wfdb XQRS) in both signals; report their agreement and RR error",
+        help="ECG: detect beats (wfdb GQRS) in both signals; report their agreement and RR error",
     )  # fmt: skip
     p.add_argument(
         "--annotations", metavar="ANNOTATOR|FILE",

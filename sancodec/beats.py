@@ -5,7 +5,7 @@ centred moving means (about 5-25 Hz), its squared slope integrated over 100 ms, 
 share of each 4-second stretch's 90th percentile (the level of its typical beats, so that a few
 ectopic beats ten times larger do not hide the normal ones), one beat per run above it (at the band-passed
 signal's largest magnitude) and a 200 ms refractory period. `bench/clinical.py` measures it
-against wfdb's XQRS and the MIT-BIH reference annotations.
+against wfdb's GQRS and the MIT-BIH reference annotations.
 """
 
 from __future__ import annotations
