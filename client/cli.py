@@ -63,6 +63,11 @@ def _connection(p: argparse.ArgumentParser, config: ClientConfig) -> None:
     p.add_argument(
         "--timeout", type=float, default=config.timeout_s, help="seconds per call or connection"
     )
+    p.add_argument(
+        "--round-robin", action="store_true", default=config.round_robin,
+        help="spread calls over every address the server's name resolves to, e.g. a headless "
+        "Service's pods (dns:///NAME:PORT); env SANCODEC_ROUND_ROBIN=1",
+    )  # fmt: skip
 
 
 def _input(p: argparse.ArgumentParser) -> None:
@@ -166,7 +171,7 @@ def build_parser(config: ClientConfig) -> argparse.ArgumentParser:
 
 def _client(args: argparse.Namespace) -> CodecClient:
     return CodecClient(args.server, tls_ca=args.tls_ca, client_cert=args.client_cert, client_key=args.client_key,
-                       token=args.token, timeout_s=args.timeout)  # fmt: skip
+                       token=args.token, timeout_s=args.timeout, round_robin=args.round_robin)  # fmt: skip
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:

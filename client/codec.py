@@ -88,17 +88,23 @@ def _signal_channel(c: ChannelInfo) -> codec_pb2.SignalChannel:
 
 
 class CodecClient:
-    """A connection to one server: plain, TLS (`tls_ca`), mTLS (plus `client_cert`/`client_key`),
-    and a bearer `token`. Every call has a deadline; UNAVAILABLE at connect is retried."""
+    """A connection to a server: plain, TLS (`tls_ca`), mTLS (plus `client_cert`/`client_key`),
+    and a bearer `token`. Every call has a deadline; UNAVAILABLE at connect is retried.
+
+    `address` is host:port or any gRPC target. With `round_robin`, calls go in turn to every
+    address the name resolves to (a headless Service's pods, "dns:///name:port"); otherwise to
+    the first one that answers (gRPC's pick_first)."""
 
     def __init__(self, address: str, *, tls_ca: Path | None = None, client_cert: Path | None = None,
                  client_key: Path | None = None, token: str | None = None, timeout_s: float = 30.0,
-                 stream_timeout_s: float | None = None) -> None:  # fmt: skip
+                 stream_timeout_s: float | None = None, round_robin: bool = False) -> None:  # fmt: skip
         self.address, self.timeout_s, self.stream_timeout_s = address, timeout_s, stream_timeout_s
-        options = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.max_send_message_length", 64 << 20),
         ]
+        if round_robin:
+            options.append(("grpc.lb_policy_name", "round_robin"))
         if tls_ca is None:
             self._channel = grpc.insecure_channel(address, options=options)
         else:

@@ -17,6 +17,7 @@ class ClientConfig:
     client_cert: Path | None = None
     client_key: Path | None = None
     timeout_s: float = 30.0
+    round_robin: bool = False  # calls spread over every address the server's name resolves to
     models: Path = Path("models")  # bundles for `encode --adapt`, which codes locally
 
     @classmethod
@@ -32,4 +33,5 @@ class ClientConfig:
             client_cert=path("SANCODEC_CLIENT_CERT"),
             client_key=path("SANCODEC_CLIENT_KEY"),
             models=path("SANCODEC_MODELS") or cls.models,
+            round_robin=environ.get("SANCODEC_ROUND_ROBIN", "").lower() in ("1", "true", "yes"),
         )

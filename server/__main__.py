@@ -1,4 +1,5 @@
-"""`python -m server` (= `sancodec-server`): run the codec server until SIGTERM."""
+"""`python -m server` (= `sancodec-server`): run the codec server until SIGTERM, in one process or
+in `--workers N` (default: one per core)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import sys
 from collections.abc import Sequence
 
 from sancodec.errors import SancodecError
-from server.app import serve
+from server.app import check_config, serve
 from server.config import ServerConfig
+from server.workers import available_cores, serve_workers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,6 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         config = ServerConfig.from_args(sys.argv[1:] if argv is None else argv, os.environ)
+        check_config(config)
+        workers = config.workers or available_cores()
+        if workers > 1:
+            return serve_workers(config, workers)
         asyncio.run(serve(config))
     except SancodecError as exc:
         print(f"sancodec-server: error: {exc}", file=sys.stderr)

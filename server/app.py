@@ -30,7 +30,7 @@ from server.wire import register
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-__all__ = ["Runtime", "create_server", "serve"]
+__all__ = ["Runtime", "check_config", "create_server", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +153,18 @@ def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredent
     return int(server.add_secure_port(address, credentials))
 
 
+def check_config(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """What can be checked before any server starts (the model repository, the TLS files);
+    returns the TLS credentials (None for plaintext)."""
+    if not config.models.is_dir():
+        raise InvalidConfigError(f"model repository {config.models} is not a directory")
+    return _credentials(config)
+
+
 async def create_server(config: ServerConfig, telemetry: Telemetry | None = None) -> Runtime:
     """Start a server on `config.port` (0 picks one), then load and warm up the models; it
     reports SERVING only once they are. Raises InvalidConfigError when no model loads."""
-    if not config.models.is_dir():
-        raise InvalidConfigError(f"model repository {config.models} is not a directory")
-    credentials = _credentials(config)  # a missing TLS file fails here, before anything starts
+    credentials = check_config(config)  # a missing file fails here, before anything starts
     telemetry = telemetry or Telemetry()
     repository = ModelRepository(config.models, config.providers, config.threads)
     batcher = Batcher(config.max_batch, config.max_wait_ms / 1000, config.queue_windows, telemetry)
@@ -198,8 +204,9 @@ async def create_server(config: ServerConfig, telemetry: Telemetry | None = None
     return Runtime(server, port, service, health, batcher, telemetry, repository)
 
 
-async def serve(config: ServerConfig) -> None:
-    """Run until SIGTERM or SIGINT, then drain within the grace period."""
+async def serve(config: ServerConfig, ready: Callable[[], None] | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then drain within the grace period; `ready` is called once
+    the models are loaded and the server reports SERVING."""
     telemetry = Telemetry()
     if config.metrics_port >= 0:  # logs the address it bound
         telemetry.serve(config.metrics_port, host=config.metrics_address)
@@ -213,6 +220,8 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready()
     await stop.wait()
     log.info("draining (grace %.1f s)", config.grace_s)
     await runtime.stop(config.grace_s)

@@ -49,10 +49,12 @@ class ServerConfig:
     token_file: Path | None = None  # the token, read from this file (never a flag: /proc shows it)
     providers: str = "auto"  # "auto" (CUDA first when present), "cpu" or "cuda"
     threads: int = 0  # ONNX Runtime intra-op threads; 0 lets it choose
+    workers: int = 0  # server processes sharing the port (SO_REUSEPORT); 0 is one per core
 
     def __post_init__(self) -> None:
         checks = {
             "port must be in 0..65535": 0 <= self.port <= 65535,
+            "workers must be 0 (one per core) or more": self.workers >= 0,
             "metrics port must be in -1..65535": -1 <= self.metrics_port <= 65535,
             "max batch, queue, streams and sizes must be positive": min(
                 self.max_batch,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -40,6 +42,7 @@ MAX_MODEL_VALUE = 1e6
 SLICE_WINDOWS = 4  # windows per channel coded at a time
 SLICE_SAMPLES = 4 * 2048  # samples per channel of a chunk fed to the coders at a time
 FRAME_SLACK_BYTES = 4096  # a decoded chunk's message beyond its samples
+WORKER = f"{socket.gethostname()}/{os.getpid()}"  # this process, in EncodeStarted.worker
 # A caller's own codebook (a .sanc header's, e.g. --adapt's blocks of 8 model blocks) names no
 # block length: its blocks may hold this many samples, and this many values over all channels.
 MAX_CUSTOM_BLOCK, MAX_CUSTOM_BLOCK_VALUES = 1 << 16, 1 << 22
@@ -104,6 +107,7 @@ class EncodeSession:
             model=codes_pb2.ModelRef(name=b.ref.name, version=b.ref.version, manifest_sha256=b.manifest_sha256),
             codebook=self.plan.codebook.to_proto(), block_length=self.plan.block_length,
             channels=[c.output.to_proto() for c in self.channels], execution_provider=self.model.provider,
+            worker=WORKER,
         ))  # fmt: skip
 
     def _physical(self, samples: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

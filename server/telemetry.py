@@ -21,6 +21,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -34,6 +35,8 @@ __all__ = [
     "PRDN_PERCENT_BUCKETS",
     "RPC_DURATION_SECONDS_BUCKETS",
     "Telemetry",
+    "serve_metrics",
+    "workers_registry",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +77,35 @@ RPC_DURATION_SECONDS_BUCKETS = (*LATENCY_SECONDS_BUCKETS, 30.0, 60.0, 300.0, 900
 BATCH_SIZE_BUCKETS = tuple(float(2**k) for k in range(11))
 
 _BLOCK = ("model", "version")
+
+
+def _build_info(registry: CollectorRegistry) -> Info:
+    return Info("sancodec_build", "Server build.", registry=registry)
+
+
+def workers_registry(path: str, build_version: str = "0.1.0") -> CollectorRegistry:
+    """The registry of a server with several workers: what every worker's metrics add up to
+    (prometheus_client's MultiProcessCollector over the files in `path`), and the build. The
+    process_* metrics of single processes are not in it: the multiprocess mode cannot merge them."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    _build_info(registry).info({"version": build_version, "python": platform.python_version()})
+    return registry
+
+
+def serve_metrics(registry: CollectorRegistry, port: int, host: str) -> tuple[WSGIServer, int]:
+    """Serve `registry` as /metrics over HTTP on `host` ("::" is every interface, falling back to
+    every IPv4 one on a kernel without IPv6) and `port` (0 picks one); log and return the port."""
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        if host != "::" or exc.errno not in NO_IPV6:
+            raise
+        server, _thread = start_http_server(port, addr="0.0.0.0", registry=registry)
+    bound_host, bound = str(server.server_address[0]), int(server.server_port)
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    logger.info("metrics on http://%s:%d/metrics", shown, bound)
+    return server, bound
 
 
 def _process_registry() -> CollectorRegistry:
@@ -179,9 +211,12 @@ class Telemetry:
         self._errors = self._counter(
             "sancodec_errors_total", "Errors, final or in-band in one message.", method_code
         )
+        # With several workers (prometheus_client's multiprocess mode), each gauge says how the
+        # workers' values combine; one process ignores it.
         self._active_streams = Gauge(
-            "sancodec_active_streams", "Streams open now.", ["method"], registry=r
-        )
+            "sancodec_active_streams", "Streams open now.", ["method"], registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
         self._batch_size = Histogram(
             "sancodec_batch_size",
             "Windows per ONNX Runtime call.",
@@ -189,16 +224,21 @@ class Telemetry:
             registry=r,
         )
         self._queue_depth = Gauge(
-            "sancodec_batch_queue_depth", "Windows waiting to be batched.", registry=r
-        )
+            "sancodec_batch_queue_depth", "Windows waiting to be batched.", registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
         self._model_loaded = Gauge(
             "sancodec_model_loaded",
             "1 for each loaded model version, with its execution provider.",
             ["model", "version", "provider"],
             registry=r,
+            multiprocess_mode="livemax",
         )
-        self._ready = Gauge("sancodec_ready", "1 once models are loaded and warm.", registry=r)
-        self._build = Info("sancodec_build", "Server build.", registry=r)
+        self._ready = Gauge(
+            "sancodec_ready", "1 once models are loaded and warm (in every worker).", registry=r,
+            multiprocess_mode="livemin",
+        )  # fmt: skip
+        self._build = _build_info(r)
 
     def observe_block(
         self,
@@ -292,17 +332,7 @@ class Telemetry:
         port (0 picks a free one); return the bound port."""
         if self._http is not None:
             raise RuntimeError("telemetry is already being served")
-        try:
-            server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            if host != "::" or exc.errno not in NO_IPV6:
-                raise
-            # A kernel without IPv6: every interface is every IPv4 one, as gRPC reads "[::]".
-            server, _thread = start_http_server(port, addr="0.0.0.0", registry=self.registry)
-        self._http = server
-        bound_host, bound = str(server.server_address[0]), int(server.server_port)
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        logger.info("metrics on http://%s:%d/metrics", shown, bound)
+        self._http, bound = serve_metrics(self.registry, port, host)
         return bound
 
     def close(self) -> None:

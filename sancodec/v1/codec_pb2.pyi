@@ -214,10 +214,15 @@ class EncodeStarted(_message.Message):
     BLOCK_LENGTH_FIELD_NUMBER: _builtins.int
     CHANNELS_FIELD_NUMBER: _builtins.int
     EXECUTION_PROVIDER_FIELD_NUMBER: _builtins.int
+    WORKER_FIELD_NUMBER: _builtins.int
     block_length: _builtins.int
     """Frames per block; the stream's last block may be shorter."""
     execution_provider: _builtins.str
     """The ONNX Runtime execution provider that runs the encoder, e.g. "CPUExecutionProvider"."""
+    worker: _builtins.str
+    """The server process that codes this stream, as "host/pid": with several workers on one
+    address (sancodec-server --workers), it tells them apart in logs and bug reports.
+    """
     @_builtins.property
     def model(self) -> _codes_pb2.ModelRef:
         """The model and the version that codes this stream (the latest one when none was asked for)."""
@@ -239,10 +244,11 @@ class EncodeStarted(_message.Message):
         block_length: _builtins.int = ...,
         channels: _abc.Iterable[_codes_pb2.ChannelInfo] | None = ...,
         execution_provider: _builtins.str = ...,
+        worker: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["codebook", b"codebook", "model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_length", b"block_length", "channels", b"channels", "codebook", b"codebook", "execution_provider", b"execution_provider", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_length", b"block_length", "channels", b"channels", "codebook", b"codebook", "execution_provider", b"execution_provider", "model", b"model", "worker", b"worker"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
