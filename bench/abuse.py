@@ -2,7 +2,9 @@
 
 Each scenario is bounded in time and count. Live real-time streams run beside the abusers; the
 report gives their block latency (send of the chunk that completes a block to its code), health
-Check latency, the server's RSS (now and peak, from /proc), and what each abuser was told.
+Check latency, the server's RSS (now and peak, from /proc, its workers added up), and what each
+abuser was told. The live streams come from 8 clients (connections); each abuser kind from one.
+The server runs `--workers N` (default 0: one per core).
 A block is 11.4 s of signal, and the first is final after 23.5 s: --seconds 30 (the default) or
 more gives latency figures.
 """
@@ -44,6 +46,10 @@ from bench.abuse_clients import (
 from sancodec.v1 import codec_pb2, codec_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
+LIVE_CLIENTS = 8
+WORKERS = [0]  # the server's --workers, from the command line
+# gRPC shares one connection among a process's channels to one address, unless told not to
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
 def _free_port() -> int:
@@ -53,11 +59,25 @@ def _free_port() -> int:
 
 
 def _rss_mib(pid: int) -> tuple[float, float]:
-    """(current, peak) resident set of a process, MiB."""
-    fields = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-    )
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    """(current, peak) resident set of a server, MiB: of the process and its workers, added up
+    (the peak as the sum of each process's own peak)."""
+    now = peak = 0.0
+    for process in (pid, *_children(pid)):
+        status = Path(f"/proc/{process}/status")
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        except OSError:  # a worker that just ended
+            continue
+        now += int(fields["VmRSS"].split()[0]) / 1024
+        peak += int(fields["VmHWM"].split()[0]) / 1024
+    return now, peak
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _p(values: list[float], q: float) -> float:
@@ -99,8 +119,10 @@ async def scenario(address: str, pid: int, port: int, name: str, seconds: float,
                "--port", str(port), "--seconds", str(seconds)]  # fmt: skip
     process = await asyncio.create_subprocess_exec(*command, cwd=REPO, stdout=subprocess.PIPE)
     await asyncio.sleep(0.5)  # let them start
+    # the live streams come from LIVE_CLIENTS clients (connections), as many devices would
+    clients = [grpc.aio.insecure_channel(address, options=OWN_CONNECTION) for _ in range(LIVE_CLIENTS)]  # fmt: skip
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = codec_pb2_grpc.CodecServiceStub(channel)
+        stubs = [codec_pb2_grpc.CodecServiceStub(c) for c in clients]
         until = time.monotonic() + seconds
         rt_lat: list[float] = []
         health_lat: list[float] = []
@@ -111,9 +133,11 @@ async def scenario(address: str, pid: int, port: int, name: str, seconds: float,
                 peak[0] = max(peak[0], _rss_mib(pid)[0])
                 await asyncio.sleep(0.1)
 
-        tasks = [realtime(stub, until, rt_lat, s) for s in range(live)]
+        tasks = [realtime(stubs[s % LIVE_CLIENTS], until, rt_lat, s) for s in range(live)]
         tasks += [health_probe(channel, until, health_lat), watch_rss()]
         results = await asyncio.gather(*tasks, return_exceptions=True)
+    for c in clients:
+        await c.close()
     out, _ = await process.communicate()
     report = json.loads(out or b"{}")
     told, coded = Counter(report.get("told", {})), report.get("coded Msamples/s", 0.0)
@@ -125,7 +149,7 @@ async def scenario(address: str, pid: int, port: int, name: str, seconds: float,
 
 def _start(port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "server", "--models", str(REPO / "models"), "--host", "[::]",
-               "--port", str(port), "--metrics-port", "-1", *flags]  # fmt: skip
+               "--port", str(port), "--metrics-port", "-1", "--workers", str(WORKERS[0]), *flags]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
                                env=os.environ | {"PYTHONPATH": str(REPO)})  # fmt: skip
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -191,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="per scenario")
     parser.add_argument("--live", type=int, default=64, help="real-time streams beside the abusers")
     parser.add_argument("--log", type=Path, default=Path("/tmp/sancodec-abuse.log"))
+    parser.add_argument("--workers", type=int, default=0, help="server processes (0: one per core)")
     parser.add_argument("--abuser", choices=list(ABUSERS), help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -198,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.abuser:  # the abusers' own process
         print(json.dumps(asyncio.run(abusers(args.abuser, args.address, args.port, args.seconds))))
         return
+    WORKERS[0] = args.workers
     port = _free_port()
     address = f"127.0.0.1:{port}"
     process = _start(port, args.log, "--idle-timeout-s", "3", "--config-timeout-s", "2")

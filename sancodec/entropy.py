@@ -131,14 +131,9 @@ def row_costs(row: SymbolRow) -> npt.NDArray[np.float64]:
 
 
 def bit_lengths(values: Ints) -> Ints:
-    out = np.zeros(values.shape, dtype=np.int64)
-    nonzero = values > 0
-    out[nonzero] = np.floor(np.log2(values[nonzero].astype(np.float64))).astype(np.int64) + 1
-    # log2 of 2^k - 1 rounds up to k for large k: mend by one comparison each way
-    out[nonzero] -= (np.left_shift(1, out[nonzero] - 1, dtype=np.int64) > values[nonzero]).astype(
-        np.int64
-    )
-    return out
+    """Bit length of each non-negative value below 2^53 (0 for 0): frexp's exponent, exact for
+    integers a float64 holds exactly."""
+    return np.frexp(np.asarray(values, dtype=np.float64))[1].astype(np.int64)
 
 
 def symbols_of(values: Ints) -> tuple[npt.NDArray[np.int32], Ints]:

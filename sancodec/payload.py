@@ -12,7 +12,6 @@ escapes in that order. Spikes never depend on coefficients, nor coefficients on 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -25,8 +24,6 @@ from sancodec.entropy import (
     MAGNITUDES,
     Decoder,
     Encoder,
-    SymbolRow,
-    row_costs,
     symbols_of,
     unzigzag,
     zigzag,
@@ -273,44 +270,32 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
     return ResidualLayer(step_exp, indices, dense[indices].astype(np.int32))
 
 
-def _symbol_plan(all_passes: list[list[tuple[Ints, Ints]]]) -> list[tuple[int, Ints, Ints]]:
-    """(band class, contexts, symbols) of each band, its passes together."""
-    out = []
-    for i, passes in enumerate(all_passes):
-        symbols = np.concatenate([symbols_of(v)[0] for v, _ in passes])
-        out.append(
-            (_band_class(i, len(all_passes)), np.concatenate([c for _, c in passes]), symbols)
-        )
-    return out
+SYMBOLS = 2 * MAGNITUDES + 3  # a row's symbols: 0, +-1 .. +-K, the two escapes
 
 
-@lru_cache(maxsize=65536)
-def _cost_matrix(rows: tuple[SymbolRow, ...]) -> npt.NDArray[np.float64]:
-    return np.stack([row_costs(r) for r in rows])
-
-
-def _coefficient_bits(
-    plan: list[tuple[int, Ints, Ints]], tables: CodingTables, row_step: int
-) -> float:
-    total = 0.0
-    for band_class, ctx, symbols in plan:
-        total += float(_cost_matrix(tables.step_rows(row_step, band_class))[ctx, symbols].sum())
-    return total
+def _symbol_counts(all_passes: list[list[tuple[Ints, Ints]]]) -> npt.NDArray[np.float64]:
+    """How often each (band, context, symbol) occurs: (bands, CONTEXTS, SYMBOLS), one bincount."""
+    values = np.concatenate([np.zeros(0, dtype=np.int64), *(v for p in all_passes for v, _ in p)])
+    ctx = np.concatenate([np.zeros(0, dtype=np.int64), *(c for p in all_passes for _, c in p)])
+    band = np.repeat(np.arange(len(all_passes)), [sum(v.size for v, _ in p) for p in all_passes])
+    key = (band * CONTEXTS + ctx) * SYMBOLS + symbols_of(values)[0]
+    counts = np.bincount(key, minlength=len(all_passes) * CONTEXTS * SYMBOLS)
+    return counts.reshape(len(all_passes), CONTEXTS, SYMBOLS).astype(np.float64)
 
 
 def _best_shift(bands: list[Ints], tables: CodingTables, step_exp: int,
                 all_passes: list[list[tuple[Ints, Ints]]] | None = None) -> tuple[int, float]:  # fmt: skip
     """The row shift (SHIFTS) that codes the coefficients in the fewest ideal bits, its own
     field and the escapes counted; 0 on a tie, then -1. Returns (shift, bits)."""
-    plan = _symbol_plan(all_passes or [_passes(bands, i) for i in range(len(bands))])
+    counts = _symbol_counts(all_passes or [_passes(bands, i) for i in range(len(bands))])
     magnitudes = np.abs(np.concatenate([np.zeros(0, dtype=np.int64), *bands]))
-    escapes = float(
-        tables.table("escape").bits(magnitudes[magnitudes > MAGNITUDES] - MAGNITUDES - 1).sum()
-    )
+    excess = magnitudes[magnitudes > MAGNITUDES] - MAGNITUDES - 1
+    escapes = float(tables.table("escape").bits(excess).sum()) if excess.size else 0.0
+    shift_bits = tables.table("row_shift").bits(zigzag(SHIFTS))
     best, best_bits = 0, math.inf
-    for shift in SHIFTS:
-        bits = float(tables.table("row_shift").bits(zigzag([shift]))[0]) + escapes
-        bits += _coefficient_bits(plan, tables, step_exp + SHIFT_STEP * shift)
+    for shift, own in zip(SHIFTS, shift_bits, strict=True):
+        costs = tables.band_costs(step_exp + SHIFT_STEP * shift, len(bands))
+        bits = float(own) + escapes + float(np.vdot(counts, costs))
         if bits < best_bits:
             best, best_bits = shift, bits
     return best, best_bits

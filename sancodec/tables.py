@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.entropy import CLASSES, ClassTable, SymbolRow
+from sancodec.entropy import CLASSES, ClassTable, SymbolRow, row_costs
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.v1 import codes_pb2
 
@@ -115,6 +115,10 @@ class CodingTables:
     _step_rows: dict[tuple[int, int], tuple[SymbolRow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # (row step, band count) -> band_costs
+    _costs: dict[tuple[int, int], npt.NDArray[np.float64]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.rows and len(self.rows) != STEP_CLASSES:
@@ -156,6 +160,18 @@ class CodingTables:
             rows = tuple(self.step_row(step_exp, band_class, c) for c in range(CONTEXTS))
             self._step_rows[key] = rows
         return self._step_rows[key]
+
+    def band_costs(self, step_exp: int, band_count: int) -> npt.NDArray[np.float64]:
+        """Ideal bits of every symbol of every row of a residual's `band_count` bands at
+        `step_exp`, (bands, CONTEXTS, symbols): the bands coarsest first (the approximation,
+        class 0, then detail levels band_count - 1 down to 1): the rate estimates' table."""
+        key = (step_exp, band_count)
+        if key not in self._costs:
+            classes = [0, *range(band_count - 1, 0, -1)][:band_count]
+            self._costs[key] = np.stack(
+                [np.stack([row_costs(r) for r in self.step_rows(step_exp, b)]) for b in classes]
+            )
+        return self._costs[key]
 
     def step_row(self, step_exp: int, band_class: int, context: int) -> SymbolRow:
         """The row a residual at `step_exp` codes with: step class c's row stands for the middle
