@@ -10,8 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from sancodec.errors import SancodecError
-from server.app import check_config, serve
-from server.config import ServerConfig
+from server.config import ServerConfig, check_config
 from server.workers import available_cores, serve_workers
 
 
@@ -25,6 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers = config.workers or available_cores()
         if workers > 1:
             return serve_workers(config, workers)
+        from server.app import serve  # one process: the server itself (workers import it)
+
         asyncio.run(serve(config))
     except SancodecError as exc:
         print(f"sancodec-server: error: {exc}", file=sys.stderr)

@@ -9,7 +9,6 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,7 +19,7 @@ from sancodec.v1 import codec_pb2
 from server.admission import Admission
 from server.batcher import Batcher
 from server.codec_threads import CodecThreads
-from server.config import ServerConfig
+from server.config import ServerConfig, check_config
 from server.health import Health
 from server.reflection import enable_reflection
 from server.repository import ModelRepository
@@ -30,7 +29,7 @@ from server.wire import register
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-__all__ = ["Runtime", "check_config", "create_server", "serve"]
+__all__ = ["Runtime", "create_server", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -129,36 +128,10 @@ def _options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
-def _read_tls(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidConfigError(f"cannot read TLS file {path}: {exc.strerror}") from None
-
-
-def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
-    """TLS credentials (None for plaintext), read before anything starts."""
-    if config.tls_cert is None or config.tls_key is None:
-        return None
-    ca = _read_tls(config.tls_client_ca) if config.tls_client_ca else None
-    pair = (_read_tls(config.tls_key), _read_tls(config.tls_cert))
-    return grpc.ssl_server_credentials(
-        [pair], root_certificates=ca, require_client_auth=ca is not None
-    )
-
-
 def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
     if credentials is None:
         return int(server.add_insecure_port(address))
     return int(server.add_secure_port(address, credentials))
-
-
-def check_config(config: ServerConfig) -> grpc.ServerCredentials | None:
-    """What can be checked before any server starts (the model repository, the TLS files);
-    returns the TLS credentials (None for plaintext)."""
-    if not config.models.is_dir():
-        raise InvalidConfigError(f"model repository {config.models} is not a directory")
-    return _credentials(config)
 
 
 async def create_server(config: ServerConfig, telemetry: Telemetry | None = None) -> Runtime:

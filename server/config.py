@@ -8,9 +8,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from sancodec.errors import InvalidConfigError
 
-__all__ = ["ServerConfig"]
+__all__ = ["ServerConfig", "check_config"]
 
 PREFIX = "SANCODEC_"
 SECRETS = ("token",)  # environment only: a flag's value shows in /proc/PID/cmdline
@@ -156,3 +158,29 @@ def _parse(name: str, raw: str, cls: type[ServerConfig]) -> object:
         raise InvalidConfigError(
             f"{name}: {raw!r} is not a valid {type(default).__name__}"
         ) from None
+
+
+def _read_tls(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidConfigError(f"cannot read TLS file {path}: {exc.strerror}") from None
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials (None for plaintext), read before anything starts."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    ca = _read_tls(config.tls_client_ca) if config.tls_client_ca else None
+    pair = (_read_tls(config.tls_key), _read_tls(config.tls_cert))
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def check_config(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """What can be checked before any server starts (the model repository, the TLS files);
+    returns the TLS credentials (None for plaintext)."""
+    if not config.models.is_dir():
+        raise InvalidConfigError(f"model repository {config.models} is not a directory")
+    return _credentials(config)
