@@ -124,6 +124,8 @@ def _server_argv(args: argparse.Namespace, workers: int) -> Callable[[int], list
     def argv(port: int) -> list[str]:
         flags = f"--host 127.0.0.1 --port {port} --metrics-port {_free_port()} --grace-s 1"
         flags += f" --max-batch {args.max_batch} --threads {args.threads} --workers {workers}"
+        # every stream comes from loopback here, where devices would be many peers
+        flags += " --max-streams-per-peer 4096"
         return ["-m", "server", "--models", str(args.models), *flags.split()]
 
     return argv

@@ -199,7 +199,8 @@ def code_channels(plans: list[CodingPlan], x: npt.NDArray[np.float64],
     for c, (plan, row) in enumerate(zip(plans, x, strict=True)):
         coder = ChannelCoder(plan, c)
         windows = coder.push(row) + coder.finish()
-        coded = [block for w in windows for block in coder.accept(w, detect(w))]
+        own = plan.spikes == "beats"  # such a plan places its spikes itself
+        coded = [b for w in windows for b in coder.accept(w, None if own else detect(w))]
         out.append(coded + coder.ready())
     return out
 

@@ -25,6 +25,10 @@ from sancodec.quantization import Quantizer
 from sancodec.residual import ResidualSpec
 from sancodec.tables import CodingTables
 
+# where a model's spikes come from: "encoder", the detector a caller runs (encoder.onnx); "beats",
+# one spike per QRS complex sancodec.beats finds (sancodec.beatlock), placed by the stream coder
+SPIKE_SOURCES = ("encoder", "beats")
+
 __all__ = [
     "ACTIVATIONS",
     "Bundle",
@@ -79,6 +83,7 @@ class Manifest:
     files: Mapping[str, str]
     description: str = ""
     modality: str = ""
+    spikes: str = "encoder"  # one of SPIKE_SOURCES
     training: Mapping[str, Any] = field(default_factory=dict)
     test_metrics: Mapping[str, Any] = field(default_factory=dict)
 
@@ -89,6 +94,8 @@ class Manifest:
                 self.version
             ),
             f"unknown activation {self.activation!r}": self.activation in ACTIVATIONS,
+            f"spikes must be one of {SPIKE_SOURCES}, got {self.spikes!r}": self.spikes
+            in SPIKE_SOURCES,
             f"sample rate must be positive, got {self.sample_rate_hz}": self.sample_rate_hz > 0,
             f"block length must be positive, got {self.block_length}": self.block_length > 0,
             f"context must be non-negative, got {self.context}": self.context >= 0,
@@ -113,7 +120,7 @@ class Manifest:
         return {
             "schema_version": SCHEMA_VERSION,
             "name": self.name, "version": self.version,
-            "description": self.description, "modality": self.modality,
+            "description": self.description, "modality": self.modality, "spikes": self.spikes,
             "activation": {"name": self.activation, "params": dict(self.activation_params)},
             "decoder_mode": self.codebook.decoder_mode.value,
             "kernels": [w.tolist() for w in self.codebook.kernels],
@@ -156,6 +163,7 @@ class Manifest:
                 residual_step_exp=None if quant.get("residual_step_exp") is None else int(quant["residual_step_exp"]),
                 files={name: entry["sha256"] for name, entry in data["files"].items()},
                 description=data.get("description", ""), modality=data.get("modality", ""),
+                spikes=data.get("spikes", "encoder"),
                 training=data.get("training", {}), test_metrics=data.get("test_metrics", {}),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:

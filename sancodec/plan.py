@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.bundle import Manifest
+from sancodec.bundle import SPIKE_SOURCES, Manifest
 from sancodec.codebook import Codebook
 from sancodec.codes import ChannelCode
 from sancodec.errors import InvalidConfigError
@@ -32,6 +32,8 @@ class CodingPlan:
     stream_prdn_percent: float | None = None  # one steered step for the whole stream
     channels: int = 1  # of the stream: a bit budget is shared among them
     choose_layers: bool = True  # a block keeps its spikes only where they pay (needs a residual)
+    spikes: str = "encoder"  # where spikes come from: the detector given, or "beats" (beatlock)
+    sample_rate_hz: float = 0.0  # of the model; "beats" needs it
 
     def __post_init__(self) -> None:
         if self.block_length < 1 or self.context < 0 or not self.scale > 0:
@@ -50,6 +52,10 @@ class CodingPlan:
                 raise InvalidConfigError(f"quality targets must be positive, got {target}")
         if self.channels < 1:
             raise InvalidConfigError(f"a stream has at least one channel, got {self.channels}")
+        if self.spikes not in SPIKE_SOURCES:
+            raise InvalidConfigError(f"spikes must be one of {', '.join(SPIKE_SOURCES)}")
+        if self.spikes == "beats" and not self.sample_rate_hz > 0:
+            raise InvalidConfigError("spikes at the beats need the model's sample rate")
 
     @classmethod
     def from_manifest(
@@ -73,6 +79,7 @@ class CodingPlan:
         return cls(
             m.codebook, m.block_length, m.context, m.normalization.scale, m.san_step_exp,
             m.residual_step_exp, max_prdn_percent, max_bits_per_sample, stream_prdn_percent, channels,
+            spikes=m.spikes, sample_rate_hz=m.sample_rate_hz,
         )  # fmt: skip
 
 

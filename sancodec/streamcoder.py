@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from sancodec.beatlock import beat_spikes
 from sancodec.blockcoder import BlockCoder
 from sancodec.codes import SanLayer
 from sancodec.errors import InvalidInputError, ProtocolError
@@ -75,12 +76,22 @@ class ChannelCoder:
             )
             self._next_window += 1
 
-    def accept(self, window: Window, spikes: Spikes) -> list[CodedChannel]:
-        """Take the spikes detected in a window; returns the blocks that are now final."""
+    def accept(self, window: Window, spikes: Spikes | None) -> list[CodedChannel]:
+        """Take the spikes detected in a window; returns the blocks that are now final. A plan
+        whose spikes come from the beats (`plan.spikes == "beats"`) places them itself: pass
+        None, and detect nothing."""
         if window.index != self._accepted:
             raise ProtocolError(
                 f"spikes for block {window.index} arrived, expected block {self._accepted}"
             )
+        if (spikes is None) != (self.plan.spikes == "beats"):
+            raise ProtocolError(
+                "spikes come from the beats for this plan, not from a detector"
+                if spikes is not None
+                else "spikes are missing: this plan's come from a detector"
+            )
+        if spikes is None:
+            spikes = beat_spikes(self.plan, window)
         self._accepted += 1
         positions = spikes.positions + window.offset
         mine = (positions >= window.start) & (positions < window.start + window.count)

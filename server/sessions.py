@@ -174,7 +174,12 @@ class EncodeSession:
         longest = max((len(ws) for ws in windows), default=0)
         for lo in range(0, longest, SLICE_WINDOWS):  # small steps, so other streams interleave
             part = [ws[lo : lo + SLICE_WINDOWS] for ws in windows]
-            spikes = await self.batcher.detect(self.model, [w for ws in part for w in ws])
+            flat = [w for ws in part for w in ws]
+            spikes: list[Spikes | None] = (
+                [None] * len(flat)  # the stream coders place them at the beats themselves
+                if self.plan.spikes == "beats"
+                else list(await self.batcher.detect(self.model, flat))
+            )
             out += await self._off_loop(self._accept, part, spikes, started)
         return out
 
@@ -186,7 +191,7 @@ class EncodeSession:
         return (self.received + frames) / rate - (time.monotonic() - self.opened)
 
     def _accept(
-        self, windows: list[list[Window]], found: list[Spikes], started: float
+        self, windows: list[list[Window]], found: list[Spikes | None], started: float
     ) -> list[codec_pb2.EncodeResponse]:
         spikes = iter(found)
         coded = [

@@ -67,10 +67,11 @@ def memoized(detect: Detector) -> Detector:
 
 
 def code_signal(plan: CodingPlan, x: npt.ArrayLike, detect: Detector) -> list[CodedChannel]:
-    """One channel, start to end, as a server would stream it (chunking does not matter)."""
+    """One channel, start to end, as a server would stream it (chunking does not matter). A
+    plan whose spikes come from the beats detects nothing."""
     coder, out = ChannelCoder(plan), []
     for window in coder.push(np.asarray(x, dtype=np.float64)) + coder.finish():
-        out += coder.accept(window, detect(window))
+        out += coder.accept(window, None if plan.spikes == "beats" else detect(window))
     return out + coder.ready()
 
 

@@ -15,6 +15,9 @@ import pytest
 import wfdb
 from server_harness import BASE, REPO, RunningServer, encode_requests
 
+from sancodec.bundle import load_bundle
+from sancodec.plan import CodingPlan
+from sancodec.streamcoder import ChannelCoder
 from sancodec.v1 import codec_pb2_grpc
 
 COARSE_STEP_EXP = 40  # 2^(40/8) = 32 model units (12 mV): spikes and residual round to nothing
@@ -22,9 +25,9 @@ COARSE_STEP_EXP = 40  # 2^(40/8) = 32 model units (12 mV): spikes and residual r
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """The shipped ecg and eeg, and `ecg-coarse`: ecg's bundle with both steps at 2^5."""
+    """The shipped ecg, ecg-rhythm and eeg, and `ecg-coarse`: ecg's bundle with both steps at 2^5."""
     models = tmp_path_factory.mktemp("models")
-    for name in ("ecg", "eeg"):
+    for name in ("ecg", "ecg-rhythm", "eeg"):
         shutil.copytree(REPO / "models" / name, models / name)
     coarse = models / "ecg-coarse" / "1"
     shutil.copytree(REPO / "models" / "ecg" / "1", coarse)
@@ -84,3 +87,23 @@ def test_a_model_that_is_not_ecg_is_not_measured(server: RunningServer, ecg: np.
     assert mean is None
     labels = {"model": "eeg", "version": "1"}
     assert server.telemetry.registry.get_sample_value("sancodec_blocks_total", labels) == 22
+
+
+def test_the_rhythm_model_codes_its_spikes_at_the_beats_as_offline(server: RunningServer, ecg: np.ndarray) -> None:  # fmt: skip
+    """ecg-rhythm places its spikes itself (no encoder call): the server's codes are the offline
+    stream coder's, and the beats stay."""
+    plan = CodingPlan.from_manifest(load_bundle(REPO / "models" / "ecg-rhythm" / "1").manifest)
+    coder = ChannelCoder(plan)
+    windows = coder.push(ecg[0]) + coder.finish()
+    offline = [c.payload for w in windows for c in coder.accept(w, None)] + [
+        c.payload for c in coder.ready()
+    ]
+    with grpc.insecure_channel(server.address) as channel:
+        stub = codec_pb2_grpc.CodecServiceStub(channel)
+        responses = list(stub.Encode(encode_requests(ecg, 997, model="ecg-rhythm")))
+    served = [r.block.channels[0].payload for r in responses if r.HasField("block")]
+    assert served == offline
+    blocks, mean = _agreement(server, ecg, "ecg-rhythm", 360.0)
+    assert blocks == 2  # 60 s: a 16384-sample block and the rest
+    assert mean is not None
+    assert mean > 0.98
