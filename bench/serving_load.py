@@ -35,7 +35,7 @@ RT_CHUNK = 180  # frames: 0.5 s at 360 Hz
 FULL_CHUNK = 4096
 # streams multiplexed over one client channel (a connection of its own): several connections,
 # so that a server's workers (SO_REUSEPORT spreads connections) all get streams
-STREAMS_PER_CHANNEL = 8
+STREAMS_PER_CHANNEL = 4
 OPTIONS = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
 
 Signal = npt.NDArray[np.float32]
