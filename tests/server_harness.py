@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -54,6 +55,13 @@ class RunningServer:
         asyncio.run_coroutine_threadsafe(self.runtime.stop(grace_s), self.loop).result(60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
+
+
+def free_port() -> int:
+    """A loopback port free now (for a server started in another process)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 BASE = ServerConfig(models=REPO / "models", host="127.0.0.1", port=0, metrics_port=-1)

@@ -19,6 +19,15 @@ def server() -> Iterator[RunningServer]:
 
 
 @pytest.fixture
+def running() -> Iterator[list[RunningServer]]:
+    """Servers a test starts; each is stopped at the end, whatever happened."""
+    servers: list[RunningServer] = []
+    yield servers
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
 def channel(server: RunningServer) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(server.address) as ch:
         yield ch

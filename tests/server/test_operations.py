@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from server_certs import Certs, have_openssl, make_certs
-from server_harness import REPO, RunningServer, encode_requests, start
+from server_harness import REPO, RunningServer, encode_requests, free_port, start
 
 from sancodec.errors import InvalidConfigError
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
@@ -56,15 +55,6 @@ def _blocks(responses: list[codec_pb2.EncodeResponse]) -> list[codes_pb2.Encoded
 def ecg_mv(mitdb100: np.ndarray) -> np.ndarray:
     """MIT-BIH 100 MLII, 10000 samples in mV (200 ADC units per mV), as one channel: (1, n)."""
     return (mitdb100[:10000] / 200.0)[None, :]
-
-
-@pytest.fixture
-def running() -> Iterator[list[RunningServer]]:
-    """Servers a test starts; each is stopped at the end, whatever happened."""
-    servers: list[RunningServer] = []
-    yield servers
-    for s in servers:
-        s.stop()
 
 
 # --- bearer token -------------------------------------------------------------------------
@@ -318,12 +308,6 @@ def test_a_name_with_a_trailing_newline_is_not_a_valid_bundle(
 # --- SIGTERM on the real entry point ------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_serving(process: subprocess.Popen[bytes], address: str, log: Path) -> None:
     deadline = time.monotonic() + 60
     with grpc.insecure_channel(address) as channel:
@@ -388,7 +372,7 @@ class SlowEncode:
 def test_sigterm_drains_in_flight_streams_and_refuses_new_ones(
     tmp_path: Path, ecg_mv: np.ndarray
 ) -> None:
-    port, grace_s = _free_port(), 5.0
+    port, grace_s = free_port(), 5.0
     address = f"127.0.0.1:{port}"
     log = tmp_path / "server.log"
     command = [sys.executable, "-m", "server", "--models", str(MODELS), "--host", "127.0.0.1",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ import grpc
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from server_harness import REPO, RunningServer, encode_requests, start
+from server_harness import REPO, RunningServer, encode_requests, free_port, start
 
 from client.codec import CodecClient
 from sancodec.v1 import codec_pb2, codec_pb2_grpc
@@ -34,17 +33,11 @@ def ecg(mitdb100: np.ndarray) -> np.ndarray:
     return (mitdb100 / 200.0)[None, :]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Workers:
     """`python -m server --workers 2` on loopback, with its log in a file."""
 
     def __init__(self, log: Path, grace_s: float = 10.0) -> None:
-        self.port, self.metrics_port, self.log = _free_port(), _free_port(), log
+        self.port, self.metrics_port, self.log = free_port(), free_port(), log
         command = [sys.executable, "-m", "server", "--models", str(REPO / "models"),
                    "--host", "127.0.0.1", "--port", str(self.port), "--metrics-port",
                    str(self.metrics_port), "--workers", "2", "--grace-s", str(grace_s)]  # fmt: skip
@@ -174,14 +167,6 @@ def test_round_robin_spreads_calls_over_every_address(running: list[RunningServe
             client.models()
     assert calls(first) + calls(second) == 9
     assert min(calls(first), calls(second)) >= 4
-
-
-@pytest.fixture
-def running() -> Iterator[list[RunningServer]]:
-    servers: list[RunningServer] = []
-    yield servers
-    for s in servers:
-        s.stop()
 
 
 def test_a_cancelled_stream_is_counted_as_cancelled(running: list[RunningServer], ecg: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
