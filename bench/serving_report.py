@@ -182,10 +182,19 @@ def report(realtime: list[Row], full: list[Row], compute: Compute, meta: dict[st
 
 
 def write_docs(text: str) -> None:
-    """Append to docs/benchmarks.md: the section the first time, a dated run after that."""
+    """Add to docs/benchmarks.md: the section the first time, a dated run at the section's end
+    (before the next section) after that."""
     docs = REPO / "docs" / "benchmarks.md"
     heading = "## Serving (gRPC, CPU)"
     body = docs.read_text()
-    title = f"### Run of {time.strftime('%Y-%m-%d %H:%M')}" if heading in body else heading
-    with docs.open("a") as out:
-        out.write(("" if body.endswith("\n") else "\n") + f"\n{title}\n\n{text}")
+    if heading not in body:
+        docs.write_text(body.rstrip("\n") + f"\n\n{heading}\n\n{text}")
+        return
+    title = f"### Run of {time.strftime('%Y-%m-%d %H:%M')}"
+    start = body.index(heading) + len(heading)
+    end = body.find("\n## ", start)
+    end = len(body) if end < 0 else end + 1
+    run = f"\n{title}\n\n{text}"
+    docs.write_text(
+        body[:end].rstrip("\n") + "\n" + run + ("\n" + body[end:] if end < len(body) else "")
+    )
