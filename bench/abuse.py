@@ -163,6 +163,18 @@ def _start(port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
     raise SystemExit(f"server did not start:\n{log.read_text()}")
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, so that every worker drains and leaves the port to the next server; SIGKILL only
+    if that takes more than 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 async def _abuse(address: str, pid: int, port: int, seconds: float, live: int,
                  names: list[str]) -> list[dict[str, object]]:  # fmt: skip
     await scenario(address, pid, port, "none", 5.0, live)  # warm-up, not reported
@@ -237,24 +249,19 @@ def main(argv: list[str] | None = None) -> None:
         print(_table(rows) + "\n")
         print(_table(sanc_bombs()) + "\n")
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _stop(process)
     # shedding by queue delay: many peers' worth of streams, so the per-peer cap is lifted here
     process = _start(port, args.log.with_suffix(".crowd.log"), "--max-streams-per-peer", "4096")
     try:
         crowd = asyncio.run(scenario(address, process.pid, port, "crowd", args.seconds, args.live))
         print(_table([crowd]) + "\n")
     finally:
-        process.kill()
-        process.wait()
+        _stop(process)
     process = _start(port, args.log.with_suffix(".sigterm.log"), "--grace-s", "4")
     try:
         print(_table([asyncio.run(sigterm_mid_stream(address, process))]) + "\n")
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _stop(process)
     for log in (args.log, args.log.with_suffix(".crowd.log"), args.log.with_suffix(".sigterm.log")):
         print(f"tracebacks in the server log ({log}): {log.read_text().count('Traceback')}")
 

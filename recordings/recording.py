@@ -1,4 +1,5 @@
-"""Recordings on disk (WFDB, EDF, CSV, NPY, Bonn EEG text) as one in-memory `Recording`."""
+"""A recording in memory (`Recording`): samples in physical units at one rate, its channels, and
+the checks every reader and writer shares (recordings/files.py chooses the reader and writer)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -15,12 +15,11 @@ import numpy.typing as npt
 from sancodec.errors import InvalidConfigError, InvalidInputError, InvalidSignalError
 from sancodec.header import ChannelInfo
 
-__all__ = ["BONN_SAMPLE_RATE_HZ", "Recording", "read_recording", "write_recording"]
+__all__ = ["BONN_SAMPLE_RATE_HZ", "Recording"]
 
 logger = logging.getLogger(__name__)
 
 BONN_SAMPLE_RATE_HZ = 173.61
-_WFDB_SUFFIXES = (".hea", ".dat", ".mat")
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,81 +118,6 @@ class Recording:
         return self.digital_samples
 
 
-def read_recording(
-    path: str | Path,
-    *,
-    sample_rate_hz: float | None = None,
-    channels: Sequence[int | str] | None = None,
-    sampfrom: int = 0,
-    sampto: int | None = None,
-) -> Recording:
-    """Read samples [sampfrom, sampto) of a recording, choosing the reader by the file suffix.
-
-    `sample_rate_hz` is required for .npy and for .csv without a time column; where the file
-    has a rate, an explicit value overrides it (with a warning if the two disagree).
-    """
-    path = Path(path)
-    if sample_rate_hz is not None and not (math.isfinite(sample_rate_hz) and sample_rate_hz > 0):
-        raise InvalidConfigError(
-            f"sample_rate_hz must be positive and finite, got {sample_rate_hz}"
-        )
-    if isinstance(channels, str):
-        channels = [channels]
-    record = _wfdb_record_path(path)
-    suffix = "" if record is not None else _readable_suffix(path)
-    if record is not None or suffix in {".edf", ".bdf"}:
-        # Imported here: wfdb and pyedflib are slow to import and only these formats need them.
-        from recordings import formats as recording_formats
-
-        recording = (
-            recording_formats.read_wfdb(record, channels, sampfrom, sampto)
-            if record is not None
-            else recording_formats.read_edf(path, channels, sampfrom, sampto)
-        )
-        return _override_rate(recording, sample_rate_hz)
-    from recordings import text as recording_text
-
-    readers = {
-        ".csv": recording_text.read_csv,
-        ".npy": recording_text.read_npy,
-        ".txt": recording_text.read_bonn,
-    }
-    reader = readers[suffix]
-    recording = reader(path, sample_rate_hz)
-    if channels is not None:
-        recording = recording.select(channels)
-    if (sampfrom, sampto) != (0, None):
-        recording = recording.slice(sampfrom, sampto)
-    return recording
-
-
-def write_recording(recording: Recording, path: str | Path) -> Path:
-    """Write to .npy (float32 samples only: the rate, names and start time are lost), .csv,
-    WFDB (.hea plus a format-16 .dat) or .edf; returns the path written."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in {".npy", ".csv", ".hea", "", ".edf"}:
-        raise InvalidInputError(
-            f"{path}: cannot write {path.suffix!r} files; expected .npy, .csv, .hea or .edf"
-        )
-    if not path.parent.is_dir():
-        raise InvalidInputError(f"{path}: directory {path.parent} does not exist")
-    if suffix == ".npy":
-        np.save(path, recording.samples.astype(np.float32))
-    elif suffix == ".csv":
-        from recordings import text as recording_text
-
-        recording_text.write_csv(recording, path)
-    else:
-        from recordings import formats as recording_formats
-
-        if suffix == ".edf":
-            recording_formats.write_edf(recording, path)
-        else:
-            path = recording_formats.write_wfdb(recording, path)
-    return path
-
-
 def resolve_channels(names: Sequence[str], wanted: Sequence[int | str], source: str) -> list[int]:
     """Indices of the channels `wanted` (indices or names) among `names`."""
     if isinstance(wanted, str):
@@ -287,41 +211,3 @@ def _channel_by_name(names: Sequence[str], name: str, source: str) -> int:
             f"{source}: channel name {name!r} is ambiguous (indices {matches}); select by index"
         )
     raise InvalidInputError(f"{source}: no channel named {name!r}; available: {available}")
-
-
-def _wfdb_record_path(path: Path) -> Path | None:
-    """The record path (no suffix) when `path` names a WFDB record, else None."""
-    if path.suffix.lower() in _WFDB_SUFFIXES:
-        record = path.with_suffix("")
-        if path.suffix.lower() == ".hea":
-            if not path.is_file():
-                raise InvalidInputError(f"{path}: no such file")
-            return record
-        return record if record.with_suffix(".hea").is_file() else None
-    return path if Path(f"{path}.hea").is_file() else None
-
-
-def _readable_suffix(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        also = f" (nor a WFDB header {path}.hea)" if not suffix else ""
-        raise InvalidInputError(f"{path}: no such file{also}")
-    if suffix not in {".edf", ".bdf", ".csv", ".npy", ".txt"}:
-        raise InvalidInputError(
-            f"{path}: unsupported file type {path.suffix or '(no suffix)'!r}; expected a WFDB "
-            "record (.hea), .edf/.bdf, .csv, .npy or Bonn EEG .txt"
-        )
-    return suffix
-
-
-def _override_rate(recording: Recording, sample_rate_hz: float | None) -> Recording:
-    if sample_rate_hz is None or sample_rate_hz == recording.sample_rate_hz:
-        return recording
-    if abs(sample_rate_hz / recording.sample_rate_hz - 1) > 1e-3:
-        logger.warning(
-            "%s: using sample_rate_hz=%g instead of the file's %g Hz",
-            recording.source,
-            sample_rate_hz,
-            recording.sample_rate_hz,
-        )
-    return replace(recording, sample_rate_hz=sample_rate_hz)

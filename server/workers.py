@@ -5,7 +5,8 @@ cores. They listen on one address with SO_REUSEPORT, which gRPC sets on Linux (`
 defaults to 1), and the kernel spreads connections among them. Their metrics go to files in a
 shared directory (prometheus_client's multiprocess mode), which this parent serves as one /metrics.
 SIGTERM or SIGINT to the parent is passed to every worker, each drains as one server does, and the
-parent exits 0 once all of them have. A worker that dies while the others serve is started again.
+parent exits 0 once all of them have. A worker that dies while the others serve is started again;
+a worker whose parent dies drains and exits.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 START_TIMEOUT_S = 120.0  # loading and warming the models, per worker
 EXIT_MARGIN_S = 10.0  # beyond the grace period, before a worker that does not exit is killed
+ORPHAN_CHECK_S = 0.5  # how often a worker checks that its parent is still there
 
 
 def available_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -63,11 +65,21 @@ def _worker(config: ServerConfig, ready: Any, errors: Any) -> None:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
     )
+    threading.Thread(target=_drain_when_orphaned, args=(os.getppid(),), daemon=True).start()
     try:
         asyncio.run(serve(config, ready=ready.set))
     except SancodecError as exc:
         errors.put(str(exc))
         sys.exit(2)
+
+
+def _drain_when_orphaned(parent: int) -> None:
+    """A worker whose parent is gone (killed with SIGKILL, say) drains and exits, rather than
+    go on serving the shared port beside whatever starts there next."""
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_S)
+    log.warning("the parent process %d is gone; draining", parent)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _reserve(config: ServerConfig) -> tuple[socket.socket, int]:

@@ -208,3 +208,26 @@ def test_the_default_worker_count_follows_the_cpu_limit(tmp_path: Path) -> None:
     cpu_max.write_text(f"{100000 * (affinity + 4)} 100000\n")  # the affinity bounds it too
     assert available_cores(cpu_max) == affinity
     assert available_cores(tmp_path / "absent") == affinity
+
+
+def test_workers_leave_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to the parent: its workers drain and exit, rather than keep the port."""
+    running = Workers(tmp_path / "server.log", grace_s=1.0)
+    pid = running.process.pid
+    # the two workers, and multiprocessing's resource tracker
+    workers = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    assert len(workers) >= 2
+    running.process.kill()
+    running.process.wait(10)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{c}").exists() and "Z" not in _state(c) for c in workers):
+        assert time.monotonic() < deadline, running.log.read_text()
+        time.sleep(0.2)
+    assert "parent process" in running.log.read_text()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
