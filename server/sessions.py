@@ -161,11 +161,16 @@ class EncodeSession:
             )
 
     async def finish(self) -> list[codec_pb2.EncodeResponse]:
+        """The stream ended: its last windows detected, then every open block coded, all off the
+        event loop (a close storm of many streams must not stall the live ones)."""
         started = time.perf_counter()
         out = await self._code([coder.finish() for coder in self.coders], started)
-        out += self._assemble([coder.ready() for coder in self.coders], started)
+        out += await self._off_loop(self._flush, started)
         out.append(codec_pb2.EncodeResponse(summary=self.summary))
         return out
+
+    def _flush(self, started: float) -> list[codec_pb2.EncodeResponse]:
+        return self._assemble([coder.ready() for coder in self.coders], started)
 
     async def _code(
         self, windows: list[list[Window]], started: float
