@@ -110,8 +110,10 @@ async def _until(done: Callable[[], bool], timeout_s: float) -> None:
         await asyncio.sleep(0.02)
 
 
-def _options(config: ServerConfig) -> list[tuple[str, int]]:
+def _options(config: ServerConfig, shared_port: bool) -> list[tuple[str, int]]:
     return [
+        # only the workers of one server share a port: a second server on it fails to start
+        ("grpc.so_reuseport", int(shared_port)),
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.keepalive_time_ms", int(config.keepalive_s * 1000)),
@@ -129,12 +131,18 @@ def _options(config: ServerConfig) -> list[tuple[str, int]]:
 
 
 def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
-    if credentials is None:
-        return int(server.add_insecure_port(address))
-    return int(server.add_secure_port(address, credentials))
+    """The port bound; 0 where the address cannot be bound (in use, say)."""
+    try:
+        if credentials is None:
+            return int(server.add_insecure_port(address))
+        return int(server.add_secure_port(address, credentials))
+    except RuntimeError:  # grpcio's "Failed to bind to address"
+        return 0
 
 
-async def create_server(config: ServerConfig, telemetry: Telemetry | None = None) -> Runtime:
+async def create_server(
+    config: ServerConfig, telemetry: Telemetry | None = None, shared_port: bool = False
+) -> Runtime:
     """Start a server on `config.port` (0 picks one), then load and warm up the models; it
     reports SERVING only once they are. Raises InvalidConfigError when no model loads."""
     credentials = check_config(config)  # a missing file fails here, before anything starts
@@ -147,7 +155,9 @@ async def create_server(config: ServerConfig, telemetry: Telemetry | None = None
     interceptors = [TokenAuth(config.token)] if config.token else []
     calls = config.max_streams + config.max_health_watches + 64  # and a few unary calls
     server = grpc.aio.server(
-        options=_options(config), interceptors=interceptors, maximum_concurrent_rpcs=calls
+        options=_options(config, shared_port),
+        interceptors=interceptors,
+        maximum_concurrent_rpcs=calls,
     )
     register(server, service, codec_pb2.DESCRIPTOR.services_by_name["CodecService"])
     health = Health(admission)
@@ -177,13 +187,16 @@ async def create_server(config: ServerConfig, telemetry: Telemetry | None = None
     return Runtime(server, port, service, health, batcher, telemetry, repository)
 
 
-async def serve(config: ServerConfig, ready: Callable[[], None] | None = None) -> None:
+async def serve(
+    config: ServerConfig, ready: Callable[[], None] | None = None, shared_port: bool = False
+) -> None:
     """Run until SIGTERM or SIGINT, then drain within the grace period; `ready` is called once
-    the models are loaded and the server reports SERVING."""
+    the models are loaded and the server reports SERVING. `shared_port`: one of several workers
+    on the port (server/workers.py)."""
     telemetry = Telemetry()
     if config.metrics_port >= 0:  # logs the address it bound
         telemetry.serve(config.metrics_port, host=config.metrics_address)
-    runtime = await create_server(config, telemetry)
+    runtime = await create_server(config, telemetry, shared_port)
     for model in runtime.repository.models():
         log.info("serving %s/%s (%s)", *model.key, model.provider)
     log.info(

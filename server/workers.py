@@ -67,7 +67,7 @@ def _worker(config: ServerConfig, ready: Any, errors: Any) -> None:
     )
     threading.Thread(target=_drain_when_orphaned, args=(os.getppid(),), daemon=True).start()
     try:
-        asyncio.run(serve(config, ready=ready.set))
+        asyncio.run(serve(config, ready=ready.set, shared_port=True))
     except SancodecError as exc:
         errors.put(str(exc))
         sys.exit(2)
@@ -84,17 +84,26 @@ def _drain_when_orphaned(parent: int) -> None:
 
 def _reserve(config: ServerConfig) -> tuple[socket.socket, int]:
     """Bind (without listening) the port the workers will share, so that port 0 becomes one free
-    port for all of them; gRPC binds it again in each worker with SO_REUSEPORT."""
+    port for all of them; gRPC binds it again in each worker with SO_REUSEPORT. The port is first
+    bound alone: a port some other server holds, even with SO_REUSEPORT, is refused."""
     host = config.host.strip("[]") or "::"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        sock.bind((host, config.port))
+        with socket.socket(family, socket.SOCK_STREAM) as alone:
+            alone.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT only
+            alone.bind((host, config.port))
+            port = int(alone.getsockname()[1])
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
     except OSError as exc:
-        sock.close()
         raise InvalidConfigError(f"cannot listen on {config.host}:{config.port}: {exc}") from None
-    return sock, int(sock.getsockname()[1])
+    return sock, port
 
 
 class _Workers:

@@ -231,3 +231,19 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_server_on_a_taken_port_does_not_start(running: list[RunningServer], workers: str) -> None:  # fmt: skip
+    """Only one server's workers share a port: another server there fails with one line."""
+    first = start()
+    running.append(first)
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "--models", str(REPO / "models"), "--host", "127.0.0.1",
+         "--port", str(first.runtime.port), "--metrics-port", "-1", "--workers", workers],
+        cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"cannot listen on 127.0.0.1:{first.runtime.port}" in done.stderr
+    assert "Traceback" not in done.stderr
