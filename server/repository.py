@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from sancodec.bundle import NAME, Bundle, Manifest, load_bundle, version_key
 from sancodec.encodergraph import spikes_by_row
 from sancodec.errors import BundleError, InvalidConfigError, NotFoundError
 from sancodec.streamcoder import Spikes
+from sancodec.v1 import codes_pb2
 
 __all__ = ["LoadedModel", "ModelRepository", "session_providers"]
 
@@ -64,6 +65,11 @@ class LoadedModel:
     bundle: Bundle
     encoder: ort.InferenceSession
     provider: str  # what actually runs the encoder
+    # the codebook as every EncodeStarted carries it, built once (about 1 ms: its tables)
+    codebook_proto: codes_pb2.Codebook = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "codebook_proto", self.manifest.codebook.to_proto())
 
     @property
     def manifest(self) -> Manifest:

@@ -105,7 +105,7 @@ class EncodeSession:
         b = self.model.bundle
         return codec_pb2.EncodeResponse(started=codec_pb2.EncodeStarted(
             model=codes_pb2.ModelRef(name=b.ref.name, version=b.ref.version, manifest_sha256=b.manifest_sha256),
-            codebook=self.plan.codebook.to_proto(), block_length=self.plan.block_length,
+            codebook=self.model.codebook_proto, block_length=self.plan.block_length,
             channels=[c.output.to_proto() for c in self.channels], execution_provider=self.model.provider,
             worker=WORKER,
         ))  # fmt: skip
