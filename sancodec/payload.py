@@ -31,7 +31,7 @@ from sancodec.entropy import (
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT
 from sancodec.residual import band_sizes
-from sancodec.tables import CONTEXTS, CodingTables, contexts, odd_contexts
+from sancodec.tables import CONTEXTS, CodingTables, band_class, contexts, odd_contexts
 from sancodec.v1 import codes_pb2
 
 __all__ = [
@@ -56,11 +56,6 @@ SHIFT_STEP = 4  # eighths of an octave per shift
 
 def _bands(dense: Ints, sizes: tuple[int, ...]) -> list[Ints]:
     return np.split(dense, np.cumsum(sizes)[:-1]) if sizes else []
-
-
-def _band_class(i: int, band_count: int) -> int:
-    """Approximation 0; detail level j (1 = finest) j. Bands come coarsest first."""
-    return 0 if i == 0 else band_count - i
 
 
 def _parent_contexts(bands: list[Ints], i: int, size: int) -> Ints:
@@ -138,15 +133,15 @@ def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, s
         out.put("row_shift", zigzag([shift]))
         row_step = r.step_exp + SHIFT_STEP * shift
         for i in range(len(bands)):
-            band_class, excess = _band_class(i, len(bands)), []
-            rows = tables.step_rows(row_step, band_class)
+            klass, excess = band_class(i, len(bands)), []
+            rows = tables.step_rows(row_step, klass)
             for values, ctx in passes[i]:
                 symbols, escaped = symbols_of(values)
                 excess.append(escaped)
                 for c in range(CONTEXTS):
                     enc.symbols(symbols[ctx == c], rows[c])
                     if seen is not None:
-                        key = f"band {step_class} {band_class} {c}"
+                        key = f"band {step_class} {klass} {c}"
                         seen.setdefault(key, []).append(np.abs(values[ctx == c]))
             out.put("escape", np.concatenate(excess))
     return enc.finish()
@@ -242,8 +237,8 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
                      row_step: int) -> ResidualLayer:  # fmt: skip
     bands: list[Ints] = []
     for i, size in enumerate(sizes):
-        band_class = _band_class(i, len(sizes))
-        rows = tables.step_rows(row_step, band_class)
+        klass = band_class(i, len(sizes))
+        rows = tables.step_rows(row_step, klass)
         parent = _parent_contexts(bands, i, size)
         symbols = np.zeros(size, dtype=np.int64)
         evens, odds = symbols[0::2], symbols[1::2]  # views: decoded in place

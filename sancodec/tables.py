@@ -27,7 +27,15 @@ from sancodec.entropy import CLASSES, ClassTable, SymbolRow, row_costs
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.v1 import codes_pb2
 
-__all__ = ["CONTEXTS", "FIELDS", "STEP_CLASSES", "CodingTables", "contexts", "odd_contexts"]
+__all__ = [
+    "CONTEXTS",
+    "FIELDS",
+    "STEP_CLASSES",
+    "CodingTables",
+    "band_class",
+    "contexts",
+    "odd_contexts",
+]
 
 CONTEXTS = 5
 # a residual step's class: its octave relative to the tables' reference, -4..+3 octaves
@@ -93,6 +101,12 @@ def odd_contexts(evens: npt.NDArray[np.int64], parent_contexts: npt.NDArray[np.i
     return np.where(
         n == 0, np.maximum(c - 1, 0), np.where(n >= 3, np.minimum(c + 1, CONTEXTS - 1), c)
     )
+
+
+def band_class(i: int, band_count: int) -> int:
+    """The table class of band i of a residual's `band_count` bands, coarsest first: the
+    approximation is 0, detail level j (1 the finest) is j."""
+    return 0 if i == 0 else band_count - i
 
 
 @lru_cache(maxsize=65536)
@@ -167,10 +181,10 @@ class CodingTables:
         class 0, then detail levels band_count - 1 down to 1): the rate estimates' table."""
         key = (step_exp, band_count)
         if key not in self._costs:
-            classes = [0, *range(band_count - 1, 0, -1)][:band_count]
-            self._costs[key] = np.stack(
-                [np.stack([row_costs(r) for r in self.step_rows(step_exp, b)]) for b in classes]
-            )
+            self._costs[key] = np.stack([
+                np.stack([row_costs(r) for r in self.step_rows(step_exp, band_class(i, band_count))])
+                for i in range(band_count)
+            ])  # fmt: skip
         return self._costs[key]
 
     def step_row(self, step_exp: int, band_class: int, context: int) -> SymbolRow:

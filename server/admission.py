@@ -79,11 +79,8 @@ class Admission:
         self._by_peer[host] += 1
 
     def release(self, peer: str) -> None:
-        host = peer_host(peer)
         self.active -= 1
-        self._by_peer[host] -= 1
-        if self._by_peer[host] <= 0:
-            del self._by_peer[host]
+        self._release_peer(peer)
 
     def admit_watch(self, peer: str) -> None:
         """Health watches have their own limit and count against the peer's streams too."""
@@ -99,8 +96,13 @@ class Admission:
 
     def release_watch(self, peer: str) -> None:
         self.watches -= 1
-        self.active += 1  # release() takes one stream and one peer slot
-        self.release(peer)
+        self._release_peer(peer)
+
+    def _release_peer(self, peer: str) -> None:
+        host = peer_host(peer)
+        self._by_peer[host] -= 1
+        if self._by_peer[host] <= 0:
+            del self._by_peer[host]
 
 
 class ByteBudget:
