@@ -17,7 +17,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,41 +42,11 @@ from bench.abuse_clients import (
     signal_of,
     slow_loris,
 )
+from bench.serving_load import OWN_CONNECTION, Proc, free_port
 from sancodec.v1 import codec_pb2, codec_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
 LIVE_CLIENTS = 8
-WORKERS = [0]  # the server's --workers, from the command line
-# gRPC shares one connection among a process's channels to one address, unless told not to
-OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _rss_mib(pid: int) -> tuple[float, float]:
-    """(current, peak) resident set of a server, MiB: of the process and its workers, added up
-    (the peak as the sum of each process's own peak)."""
-    now = peak = 0.0
-    for process in (pid, *_children(pid)):
-        status = Path(f"/proc/{process}/status")
-        try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
-        except OSError:  # a worker that just ended
-            continue
-        now += int(fields["VmRSS"].split()[0]) / 1024
-        peak += int(fields["VmHWM"].split()[0]) / 1024
-    return now, peak
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def _p(values: list[float], q: float) -> float:
@@ -110,7 +79,7 @@ async def abusers(name: str, address: str, port: int, seconds: float) -> dict[st
     return {"told": Counter(str(r) for r in results), "coded Msamples/s": CODED[0] / seconds / 1e6}
 
 
-async def scenario(address: str, pid: int, port: int, name: str, seconds: float,
+async def scenario(address: str, server: Proc, port: int, name: str, seconds: float,
                    live: int) -> dict[str, object]:  # fmt: skip
     """`live` real-time streams and health probes here, the abusers in a separate process."""
     # abusers come over IPv6 loopback, the live streams over IPv4: two peers, as in production
@@ -130,7 +99,7 @@ async def scenario(address: str, pid: int, port: int, name: str, seconds: float,
 
         async def watch_rss() -> None:
             while time.monotonic() < until + 1:
-                peak[0] = max(peak[0], _rss_mib(pid)[0])
+                peak[0] = max(peak[0], server.rss_mib())
                 await asyncio.sleep(0.1)
 
         tasks = [realtime(stubs[s % LIVE_CLIENTS], until, rt_lat, s) for s in range(live)]
@@ -147,9 +116,9 @@ async def scenario(address: str, pid: int, port: int, name: str, seconds: float,
             "abusers coded Msamples/s": coded}  # fmt: skip
 
 
-def _start(port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
+def _start(port: int, log: Path, workers: int, *flags: str) -> Proc:
     command = [sys.executable, "-m", "server", "--models", str(REPO / "models"), "--host", "[::]",
-               "--port", str(port), "--metrics-port", "-1", "--workers", str(WORKERS[0]), *flags]  # fmt: skip
+               "--port", str(port), "--metrics-port", "-1", "--workers", str(workers), *flags]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
                                env=os.environ | {"PYTHONPATH": str(REPO)})  # fmt: skip
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -157,28 +126,16 @@ def _start(port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
         for _ in range(600):
             try:
                 if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == 1:
-                    return process
+                    return Proc(process, port)
             except grpc.RpcError:
                 time.sleep(0.1)
     raise SystemExit(f"server did not start:\n{log.read_text()}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, so that every worker drains and leaves the port to the next server; SIGKILL only
-    if that takes more than 30 s."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def _abuse(address: str, pid: int, port: int, seconds: float, live: int,
+async def _abuse(address: str, server: Proc, port: int, seconds: float, live: int,
                  names: list[str]) -> list[dict[str, object]]:  # fmt: skip
-    await scenario(address, pid, port, "none", 5.0, live)  # warm-up, not reported
-    return [await scenario(address, pid, port, name, seconds, live) for name in names]
+    await scenario(address, server, port, "none", 5.0, live)  # warm-up, not reported
+    return [await scenario(address, server, port, name, seconds, live) for name in names]
 
 
 async def sigterm_mid_stream(address: str, process: subprocess.Popen[bytes]) -> dict[str, object]:
@@ -235,33 +192,34 @@ def main(argv: list[str] | None = None) -> None:
     if args.abuser:  # the abusers' own process
         print(json.dumps(asyncio.run(abusers(args.abuser, args.address, args.port, args.seconds))))
         return
-    WORKERS[0] = args.workers
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
-    process = _start(port, args.log, "--idle-timeout-s", "3", "--config-timeout-s", "2")
+    server = _start(
+        port, args.log, args.workers, "--idle-timeout-s", "3", "--config-timeout-s", "2"
+    )
     try:
-        base = _rss_mib(process.pid)[0]
+        base = server.rss_mib()
         names = [n for n in ABUSERS if n != "crowd"]
-        rows = asyncio.run(_abuse(address, process.pid, port, args.seconds, args.live, names))
-        now, peak = _rss_mib(process.pid)
-        print(f"server RSS: {base:.0f} MiB after start, {now:.0f} MiB after the abuse, peak "
-              f"{peak:.0f} MiB; {args.live} live real-time streams\n")  # fmt: skip
+        rows = asyncio.run(_abuse(address, server, port, args.seconds, args.live, names))
+        print(f"server RSS: {base:.0f} MiB after start, {server.rss_mib():.0f} MiB after the "
+              f"abuse, peak {server.peak_mib():.0f} MiB; {args.live} live real-time streams\n")  # fmt: skip
         print(_table(rows) + "\n")
         print(_table(sanc_bombs()) + "\n")
     finally:
-        _stop(process)
+        server.stop()  # SIGTERM: every worker drains and leaves the port to the next server
     # shedding by queue delay: many peers' worth of streams, so the per-peer cap is lifted here
-    process = _start(port, args.log.with_suffix(".crowd.log"), "--max-streams-per-peer", "4096")
+    crowd_log = args.log.with_suffix(".crowd.log")
+    server = _start(port, crowd_log, args.workers, "--max-streams-per-peer", "4096")
     try:
-        crowd = asyncio.run(scenario(address, process.pid, port, "crowd", args.seconds, args.live))
+        crowd = asyncio.run(scenario(address, server, port, "crowd", args.seconds, args.live))
         print(_table([crowd]) + "\n")
     finally:
-        _stop(process)
-    process = _start(port, args.log.with_suffix(".sigterm.log"), "--grace-s", "4")
+        server.stop()
+    server = _start(port, args.log.with_suffix(".sigterm.log"), args.workers, "--grace-s", "4")
     try:
-        print(_table([asyncio.run(sigterm_mid_stream(address, process))]) + "\n")
+        print(_table([asyncio.run(sigterm_mid_stream(address, server.popen))]) + "\n")
     finally:
-        _stop(process)
+        server.stop()
     for log in (args.log, args.log.with_suffix(".crowd.log"), args.log.with_suffix(".sigterm.log")):
         print(f"tracebacks in the server log ({log}): {log.read_text().count('Traceback')}")
 

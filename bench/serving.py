@@ -35,9 +35,9 @@ from bench.serving_load import (
     Signal,
     Source,
     _config,
-    _free_port,
     echo_server,
     echo_speed,
+    free_port,
     full_speed,
     realtime,
     spawn,
@@ -122,7 +122,7 @@ def _meta(provider: str, block_bytes: int, load: str) -> dict[str, str]:
 
 def _server_argv(args: argparse.Namespace, workers: int) -> Callable[[int], list[str]]:
     def argv(port: int) -> list[str]:
-        flags = f"--host 127.0.0.1 --port {port} --metrics-port {_free_port()} --grace-s 1"
+        flags = f"--host 127.0.0.1 --port {port} --metrics-port {free_port()} --grace-s 1"
         flags += f" --max-batch {args.max_batch} --threads {args.threads} --workers {workers}"
         # every stream comes from loopback here, where devices would be many peers
         flags += " --max-streams-per-peer 4096"

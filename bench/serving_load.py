@@ -37,6 +37,8 @@ FULL_CHUNK = 4096
 # so that a server's workers (SO_REUSEPORT spreads connections) all get streams
 STREAMS_PER_CHANNEL = 4
 OPTIONS = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
+# gRPC shares one connection among a process's channels to one address, unless told not to
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 Signal = npt.NDArray[np.float32]
 
@@ -51,7 +53,7 @@ def _machine_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -122,7 +124,7 @@ class Proc:
 
 async def spawn(argv: Callable[[int], list[str]], log: Path) -> Proc:
     """Start `python ARGV(port)` on a free port; wait until its health service says SERVING."""
-    port = _free_port()
+    port = free_port()
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     with log.open("wb") as out:
         popen = subprocess.Popen([sys.executable, *argv(port)], cwd=REPO, stdout=out,
@@ -315,7 +317,7 @@ Run = Callable[[Any, int, float], Coroutine[Any, Any, None]]  # (stub, stream, s
 
 async def _drive(proc: Proc, phase: Phase, run: Run) -> Phase:
     """All streams at once over ceil(n / 64) channels; wall, CPU and memory around them."""
-    options = [*OPTIONS, ("grpc.use_local_subchannel_pool", 1)]  # a connection per channel
+    options = [*OPTIONS, *OWN_CONNECTION]  # a connection per channel
     channels = [grpc.aio.insecure_channel(proc.address, options=options)
                 for _ in range(math.ceil(phase.streams / STREAMS_PER_CHANNEL))]  # fmt: skip
     stubs = [codec_pb2_grpc.CodecServiceStub(c) for c in channels]
