@@ -67,7 +67,7 @@ def test_codes_do_not_depend_on_the_chunking(rhythm: CodingPlan, record_208: tup
 
 def test_a_beat_plan_takes_no_detector_and_an_encoder_plan_needs_one(rhythm: CodingPlan) -> None:
     coder = ChannelCoder(rhythm)
-    (window,) = coder.push(np.zeros(16384 + 256)) + coder.finish()[:0]
+    (window,) = coder.push(np.zeros(16384 + 256))
     none = Spikes(np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0))
     with pytest.raises(ProtocolError, match="come from the beats"):
         coder.accept(window, none)
