@@ -5,8 +5,8 @@ report gives their block latency (send of the chunk that completes a block to it
 Check latency, the server's RSS (now and peak, from /proc, its workers added up), and what each
 abuser was told. The live streams come from 8 clients (connections); each abuser kind from one.
 The server runs `--workers N` (default 0: one per core).
-A block is 11.4 s of signal, and the first is final after 23.5 s: --seconds 30 (the default) or
-more gives latency figures.
+A block is 11.4 s of signal, and the first is final after 23.5 s; the live streams start spread
+over one block (11.4 s): --seconds 50 (the default) gives each of them a latency figure or two.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.abuse_clients import (
+    BLOCK,
     CODED,
     CONFIG,
+    RATE_HZ,
     chunk,
     crowd_member,
     decode_bomb,
@@ -102,7 +104,11 @@ async def scenario(address: str, server: Proc, port: int, name: str, seconds: fl
                 peak[0] = max(peak[0], server.rss_mib())
                 await asyncio.sleep(0.1)
 
-        tasks = [realtime(stubs[s % LIVE_CLIENTS], until, rt_lat, s) for s in range(live)]
+        # devices connect independently, so their blocks end spread over a block's span, not
+        # all at once: the starts are spread evenly over one block, as in bench/serving.py
+        span = BLOCK / RATE_HZ
+        tasks = [realtime(stubs[s % LIVE_CLIENTS], until, rt_lat, s, start_s=span * s / live)
+                 for s in range(live)]  # fmt: skip
         tasks += [health_probe(channel, until, health_lat), watch_rss()]
         results = await asyncio.gather(*tasks, return_exceptions=True)
     for c in clients:
@@ -181,7 +187,7 @@ def _table(rows: list[dict[str, object]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.abuse", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=30.0, help="per scenario")
+    parser.add_argument("--seconds", type=float, default=50.0, help="per scenario")
     parser.add_argument("--live", type=int, default=64, help="real-time streams beside the abusers")
     parser.add_argument("--log", type=Path, default=Path("/tmp/sancodec-abuse.log"))
     parser.add_argument("--workers", type=int, default=0, help="server processes (0: one per core)")

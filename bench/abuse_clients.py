@@ -40,8 +40,8 @@ def _told(exc: grpc.aio.AioRpcError) -> str:
 
 
 async def realtime(stub: codec_pb2_grpc.CodecServiceStub, until: float, latencies: list[float],
-                   seed: int, burst: int = 0) -> str:  # fmt: skip
-    """A real-time stream: CHUNK samples every CHUNK / RATE_HZ s. Block b is final once block
+                   seed: int, burst: int = 0, start_s: float = 0.0) -> str:  # fmt: skip
+    """A real-time stream that opens after `start_s`: CHUNK samples every CHUNK / RATE_HZ s. Block b is final once block
     b+1's window has its right context (sample (b+2) x BLOCK + CONTEXT): its latency runs from
     the send of the chunk that completed that to the block's arrival."""
     queue: asyncio.Queue[codec_pb2.EncodeRequest | None] = asyncio.Queue()
@@ -51,10 +51,10 @@ async def realtime(stub: codec_pb2_grpc.CodecServiceStub, until: float, latencie
         while (item := await queue.get()) is not None:
             yield item
 
+    await asyncio.sleep(start_s)
     call = stub.Encode(requests())
     await queue.put(codec_pb2.EncodeRequest(config=CONFIG))
     signal_ = signal_of(int(RATE_HZ * 120), seed)
-    await asyncio.sleep(random.random() * CHUNK / RATE_HZ)  # streams do not march in step
 
     async def send() -> None:
         if burst:  # a device that connects with a backlog, then keeps pace

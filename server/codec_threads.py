@@ -1,48 +1,135 @@
-"""The threads that do a stream's codec work off the event loop, and how long work waits there."""
+"""The threads that do a stream's codec work off the event loop, shared fairly between streams,
+and how long work waits there."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import heapq
 import itertools
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 __all__ = ["CodecThreads", "DelayGauge"]
 
 T = TypeVar("T")
+BACKGROUND_WAIT_S = 0.5  # background work starts beside live work once it has waited this long
+
+
+@dataclass(order=True)
+class _Job:
+    tag: float  # the owner's virtual start time: jobs start lowest first
+    seq: int
+    owner: object | None = field(compare=False)
+    background: bool = field(compare=False)
+    call: Callable[[], Any] = field(compare=False)
+    future: asyncio.Future[Any] = field(compare=False)
+    queued: float = field(compare=False)
 
 
 class CodecThreads:
-    """A small thread pool; `delay_s` is how long its oldest not-yet-started job has waited."""
+    """A small thread pool that shares its threads between owners (streams) by start-time fair
+    queueing: each job is tagged with max(virtual time, its owner's last finish tag), a job's
+    finish tag adds the thread seconds it took, and the lowest tag starts first. A stream that
+    needs a few milliseconds a second starts ahead of one that has used far more; streams that
+    use alike take turns. Background jobs (streams uploading faster than real time) run one at a
+    time and yield to the rest: in Python, a job beside another one halves its speed. `delay_s`
+    is how long the oldest live job not yet started has waited."""
+
+    PRUNE_AT = 4096  # owners remembered before the ones that are no longer ahead are forgotten
 
     def __init__(self, workers: int = 2) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="codec")
-        self._waiting: dict[int, float] = {}
+        self._free = workers
+        self._heap: list[_Job] = []  # live work waiting
+        self._background: list[_Job] = []  # background work waiting
+        self._running = {False: 0, True: 0}  # jobs on a thread now: live, background
+        self._finish: dict[object, float] = {}  # owner: the finish tag of its last job
+        self._virtual = 0.0  # the tag of the job started last
         self._ids = itertools.count()
 
-    async def run(self, call: Callable[..., T], *args: Any) -> T:
-        job = next(self._ids)
-        self._waiting[job] = time.monotonic()
+    async def run(self, call: Callable[..., T], *args: Any, owner: object = None,
+                  background: bool = False) -> T:  # fmt: skip
+        """`call(*args)` on a thread, when the owner's turn comes (no owner: a one-job owner).
+        Background work (a stream far ahead of real time) yields to the rest."""
+        tag = max(self._virtual, self._finish.get(owner, 0.0) if owner is not None else 0.0)
+        job = _Job(tag, next(self._ids), owner, background, lambda: call(*args),
+                   asyncio.get_running_loop().create_future(), time.monotonic())  # fmt: skip
+        heapq.heappush(self._background if background else self._heap, job)
+        self._start()
+        return await job.future  # type: ignore[no-any-return]
 
-        def started() -> T:
-            self._waiting.pop(job, None)
-            return call(*args)
+    def _start(self) -> None:
+        while self._free:
+            job = self._next()
+            if job is None:
+                return
+            self._free -= 1
+            self._running[job.background] += 1
+            self._virtual = max(self._virtual, job.tag)
+            loop = job.future.get_loop()
+            ran = loop.run_in_executor(self._executor, _timed, job.call)
+            ran.add_done_callback(functools.partial(self._done, job))
 
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, started)
-        finally:
-            self._waiting.pop(job, None)
+    def _next(self) -> _Job | None:
+        """The next job to start: the lowest tag among live work; background work only when no
+        live work waits, one job at a time, and beside live work only once it has waited
+        BACKGROUND_WAIT_S (so that it always moves)."""
+        for heap in (self._heap, self._background):
+            while heap and heap[0].future.done():  # its caller was cancelled while it waited
+                heapq.heappop(heap)
+        if self._heap:
+            return heapq.heappop(self._heap)
+        if not self._background or self._running[True]:
+            return None
+        if (
+            self._running[False]
+            and time.monotonic() - self._background[0].queued < BACKGROUND_WAIT_S
+        ):
+            return None
+        return heapq.heappop(self._background)
+
+    def _done(
+        self, job: _Job, ran: asyncio.Future[tuple[float, BaseException | None, Any]]
+    ) -> None:
+        self._free += 1
+        self._running[job.background] -= 1
+        if ran.cancelled() or ran.exception() is not None:  # the pool shut down under it
+            job.future.cancel()
+            return
+        seconds, exc, result = ran.result()
+        if not job.future.done():  # done: its caller was cancelled while it ran
+            if exc is not None:
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(result)
+        if job.owner is not None:
+            self._finish[job.owner] = max(self._finish.get(job.owner, 0.0), job.tag + seconds)
+        if len(self._finish) > self.PRUNE_AT:  # owners not ahead of virtual time start there anyway
+            self._finish = {o: f for o, f in self._finish.items() if f > self._virtual}
+        self._start()
 
     def delay_s(self) -> float:
-        waiting = list(self._waiting.values())
+        waiting = [job.queued for job in self._heap if not job.future.done()]  # live work
         return time.monotonic() - min(waiting) if waiting else 0.0
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _timed(call: Callable[[], T]) -> tuple[float, BaseException | None, T | None]:
+    """(thread CPU seconds, the exception raised or None, the result)."""
+    started = time.thread_time()
+    try:
+        result, exc = call(), None
+    except Exception as raised:  # handed to the caller's future
+        result, exc = None, raised
+    return time.thread_time() - started, exc, result
 
 
 class DelayGauge:

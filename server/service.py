@@ -196,7 +196,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
             if session.ahead_s(len(data)) < BULK_AHEAD_S:
                 return await session.push(data)
             async with self.bulk:  # faster than real time: one such stream codes at a time
-                return await session.push(data)
+                return await session.push(data, background=True)
         except InvalidSignalError as exc:  # the chunk is refused whole; the stream goes on
             self.telemetry.observe_error("Encode", grpc_code(exc).name)
             session.summary.rejected_chunk_count += 1
@@ -215,7 +215,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
             if not request.HasField("block"):
                 raise ProtocolError(f"block {index} is a second config; a stream has one")
             try:
-                chunks = await self.codec_pool.run(session.push, request.block)
+                chunks = await self.codec_pool.run(session.push, request.block, owner=session)
             except CorruptCodeError as exc:
                 raise CorruptCodeError(f"block {index}: {exc}") from None
             for chunk in chunks:

@@ -116,20 +116,21 @@ class EncodeSession:
             [c.to_model_units(row) for c, row in zip(self.channels, samples, strict=True)]
         )
 
-    async def push(self, data: bytes) -> list[codec_pb2.EncodeResponse]:
+    async def push(self, data: bytes, background: bool = False) -> list[codec_pb2.EncodeResponse]:
         """Code one chunk; InvalidSignalError (the chunk is refused whole) leaves the stream intact.
-        The numerical work runs in `self.pool`, off the event loop."""
+        The numerical work runs in `self.pool`, off the event loop, as background work if asked
+        (the stream is far ahead of real time)."""
         if len(data) > self.settings.max_chunk_bytes:
             raise InvalidSignalError(
                 f"chunk of {len(data)} bytes is over the {self.settings.max_chunk_bytes}-byte limit"
             )
         started = time.perf_counter()
-        samples = await self._off_loop(self._accepted_samples, data)
+        samples = await self._off_loop(background, self._accepted_samples, data)
         out: list[codec_pb2.EncodeResponse] = []
         for lo in range(0, samples.shape[1], SLICE_SAMPLES):  # small steps: others interleave
             part = samples[:, lo : lo + SLICE_SAMPLES]
-            windows = await self._off_loop(self._windows, part)
-            out += await self._code(windows, started)
+            windows = await self._off_loop(background, self._windows, part)
+            out += await self._code(windows, started, background)
         return out
 
     def _accepted_samples(self, data: bytes) -> npt.NDArray[np.float64]:
@@ -146,8 +147,8 @@ class EncodeSession:
     def _windows(self, samples: npt.NDArray[np.float64]) -> list[list[Window]]:
         return [coder.push(row) for coder, row in zip(self.coders, samples, strict=True)]
 
-    async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
-        return await self.pool.run(call, *args)
+    async def _off_loop(self, background: bool, call: Callable[..., T], *args: Any) -> T:
+        return await self.pool.run(call, *args, owner=self, background=background)
 
     def _check_range(self, samples: npt.NDArray[np.float64]) -> None:
         limit = MAX_MODEL_VALUE * self.plan.scale
@@ -165,7 +166,7 @@ class EncodeSession:
         event loop (a close storm of many streams must not stall the live ones)."""
         started = time.perf_counter()
         out = await self._code([coder.finish() for coder in self.coders], started)
-        out += await self._off_loop(self._flush, started)
+        out += await self._off_loop(False, self._flush, started)
         out.append(codec_pb2.EncodeResponse(summary=self.summary))
         return out
 
@@ -173,7 +174,7 @@ class EncodeSession:
         return self._assemble([coder.ready() for coder in self.coders], started)
 
     async def _code(
-        self, windows: list[list[Window]], started: float
+        self, windows: list[list[Window]], started: float, background: bool = False
     ) -> list[codec_pb2.EncodeResponse]:
         out: list[codec_pb2.EncodeResponse] = []
         longest = max((len(ws) for ws in windows), default=0)
@@ -185,7 +186,7 @@ class EncodeSession:
                 if self.plan.spikes == "beats"
                 else list(await self.batcher.detect(self.model, flat))
             )
-            out += await self._off_loop(self._accept, part, spikes, started)
+            out += await self._off_loop(background, self._accept, part, spikes, started)
         return out
 
     def ahead_s(self, chunk_bytes: int = 0) -> float:

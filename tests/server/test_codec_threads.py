@@ -1,0 +1,110 @@
+"""The codec thread pool: fair turns between streams, background work yielding to live work,
+errors and cancellation handed to the caller. Real threads; jobs are held by events, not timed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from server import codec_threads
+from server.codec_threads import CodecThreads
+
+
+def _burn(seconds: float) -> None:
+    """Use this much CPU on the calling thread (the pool charges thread CPU time)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+async def _held(
+    pool: CodecThreads, started: list[str], **kwargs: object
+) -> tuple[threading.Event, asyncio.Future[None]]:
+    """A job that occupies a thread until the returned event is set; and the job."""
+    release, running = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.append("held")
+        running.set()
+        release.wait(10)
+
+    job = asyncio.ensure_future(pool.run(hold, **kwargs))
+    while not running.is_set():
+        await asyncio.sleep(0.001)
+    return release, job
+
+
+def test_a_stream_that_used_little_goes_before_one_that_used_much() -> None:
+    async def main() -> list[str]:
+        pool, started = CodecThreads(workers=1), []
+        heavy, light = object(), object()
+        await pool.run(_burn, 0.05, owner=heavy)  # the heavy stream has used 50 ms
+        release, _ = await _held(pool, started)
+        jobs = [pool.run(started.append, "heavy", owner=heavy),  # queued first
+                pool.run(started.append, "light", owner=light)]  # fmt: skip
+        tasks = [asyncio.ensure_future(j) for j in jobs]
+        await asyncio.sleep(0.01)  # both are waiting for the one thread
+        release.set()
+        await asyncio.gather(*tasks)
+        pool.shutdown()
+        return started
+
+    assert asyncio.run(main()) == ["held", "light", "heavy"]
+
+
+def test_background_work_waits_while_live_work_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(codec_threads, "BACKGROUND_WAIT_S", 60.0)
+
+    async def main() -> tuple[list[str], list[str]]:
+        pool, started = CodecThreads(workers=2), []
+        release, _ = await _held(pool, started)  # live work on one thread, the other one free
+        task = asyncio.ensure_future(pool.run(started.append, "background", background=True))
+        await asyncio.sleep(0.05)
+        before = list(started)
+        release.set()
+        await task
+        pool.shutdown()
+        return before, started
+
+    before, after = asyncio.run(main())
+    assert before == ["held"]  # a free thread, but live work was running
+    assert after == ["held", "background"]
+
+
+def test_background_work_runs_one_job_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(codec_threads, "BACKGROUND_WAIT_S", 60.0)
+
+    async def main() -> list[str]:
+        pool, started = CodecThreads(workers=2), []
+        release, _ = await _held(pool, started, background=True)
+        second = asyncio.ensure_future(pool.run(started.append, "second", background=True))
+        await pool.run(started.append, "live")  # the free thread takes live work at once
+        await asyncio.sleep(0.05)
+        assert started == ["held", "live"]  # not the second background job
+        release.set()
+        await second
+        pool.shutdown()
+        return started
+
+    assert asyncio.run(main()) == ["held", "live", "second"]
+
+
+def test_errors_reach_the_caller_and_a_cancelled_job_never_runs() -> None:
+    async def main() -> list[str]:
+        pool, started = CodecThreads(workers=1), []
+        with pytest.raises(ZeroDivisionError):
+            await pool.run(lambda: 1 / 0)
+        release, _ = await _held(pool, started)
+        waiting = asyncio.ensure_future(pool.run(started.append, "cancelled"))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        release.set()
+        assert await pool.run(lambda: "next") == "next"
+        assert pool.delay_s() == 0.0
+        pool.shutdown()
+        return started
+
+    assert asyncio.run(main()) == ["held"]
