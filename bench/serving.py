@@ -69,16 +69,16 @@ def _compute_once(model: LoadedModel, session: EncodeSession, x: Signal, max_bat
                   ) -> dict[str, float]:  # fmt: skip
     """One whole stream through the server's own session: each step timed."""
     t = [time.perf_counter()]
-    windows = [[*c.push(row), *c.finish()] for c, row in zip(session.coders, x.T, strict=True)]
-    flat = [(c, w) for c, ws in enumerate(windows) for w in ws]
+    coder = session.coder
+    windows = [a + b for a, b in zip(coder.push(x.T), coder.finish(), strict=True)]
+    flat = coder.to_detect(windows)
     t.append(time.perf_counter())
-    spikes = _detect_batched(model, [w for _, w in flat], max_batch)
+    spikes = _detect_batched(model, flat, max_batch)
     t.append(time.perf_counter())
-    coded: list[list[Any]] = [[] for _ in session.coders]
-    for (c, w), found in zip(flat, spikes, strict=True):
-        coded[c] += session.coders[c].accept(w, found)
+    blocks = coder.accept(windows, spikes)
     t.append(time.perf_counter())
-    session._assemble(coded, t[-1])  # what the server answers per block
+    for block in blocks:  # what the server answers per block
+        session._respond(block, t[-1])
     t.append(time.perf_counter())
     return {step: t[i + 1] - t[i] for i, step in enumerate(COMPUTE_STEPS)}
 

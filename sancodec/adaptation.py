@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from sancodec.payload import block_bytes
 from sancodec.plan import CodedChannel, CodingPlan, Spikes, Window
 from sancodec.quantization import Quantizer
 from sancodec.sancfile import SancWriter
-from sancodec.streamcoder import ChannelCoder
+from sancodec.streamcoder import CodedBlock, StreamCoder, code_stream
 
 __all__ = [
     "AdaptedCode",
@@ -192,19 +191,6 @@ def plans_for(
     ]
 
 
-def code_channels(plans: list[CodingPlan], x: npt.NDArray[np.float64],
-                  detect: Callable[[Window], Spikes]) -> list[list[CodedChannel]]:  # fmt: skip
-    """Every channel through its own ChannelCoder: (channels, blocks) coded blocks."""
-    out = []
-    for c, (plan, row) in enumerate(zip(plans, x, strict=True)):
-        coder = ChannelCoder(plan, c)
-        windows = coder.push(row) + coder.finish()
-        own = plan.spikes == "beats"  # such a plan places its spikes itself
-        coded = [b for w in windows for b in coder.accept(w, None if own else detect(w))]
-        out.append(coded + coder.ready())
-    return out
-
-
 def _no_spikes(window: Window) -> Spikes:
     empty = np.zeros(0)
     return Spikes(empty.astype(np.int32), empty.astype(np.int64), empty)
@@ -227,11 +213,9 @@ class CodedRecording:
         ])  # fmt: skip
 
 
-def _coded(
-    coded: list[list[CodedChannel]], codebook: Codebook, with_spikes: bool
-) -> CodedRecording:
-    parts = list(zip(*coded, strict=True))
-    blocks = [BlockCode(p[0].start, p[0].signal.size, tuple(c.code for c in p)) for p in parts]
+def _coded(coded: list[CodedBlock], codebook: Codebook, with_spikes: bool) -> CodedRecording:
+    parts = [b.parts for b in coded]
+    blocks = [b.code() for b in coded]
     error = sum(float(np.sum((c.signal - c.reconstruction) ** 2)) for p in parts for c in p)
     bits = 8 * (sum(len(block_bytes(b, codebook)) for b in blocks) + codebook.to_proto().ByteSize())
     return CodedRecording(blocks, parts, codebook, bits, error, with_spikes)
@@ -245,11 +229,11 @@ def code_both(plans: list[CodingPlan], x: npt.NDArray[np.float64], adapted: Adap
     def detect(window: Window) -> Spikes:
         return adapted.detect(window.samples[None, None, :])[0]
 
-    spikes = _coded(code_channels(plans, x, detect), adapted.codebook, True)
+    spikes = _coded(code_stream(StreamCoder(plans), x, detect), adapted.codebook, True)
     if plans[0].residual_step_exp is None:
         return spikes, None
     placeholder = residual_only_codebook(adapted.codebook)
-    return spikes, _coded(code_channels(plans, x, _no_spikes), placeholder, False)
+    return spikes, _coded(code_stream(StreamCoder(plans), x, _no_spikes), placeholder, False)
 
 
 def code_recording(plans: list[CodingPlan], x: npt.NDArray[np.float64], adapted: Adapted

@@ -5,23 +5,38 @@ returns `Window`s (a block with context on both sides), the caller detects spike
 batch across many streams if it likes, and hands them back with `accept`. Block b is final once the
 spikes of block b+1 are known, because they paint back into b's tail. So a block's code comes one
 block later, and its residual covers exactly what the decoder will paint. Codes depend only on the
-samples, never on how they arrived.
+samples, never on how they arrived. A `StreamCoder` runs every channel of a stream and hands out
+blocks final on all of them: the one coding path of the server, the CLI, training and the benchmarks.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from sancodec.beatlock import beat_spikes
 from sancodec.blockcoder import BlockCoder
-from sancodec.codes import SanLayer
+from sancodec.codes import BlockCode, SanLayer
 from sancodec.errors import InvalidInputError, ProtocolError
+from sancodec.payload import block_message
 from sancodec.plan import CodedChannel, CodingPlan, Spikes, Window
 from sancodec.quantization import Quantizer
 from sancodec.ratecontrol import Steering
+from sancodec.v1 import codes_pb2
 
-__all__ = ["ChannelCoder", "CodedChannel", "CodingPlan", "Spikes", "Window"]
+__all__ = [
+    "ChannelCoder",
+    "CodedBlock",
+    "CodedChannel",
+    "CodingPlan",
+    "Spikes",
+    "StreamCoder",
+    "Window",
+    "code_stream",
+]
 
 Samples = npt.NDArray[np.float64]
 
@@ -143,3 +158,111 @@ class ChannelCoder:
         )
         self._x = self._x[keep_from - self._x_start :]
         self._x_start = keep_from
+
+
+@dataclass(frozen=True, eq=False)
+class CodedBlock:
+    """A block final on every channel of its stream: each channel's part, in channel order."""
+
+    parts: tuple[CodedChannel, ...]
+
+    @property
+    def start(self) -> int:
+        return self.parts[0].start
+
+    @property
+    def sample_count(self) -> int:
+        return int(self.parts[0].signal.size)
+
+    def code(self) -> BlockCode:
+        return BlockCode(self.start, self.sample_count, tuple(p.code for p in self.parts))
+
+    def message(self) -> codes_pb2.EncodedBlock:
+        """The block's EncodedBlock from the payloads coded already: its real bytes."""
+        return block_message(
+            self.start, self.sample_count, [(p.code.channel, p.payload) for p in self.parts]
+        )
+
+
+class StreamCoder:
+    """Every channel of a stream through its own ChannelCoder (under its own plan); a block comes
+    out once it is final on every channel. Detection stays the caller's, so that it can batch it
+    across streams: `push` and `finish` give each channel's windows, `to_detect` the ones a
+    detector must see (not those of a plan that places its spikes at the beats), and `accept`
+    takes their spikes in that order. The server, the CLI, training and the benchmarks all code
+    through it (`code_stream` for a whole recording at once)."""
+
+    def __init__(self, plans: Sequence[CodingPlan]) -> None:
+        if not plans:
+            raise InvalidInputError("a stream has at least one channel")
+        self.plans = tuple(plans)
+        self.coders = [ChannelCoder(plan, c) for c, plan in enumerate(self.plans)]
+        self._final: dict[int, dict[int, CodedChannel]] = {}  # block: channel: its part
+
+    def push(self, samples: npt.ArrayLike) -> list[list[Window]]:
+        """Add (channels, n) physical samples; each channel's windows that now have their right
+        context."""
+        x = np.asarray(samples, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] != len(self.coders):
+            raise InvalidInputError(
+                f"samples must be (channels, n) with {len(self.coders)} channels, got {x.shape}"
+            )
+        return [coder.push(row) for coder, row in zip(self.coders, x, strict=True)]
+
+    def finish(self) -> list[list[Window]]:
+        """The stream ended: each channel's remaining windows. Accept them, then `ready()`."""
+        return [coder.finish() for coder in self.coders]
+
+    def to_detect(self, windows: list[list[Window]]) -> list[Window]:
+        """The windows whose spikes a detector must find, in the order `accept` takes them."""
+        return [
+            w
+            for plan, ws in zip(self.plans, windows, strict=True)
+            if plan.spikes != "beats"
+            for w in ws
+        ]
+
+    def accept(self, windows: list[list[Window]], spikes: Sequence[Spikes]) -> list[CodedBlock]:
+        """Take the spikes of `to_detect(windows)`; returns the blocks now final on every channel."""
+        found = iter(spikes)
+        for c, (coder, ws) in enumerate(zip(self.coders, windows, strict=True)):
+            own = self.plans[c].spikes == "beats"
+            for window in ws:
+                self._collect(c, coder.accept(window, None if own else next(found, None)))
+        if next(found, None) is not None:
+            raise ProtocolError("more spikes than windows to detect")
+        return self._complete()
+
+    def ready(self) -> list[CodedBlock]:
+        """Blocks that can be final now; after `finish` and the last `accept`, all the rest."""
+        for c, coder in enumerate(self.coders):
+            self._collect(c, coder.ready())
+        return self._complete()
+
+    @property
+    def done(self) -> bool:
+        """Every block of an ended stream is final on every channel."""
+        return all(coder.done for coder in self.coders) and not self._final
+
+    def _collect(self, channel: int, coded: list[CodedChannel]) -> None:
+        for part in coded:
+            self._final.setdefault(part.index, {})[channel] = part
+
+    def _complete(self) -> list[CodedBlock]:
+        out = []
+        for index in sorted(
+            i for i, parts in self._final.items() if len(parts) == len(self.coders)
+        ):
+            parts = self._final.pop(index)
+            out.append(CodedBlock(tuple(parts[c] for c in range(len(self.coders)))))
+        return out
+
+
+def code_stream(
+    coder: StreamCoder, x: npt.ArrayLike, detect: Callable[[Window], Spikes]
+) -> list[CodedBlock]:
+    """A whole (channels, n) recording through a fresh StreamCoder, as a server would stream it
+    (chunking does not matter), one window at a time through `detect`."""
+    windows = [a + b for a, b in zip(coder.push(x), coder.finish(), strict=True)]
+    blocks = coder.accept(windows, [detect(w) for w in coder.to_detect(windows)])
+    return blocks + coder.ready()

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from sancodec import BlockCode, Codebook, StreamingDecoder, decode_block, metrics
+from sancodec import Codebook, StreamingDecoder, decode_block, metrics
 from sancodec.beats import kept_beats
 from sancodec.errors import (
     CorruptCodeError,
@@ -20,9 +20,15 @@ from sancodec.errors import (
     InvalidSignalError,
     OverloadedError,
 )
-from sancodec.payload import block_message
 from sancodec.samples import SampleDtype, unpack_samples
-from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
+from sancodec.streamcoder import (
+    CodedBlock,
+    CodedChannel,
+    CodingPlan,
+    Spikes,
+    StreamCoder,
+    Window,
+)
 from sancodec.v1 import codec_pb2, codes_pb2
 from server.batcher import Batcher
 from server.channels import input_channels, output_channels
@@ -59,7 +65,7 @@ def _plan(model: LoadedModel, quality: codec_pb2.QualityTarget, channels: int) -
     )
 
 
-def _beat_agreement(parts: list[CodedChannel], sample_rate_hz: float) -> float | None:
+def _beat_agreement(parts: tuple[CodedChannel, ...], sample_rate_hz: float) -> float | None:
     """The share of the block's beats (all channels) that its reconstruction keeps; None when
     the block has no beat."""
     found = [kept_beats(p.signal, p.reconstruction, sample_rate_hz) for p in parts]
@@ -93,13 +99,12 @@ class EncodeSession:
             m.normalization.scale,
         )  # fmt: skip
         self.plan = _plan(self.model, config.quality, config.channel_count)
-        self.coders = [ChannelCoder(self.plan, c) for c in range(config.channel_count)]
+        self.coder = StreamCoder([self.plan] * config.channel_count)
         self.batcher, self.telemetry, self.settings = batcher, telemetry, settings
         self.max_samples = int(settings.max_stream_seconds * m.sample_rate_hz)
         self.received = 0
         self.opened = time.monotonic()
         self.summary = codec_pb2.EncodeSummary()
-        self._ready: dict[int, dict[int, CodedChannel]] = {}
 
     def started(self) -> codec_pb2.EncodeResponse:
         b = self.model.bundle
@@ -135,7 +140,7 @@ class EncodeSession:
 
     def _accepted_samples(self, data: bytes) -> npt.NDArray[np.float64]:
         """The chunk's samples, or InvalidSignalError before any of them enters the stream."""
-        samples = self._physical(unpack_samples(data, self.dtype, len(self.coders)))
+        samples = self._physical(unpack_samples(data, self.dtype, len(self.channels)))
         self._check_range(samples)
         if self.received + samples.shape[1] > self.max_samples:
             raise OverloadedError(
@@ -145,7 +150,7 @@ class EncodeSession:
         return samples
 
     def _windows(self, samples: npt.NDArray[np.float64]) -> list[list[Window]]:
-        return [coder.push(row) for coder, row in zip(self.coders, samples, strict=True)]
+        return self.coder.push(samples)
 
     async def _off_loop(self, background: bool, call: Callable[..., T], *args: Any) -> T:
         return await self.pool.run(call, *args, owner=self, background=background)
@@ -165,13 +170,13 @@ class EncodeSession:
         """The stream ended: its last windows detected, then every open block coded, all off the
         event loop (a close storm of many streams must not stall the live ones)."""
         started = time.perf_counter()
-        out = await self._code([coder.finish() for coder in self.coders], started)
+        out = await self._code(self.coder.finish(), started)
         out += await self._off_loop(False, self._flush, started)
         out.append(codec_pb2.EncodeResponse(summary=self.summary))
         return out
 
     def _flush(self, started: float) -> list[codec_pb2.EncodeResponse]:
-        return self._assemble([coder.ready() for coder in self.coders], started)
+        return [self._respond(block, started) for block in self.coder.ready()]
 
     async def _code(
         self, windows: list[list[Window]], started: float, background: bool = False
@@ -180,52 +185,27 @@ class EncodeSession:
         longest = max((len(ws) for ws in windows), default=0)
         for lo in range(0, longest, SLICE_WINDOWS):  # small steps, so other streams interleave
             part = [ws[lo : lo + SLICE_WINDOWS] for ws in windows]
-            flat = [w for ws in part for w in ws]
-            spikes: list[Spikes | None] = (
-                [None] * len(flat)  # the stream coders place them at the beats themselves
-                if self.plan.spikes == "beats"
-                else list(await self.batcher.detect(self.model, flat))
-            )
+            flat = self.coder.to_detect(part)  # none where the coders place spikes at the beats
+            spikes = await self.batcher.detect(self.model, flat) if flat else []
             out += await self._off_loop(background, self._accept, part, spikes, started)
         return out
 
     def ahead_s(self, chunk_bytes: int = 0) -> float:
         """How far the stream's signal (with a chunk of `chunk_bytes`) is ahead of the wall
         clock since it opened."""
-        frames = chunk_bytes // (self.dtype.numpy.itemsize * len(self.coders))
+        frames = chunk_bytes // (self.dtype.numpy.itemsize * len(self.channels))
         rate = self.model.manifest.sample_rate_hz
         return (self.received + frames) / rate - (time.monotonic() - self.opened)
 
     def _accept(
-        self, windows: list[list[Window]], found: list[Spikes | None], started: float
+        self, windows: list[list[Window]], spikes: list[Spikes], started: float
     ) -> list[codec_pb2.EncodeResponse]:
-        spikes = iter(found)
-        coded = [
-            [c for w in ws for c in coder.accept(w, next(spikes))]
-            for coder, ws in zip(self.coders, windows, strict=True)
-        ]
-        return self._assemble(coded, started)
+        return [self._respond(block, started) for block in self.coder.accept(windows, spikes)]
 
-    def _assemble(
-        self, coded: list[list[CodedChannel]], started: float
-    ) -> list[codec_pb2.EncodeResponse]:
-        for channel, blocks in enumerate(coded):
-            for block in blocks:
-                self._ready.setdefault(block.index, {})[channel] = block
-        out = []
-        for index in sorted(
-            i for i, chans in self._ready.items() if len(chans) == len(self.coders)
-        ):
-            out.append(self._respond(list(self._ready.pop(index).values()), started))
-        return out
-
-    def _respond(self, parts: list[CodedChannel], started: float) -> codec_pb2.EncodeResponse:
-        block = BlockCode(parts[0].start, parts[0].signal.size, tuple(p.code for p in parts))
-        message = block_message(
-            block.start_sample, block.sample_count, [(p.code.channel, p.payload) for p in parts]
-        )
+    def _respond(self, coded: CodedBlock, started: float) -> codec_pb2.EncodeResponse:
+        parts, message = coded.parts, coded.message()
         size = message.ByteSize()
-        n = block.sample_count * len(parts)
+        n = coded.sample_count * len(parts)
         x = np.concatenate([p.signal - p.signal.mean() for p in parts])
         x_hat = np.concatenate([p.reconstruction - p.signal.mean() for p in parts])
         spikes = sum(p.code.san.spike_count for p in parts)
@@ -247,7 +227,7 @@ class EncodeSession:
             beat_agreement_ratio=_beat_agreement(parts, m.sample_rate_hz) if m.modality == "ecg" else None,
         )  # fmt: skip
         self.summary.block_count += 1
-        self.summary.sample_count = block.end_sample
+        self.summary.sample_count = coded.start + coded.sample_count
         self.summary.code_bytes += size
         return codec_pb2.EncodeResponse(block=message, quality=quality)
 

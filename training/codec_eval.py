@@ -15,7 +15,14 @@ import onnxruntime as ort
 import torch
 
 from sancodec import BlockCode, block_bytes, metrics
-from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
+from sancodec.streamcoder import (
+    CodedChannel,
+    CodingPlan,
+    Spikes,
+    StreamCoder,
+    Window,
+    code_stream,
+)
 from training.export import encode_with_onnx
 from training.model import SAN
 
@@ -67,12 +74,10 @@ def memoized(detect: Detector) -> Detector:
 
 
 def code_signal(plan: CodingPlan, x: npt.ArrayLike, detect: Detector) -> list[CodedChannel]:
-    """One channel, start to end, as a server would stream it (chunking does not matter). A
-    plan whose spikes come from the beats detects nothing."""
-    coder, out = ChannelCoder(plan), []
-    for window in coder.push(np.asarray(x, dtype=np.float64)) + coder.finish():
-        out += coder.accept(window, None if plan.spikes == "beats" else detect(window))
-    return out + coder.ready()
+    """One channel, start to end, as a server would stream it (`sancodec.streamcoder.code_stream`:
+    chunking does not matter); each block's part."""
+    blocks = code_stream(StreamCoder([plan]), np.asarray(x, dtype=np.float64)[None, :], detect)
+    return [b.parts[0] for b in blocks]
 
 
 def measure(

@@ -8,9 +8,17 @@ import pytest
 
 from sancodec import BlockCode, Codebook, ResidualSpec, block_bytes, decode, encode_block
 from sancodec.bundle import load_bundle
-from sancodec.errors import InvalidConfigError, ProtocolError
+from sancodec.errors import InvalidConfigError, InvalidInputError, ProtocolError
 from sancodec.metrics import bits_per_sample, prdn
-from sancodec.streamcoder import ChannelCoder, CodedChannel, CodingPlan, Spikes, Window
+from sancodec.streamcoder import (
+    ChannelCoder,
+    CodedChannel,
+    CodingPlan,
+    Spikes,
+    StreamCoder,
+    Window,
+    code_stream,
+)
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -169,3 +177,39 @@ def test_protocol_and_plan_errors(mitdb100: np.ndarray) -> None:
         _plan(mitdb100, max_prdn_percent=5.0, max_bits_per_sample=1.0)
     with pytest.raises(InvalidConfigError, match="beyond one block"):
         _plan(mitdb100, block_length=32)
+
+
+def test_a_stream_coder_gives_each_block_once_final_on_every_channel(mitdb100: np.ndarray) -> None:
+    """Two channels in chunks of 997 frames: each block comes out once, with both channels, in
+    order, and each channel's part is what that channel alone through a ChannelCoder gives."""
+    plan = _plan(mitdb100)
+    x = np.stack([mitdb100, -0.5 * mitdb100[::-1]])
+    coder, blocks = StreamCoder([plan, plan]), []
+    for lo in range(0, x.shape[1], 997):
+        windows = coder.push(x[:, lo : lo + 997])
+        found = [detect(w, plan.codebook) for w in coder.to_detect(windows)]
+        blocks += coder.accept(windows, found)
+    windows = coder.finish()
+    blocks += coder.accept(windows, [detect(w, plan.codebook) for w in coder.to_detect(windows)])
+    blocks += coder.ready()
+    assert coder.done
+    assert [b.start for b in blocks] == list(range(0, x.shape[1], plan.block_length))
+    for c in range(2):
+        alone = run(plan, x[c], x.shape[1])
+        assert [b.parts[c].payload for b in blocks] == [p.payload for p in alone]
+    whole = code_stream(StreamCoder([plan, plan]), x, lambda w: detect(w, plan.codebook))
+    assert [b.message() for b in whole] == [b.message() for b in blocks]
+    assert whole[0].code().channels[1].channel == 1
+
+
+def test_a_stream_coder_refuses_wrong_shapes_and_spikes(mitdb100: np.ndarray) -> None:
+    plan = _plan(mitdb100)
+    coder = StreamCoder([plan, plan])
+    with pytest.raises(InvalidInputError, match="2 channels"):
+        coder.push(mitdb100[:100])
+    windows = coder.push(np.stack([mitdb100[:5000]] * 2))
+    spikes = [detect(w, plan.codebook) for w in coder.to_detect(windows)]
+    with pytest.raises(ProtocolError, match="more spikes"):
+        coder.accept(windows, [*spikes, spikes[0]])
+    with pytest.raises(InvalidInputError, match="at least one channel"):
+        StreamCoder([])
