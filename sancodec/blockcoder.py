@@ -7,7 +7,7 @@ import numpy.typing as npt
 
 from sancodec.codes import ChannelCode, ResidualLayer, SanLayer
 from sancodec.decoder import paint_spikes
-from sancodec.payload import encode_channel, field_bits
+from sancodec.payload import encode_channel, spike_bits
 from sancodec.plan import CodedChannel, CodingPlan
 from sancodec.quantization import Quantizer
 from sancodec.ratecontrol import (
@@ -57,12 +57,10 @@ class BlockCoder:
         if self._transform is None or not self.plan.choose_layers:
             return True
         assert self.plan.residual_step_exp is not None
-        bare = ChannelCode(self.channel, layer.without_spikes())
-        spike_bits = field_bits(ChannelCode(self.channel, layer), self._tables, self._kernels,
-                                start) - field_bits(bare, self._tables, self._kernels, start)  # fmt: skip
+        bits = spike_bits(layer, self._tables, self._kernels, start)
         painted = self._paint([layer], start, x.size)
         return spikes_pay(self.plan.codebook, x, painted, self._transform,
-                          self.plan.residual_step_exp, spike_bits, self._sizes(x.size))  # fmt: skip
+                          self.plan.residual_step_exp, bits, self._sizes(x.size))  # fmt: skip
 
     def code(self, index: int, start: int, x: Samples, layer: SanLayer,
              neighbours: list[SanLayer], step_exp: int | None) -> CodedChannel:  # fmt: skip

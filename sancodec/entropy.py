@@ -51,8 +51,9 @@ _UNIFORM = _model.Uniform()
 
 
 def zigzag(values: npt.ArrayLike) -> Ints:
+    """0, -1, 1, -2, ... to 0, 1, 2, 3, ... (2v for v >= 0, -2v - 1 below)."""
     v = np.asarray(values, dtype=np.int64)
-    return np.where(v >= 0, 2 * v, -2 * v - 1)
+    return np.asarray((v << 1) ^ (v >> 63), dtype=np.int64)
 
 
 def unzigzag(values: npt.ArrayLike) -> Ints:

@@ -12,11 +12,13 @@ escapes in that order. Spikes never depend on coefficients, nor coefficients on 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
+from sancodec.bandlayout import band_layout
 from sancodec.codebook import Codebook
 from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
 from sancodec.entropy import (
@@ -41,12 +43,13 @@ __all__ = [
     "decode_channel",
     "encode_block",
     "encode_channel",
-    "field_bits",
     "parse_block",
     "residual_bits",
+    "spike_bits",
 ]
 
 Ints = npt.NDArray[np.int64]
+Symbols = npt.NDArray[np.int32]
 # a channel's residual rows may stand for a step half an octave finer or coarser than its own (the
 # encoder picks the shift that codes its coefficients in the fewest bits): a signal's activity
 # relative to its step differs from the training recordings'
@@ -54,23 +57,10 @@ SHIFTS = (0, -1, 1)
 SHIFT_STEP = 4  # eighths of an octave per shift
 
 
-def _bands(dense: Ints, sizes: tuple[int, ...]) -> list[Ints]:
-    return np.split(dense, np.cumsum(sizes)[:-1]) if sizes else []
-
-
 def _parent_contexts(bands: list[Ints], i: int, size: int) -> Ints:
     if i == 0:
         return np.zeros(size, dtype=np.int64)
     return contexts(bands[i - 1], size, parent_is_approximation=i == 1)
-
-
-def _passes(bands: list[Ints], i: int) -> list[tuple[Ints, Ints]]:
-    """(values, contexts) of band i's two passes: its even-indexed, then odd-indexed values."""
-    band = bands[i]
-    parent = _parent_contexts(bands, i, band.size)
-    evens, odds = band[0::2], band[1::2]
-    odd = odd_contexts(evens, None if i == 0 else parent[1::2], odds.size)
-    return [(evens, parent[0::2]), (odds, odd)]
 
 
 class _Fields:
@@ -102,12 +92,13 @@ def _put_side(out: _Fields, code: ChannelCode, kernel_count: int, start: int) ->
     _encode_spikes(out, san, kernel_count, start)
 
 
-def field_bits(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int) -> float:
-    """The ideal code length of a channel's side information and spikes (not the residual):
-    what the layer choice charges spikes with."""
+def spike_bits(san: SanLayer, tables: CodingTables, kernel_count: int, start: int) -> float:
+    """The ideal code length of a SAN layer's spikes beyond that of no spikes at all (the other
+    side information is the same either way): what the layer choice charges spikes with."""
     out = _Fields(None, tables)
-    _put_side(out, code, kernel_count, start)
-    return out.bits
+    _encode_spikes(out, san, kernel_count, start)
+    none = tables.table("spike_count").bits(np.zeros(kernel_count, dtype=np.int64))
+    return out.bits - float(none.sum())
 
 
 def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int,
@@ -126,24 +117,18 @@ def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, s
                 f"residual index {int(r.indices[-1])} beyond {dense.size} coefficients"
             )
         dense[r.indices] = r.levels
-        bands = _bands(dense, sizes)
+        coefficients = _Coefficients(dense, sizes)
         step_class = tables.step_class(r.step_exp)
-        passes = [_passes(bands, i) for i in range(len(bands))]
-        shift = _best_shift(bands, tables, r.step_exp, passes)[0]
+        shift = _best_shift(coefficients, tables, r.step_exp)[0]
         out.put("row_shift", zigzag([shift]))
         row_step = r.step_exp + SHIFT_STEP * shift
-        for i in range(len(bands)):
-            klass, excess = band_class(i, len(bands)), []
+        for klass, groups, excess in coefficients.bands():
             rows = tables.step_rows(row_step, klass)
-            for values, ctx in passes[i]:
-                symbols, escaped = symbols_of(values)
-                excess.append(escaped)
-                for c in range(CONTEXTS):
-                    enc.symbols(symbols[ctx == c], rows[c])
-                    if seen is not None:
-                        key = f"band {step_class} {klass} {c}"
-                        seen.setdefault(key, []).append(np.abs(values[ctx == c]))
-            out.put("escape", np.concatenate(excess))
+            for c, symbols, values in groups:
+                enc.symbols(symbols, rows[c])
+                if seen is not None:
+                    seen.setdefault(f"band {step_class} {klass} {c}", []).append(np.abs(values))
+            out.put("escape", excess)
     return enc.finish()
 
 
@@ -268,28 +253,58 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
 SYMBOLS = 2 * MAGNITUDES + 3  # a row's symbols: 0, +-1 .. +-K, the two escapes
 
 
-def _symbol_counts(all_passes: list[list[tuple[Ints, Ints]]]) -> npt.NDArray[np.float64]:
-    """How often each (band, context, symbol) occurs: (bands, CONTEXTS, SYMBOLS), one bincount."""
-    values = np.concatenate([np.zeros(0, dtype=np.int64), *(v for p in all_passes for v, _ in p)])
-    ctx = np.concatenate([np.zeros(0, dtype=np.int64), *(c for p in all_passes for _, c in p)])
-    band = np.repeat(np.arange(len(all_passes)), [sum(v.size for v, _ in p) for p in all_passes])
-    key = (band * CONTEXTS + ctx) * SYMBOLS + symbols_of(values)[0]
-    counts = np.bincount(key, minlength=len(all_passes) * CONTEXTS * SYMBOLS)
-    return counts.reshape(len(all_passes), CONTEXTS, SYMBOLS).astype(np.float64)
+class _Coefficients:
+    """A block's quantized coefficients in coding order (`bandlayout`), with their contexts,
+    symbols and escapes, each found once for all of them."""
+
+    def __init__(self, dense: Ints, sizes: tuple[int, ...]) -> None:
+        self.layout = layout = band_layout(sizes)
+        self.values = dense[layout.order]
+        self.contexts = layout.contexts(dense)
+        self.symbols, self.excess = symbols_of(self.values)
+
+    def counts(self) -> npt.NDArray[np.float64]:
+        """How often each (band, context, symbol) occurs: (bands, CONTEXTS, SYMBOLS)."""
+        bands = len(self.layout.sizes)
+        key = (self.layout.band * CONTEXTS + self.contexts) * SYMBOLS + self.symbols
+        counts = np.bincount(key, minlength=bands * CONTEXTS * SYMBOLS)
+        return counts.reshape(bands, CONTEXTS, SYMBOLS).astype(np.float64)
+
+    def bands(self) -> Iterator[tuple[int, list[tuple[int, Symbols, Ints]], Ints]]:
+        """Band by band: (its class, its groups of (context, symbols, values) in coding
+        order, even pass before odd, contexts ascending in each, its escapes' excess)."""
+        layout = self.layout
+        key = (2 * layout.band + layout.odd) * CONTEXTS + self.contexts
+        order = np.argsort(key, kind="stable")
+        ends = np.cumsum(np.bincount(key, minlength=2 * len(layout.sizes) * CONTEXTS)).tolist()
+        symbols, values = self.symbols[order], self.values[order]
+        escaped = np.flatnonzero(np.abs(self.values) > MAGNITUDES)  # in coding order
+        escape_ends = np.searchsorted(layout.band[escaped], np.arange(len(layout.sizes)), "right")
+        lo, first = 0, 0
+        for i in range(len(layout.sizes)):
+            groups = []
+            for g in range(2 * CONTEXTS * i, 2 * CONTEXTS * (i + 1)):
+                hi = ends[g]
+                if hi > lo:
+                    groups.append((g % CONTEXTS, symbols[lo:hi], values[lo:hi]))
+                lo = hi
+            last = int(escape_ends[i])
+            yield band_class(i, len(layout.sizes)), groups, self.excess[first:last]
+            first = last
 
 
-def _best_shift(bands: list[Ints], tables: CodingTables, step_exp: int,
-                all_passes: list[list[tuple[Ints, Ints]]] | None = None) -> tuple[int, float]:  # fmt: skip
+def _best_shift(
+    coefficients: _Coefficients, tables: CodingTables, step_exp: int
+) -> tuple[int, float]:
     """The row shift (SHIFTS) that codes the coefficients in the fewest ideal bits, its own
     field and the escapes counted; 0 on a tie, then -1. Returns (shift, bits)."""
-    counts = _symbol_counts(all_passes or [_passes(bands, i) for i in range(len(bands))])
-    magnitudes = np.abs(np.concatenate([np.zeros(0, dtype=np.int64), *bands]))
-    excess = magnitudes[magnitudes > MAGNITUDES] - MAGNITUDES - 1
+    counts = coefficients.counts()
+    excess = coefficients.excess
     escapes = float(tables.table("escape").bits(excess).sum()) if excess.size else 0.0
     shift_bits = tables.table("row_shift").bits(zigzag(SHIFTS))
     best, best_bits = 0, math.inf
     for shift, own in zip(SHIFTS, shift_bits, strict=True):
-        costs = tables.band_costs(step_exp + SHIFT_STEP * shift, len(bands))
+        costs = tables.band_costs(step_exp + SHIFT_STEP * shift, len(coefficients.layout.sizes))
         bits = float(own) + escapes + float(np.vdot(counts, costs))
         if bits < best_bits:
             best, best_bits = shift, bits
@@ -301,7 +316,7 @@ def residual_bits(
 ) -> float:
     """The ideal code length of a residual layer's coefficients (and their row shift): the rate
     control's estimate."""
-    return _best_shift(_bands(dense, sizes), tables, step_exp)[1]
+    return _best_shift(_Coefficients(np.asarray(dense, dtype=np.int64), sizes), tables, step_exp)[1]
 
 
 def _sizes(codebook: Codebook, count: int) -> tuple[int, ...]:

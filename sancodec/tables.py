@@ -33,6 +33,7 @@ __all__ = [
     "STEP_CLASSES",
     "CodingTables",
     "band_class",
+    "context_class",
     "contexts",
     "odd_contexts",
 ]
@@ -63,6 +64,14 @@ _FALLBACK = ClassTable(0, tuple(max(1, 40 - 2 * c) for c in range(CLASSES)))
 _FALLBACK_ROW = SymbolRow(45875, 32768)  # P(0) = 0.7, decay 0.5
 
 
+_CLASS = np.searchsorted(_BOUNDS, np.arange(_BOUNDS[-1] + 1), side="right")
+
+
+def context_class(magnitude: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """A magnitude's class by the parent bounds (0 | 1-2 | 3-5 | 6-11 | 12+): a table lookup."""
+    return np.asarray(_CLASS[np.minimum(magnitude, _BOUNDS[-1])], dtype=np.int64)
+
+
 def contexts(
     parent: npt.NDArray[np.int64], size: int, parent_is_approximation: bool
 ) -> npt.NDArray[np.int64]:
@@ -79,7 +88,7 @@ def contexts(
         padded = np.concatenate([a[:1], a, a[-1:]])
         magnitude = 2 * a + padded[:-2] + padded[2:]
     index = np.minimum(np.arange(size) * parent.size // size, parent.size - 1)
-    return np.asarray(np.searchsorted(_BOUNDS, magnitude[index], side="right"), dtype=np.int64)
+    return context_class(magnitude[index])
 
 
 def odd_contexts(evens: npt.NDArray[np.int64], parent_contexts: npt.NDArray[np.int64] | None,
@@ -96,7 +105,7 @@ def odd_contexts(evens: npt.NDArray[np.int64], parent_contexts: npt.NDArray[np.i
     a = np.abs(evens)
     n = (a + np.concatenate([a[1:], a[-1:]]))[:size]
     if parent_contexts is None:
-        return np.asarray(np.searchsorted(_BOUNDS, n, side="right"), dtype=np.int64)
+        return context_class(n)
     c = np.asarray(parent_contexts, dtype=np.int64)
     return np.where(
         n == 0, np.maximum(c - 1, 0), np.where(n >= 3, np.minimum(c + 1, CONTEXTS - 1), c)
