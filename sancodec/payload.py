@@ -26,6 +26,7 @@ from sancodec.entropy import (
     MAGNITUDES,
     Decoder,
     Encoder,
+    SymbolRow,
     symbols_of,
     unzigzag,
     zigzag,
@@ -218,6 +219,16 @@ def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start:
     return SanLayer(step_exp, ids, p, lev.astype(np.int32), offset)
 
 
+def _decode_pass(dec: Decoder, rows: tuple[SymbolRow, ...], ctx: Ints) -> Ints:
+    """A pass's symbols: those of context 0 in order, then of context 1, ... (as encoded),
+    put back in place."""
+    counts = np.bincount(ctx, minlength=CONTEXTS)
+    decoded = [dec.symbols(int(n), rows[c]) for c, n in enumerate(counts) if n]
+    out = np.zeros(ctx.size, dtype=np.int64)
+    out[np.argsort(ctx, kind="stable")] = np.concatenate([out[:0], *decoded])
+    return out
+
+
 def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int,
                      row_step: int) -> ResidualLayer:  # fmt: skip
     bands: list[Ints] = []
@@ -225,16 +236,11 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
         klass = band_class(i, len(sizes))
         rows = tables.step_rows(row_step, klass)
         parent = _parent_contexts(bands, i, size)
-        symbols = np.zeros(size, dtype=np.int64)
-        evens, odds = symbols[0::2], symbols[1::2]  # views: decoded in place
-        for c in range(CONTEXTS):
-            where = parent[0::2] == c
-            evens[where] = dec.symbols(int(where.sum()), rows[c])
+        evens = _decode_pass(dec, rows, parent[0::2])
         # an escape's symbol reads as magnitude K + 1: the context classes end at 12
-        ctx = odd_contexts((evens + 1) // 2, None if i == 0 else parent[1::2], odds.size)
-        for c in range(CONTEXTS):
-            where = ctx == c
-            odds[where] = dec.symbols(int(where.sum()), rows[c])
+        odds = _decode_pass(
+            dec, rows, odd_contexts((evens + 1) // 2, None if i == 0 else parent[1::2], size // 2)
+        )
         symbols = np.concatenate([evens, odds])  # pass order: escapes come in it
         magnitude = (symbols + 1) // 2
         sign = np.where(symbols % 2 == 1, 1, -1)
