@@ -18,9 +18,9 @@ from bench.serving_load import (
 )  # fmt: skip
 
 COMPUTE_STEPS = {
-    "windows": "ChannelCoder.push: windows, z-scored",
+    "windows": "StreamCoder.push: windows, z-scored",
     "detect": "LoadedModel.detect (ONNX Runtime) alone",
-    "coding": "ChannelCoder.accept: layer choice, SAN layer, residual, range-coded payloads",
+    "coding": "StreamCoder.accept: layer choice, SAN layer, residual, range-coded payloads",
     "answers": "block answers: EncodedBlock proto, quality, beats, telemetry",
 }
 
