@@ -140,22 +140,16 @@ def _encode_spikes(out: _Fields, san: SanLayer, kernel_count: int, start: int) -
         )
     counts = np.bincount(san.kernel_ids, minlength=kernel_count)
     out.put("spike_count", counts)
-    groups = np.cumsum(counts)[:-1]  # spikes are sorted by (kernel, position)
-    positions = np.split(san.positions, groups)
-    levels = np.split(san.levels.astype(np.int64), groups)
-    present = [i for i in range(kernel_count) if counts[i]]
-    out.put("spike_first", [positions[i][0] - start for i in present])
-    intervals = [np.diff(positions[i]) for i in present]
-    out.put("spike_interval", [iv[0] - 1 for iv in intervals if iv.size])
-    out.put(
-        "spike_interval_delta",
-        zigzag(np.concatenate([np.diff(iv) for iv in intervals] or [np.zeros(0)])),
-    )
-    out.put("spike_level", zigzag([levels[i][0] for i in present]))
-    out.put(
-        "spike_level_delta",
-        zigzag(np.concatenate([np.diff(levels[i]) for i in present] or [np.zeros(0)])),
-    )
+    # spikes are sorted by (kernel, position): each kernel's spikes are one run
+    firsts = (np.cumsum(counts) - counts)[counts > 0]
+    positions, levels = san.positions.astype(np.int64), san.levels.astype(np.int64)
+    same = san.kernel_ids[1:] == san.kernel_ids[:-1]  # consecutive spikes of one kernel
+    intervals = np.diff(positions)
+    out.put("spike_first", positions[firsts] - start)
+    out.put("spike_interval", intervals[firsts[counts[counts > 0] >= 2]] - 1)
+    out.put("spike_interval_delta", zigzag(np.diff(intervals)[same[1:] & same[:-1]]))
+    out.put("spike_level", zigzag(levels[firsts]))
+    out.put("spike_level_delta", zigzag(np.diff(levels)[same]))
 
 
 def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count: int,
