@@ -37,9 +37,9 @@ class CodecThreads:
     queueing: each job is tagged with max(virtual time, its owner's last finish tag), a job's
     finish tag adds the thread seconds it took, and the lowest tag starts first. A stream that
     needs a few milliseconds a second starts ahead of one that has used far more; streams that
-    use alike take turns. Background jobs (streams uploading faster than real time) run one at a
-    time and yield to the rest: in Python, a job beside another one halves its speed. `delay_s`
-    is how long the oldest live job not yet started has waited."""
+    use alike take turns. Background jobs (a stream uploading faster than real time: the service
+    lets one such stream code at a time) yield to live work: in Python, a job beside another one
+    halves its speed. `delay_s` is how long the oldest live job not yet started has waited."""
 
     PRUNE_AT = 4096  # owners remembered before the ones that are no longer ahead are forgotten
 
@@ -48,7 +48,7 @@ class CodecThreads:
         self._free = workers
         self._heap: list[_Job] = []  # live work waiting
         self._background: list[_Job] = []  # background work waiting
-        self._running = {False: 0, True: 0}  # jobs on a thread now: live, background
+        self._live = 0  # live jobs on a thread now
         self._finish: dict[object, float] = {}  # owner: the finish tag of its last job
         self._virtual = 0.0  # the tag of the job started last
         self._ids = itertools.count()
@@ -70,7 +70,7 @@ class CodecThreads:
             if job is None:
                 return
             self._free -= 1
-            self._running[job.background] += 1
+            self._live += 0 if job.background else 1
             self._virtual = max(self._virtual, job.tag)
             loop = job.future.get_loop()
             ran = loop.run_in_executor(self._executor, _timed, job.call)
@@ -78,19 +78,16 @@ class CodecThreads:
 
     def _next(self) -> _Job | None:
         """The next job to start: the lowest tag among live work; background work only when no
-        live work waits, one job at a time, and beside live work only once it has waited
-        BACKGROUND_WAIT_S (so that it always moves)."""
+        live work waits, and beside running live work only once it has waited BACKGROUND_WAIT_S
+        (so that it always moves)."""
         for heap in (self._heap, self._background):
             while heap and heap[0].future.done():  # its caller was cancelled while it waited
                 heapq.heappop(heap)
         if self._heap:
             return heapq.heappop(self._heap)
-        if not self._background or self._running[True]:
+        if not self._background:
             return None
-        if (
-            self._running[False]
-            and time.monotonic() - self._background[0].queued < BACKGROUND_WAIT_S
-        ):
+        if self._live and time.monotonic() - self._background[0].queued < BACKGROUND_WAIT_S:
             return None
         return heapq.heappop(self._background)
 
@@ -98,7 +95,7 @@ class CodecThreads:
         self, job: _Job, ran: asyncio.Future[tuple[float, BaseException | None, Any]]
     ) -> None:
         self._free += 1
-        self._running[job.background] -= 1
+        self._live -= 0 if job.background else 1
         if ran.cancelled() or ran.exception() is not None:  # the pool shut down under it
             job.future.cancel()
             return

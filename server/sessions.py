@@ -130,20 +130,21 @@ class EncodeSession:
                 f"chunk of {len(data)} bytes is over the {self.settings.max_chunk_bytes}-byte limit"
             )
         started = time.perf_counter()
-        if len(data) <= SLICE_SAMPLES * len(self.channels) * self.dtype.numpy.itemsize:
-            # a real-time chunk: checked and windowed in one trip to the threads, not two
-            windows = await self._off_loop(background, self._small_chunk, data)
-            return await self._code(windows, started, background)
-        samples = await self._off_loop(background, self._accepted_samples, data)
-        out: list[codec_pb2.EncodeResponse] = []
-        for lo in range(0, samples.shape[1], SLICE_SAMPLES):  # small steps: others interleave
-            part = samples[:, lo : lo + SLICE_SAMPLES]
-            windows = await self._off_loop(background, self._windows, part)
+        # the chunk is checked whole and its first slice windowed in one trip to the threads (a
+        # real-time chunk is one slice); a larger one then goes on a slice a trip
+        samples, windows = await self._off_loop(background, self._take, data)
+        out = await self._code(windows, started, background)
+        for lo in range(SLICE_SAMPLES, samples.shape[1], SLICE_SAMPLES):
+            windows = await self._off_loop(
+                background, self._windows, samples[:, lo : lo + SLICE_SAMPLES]
+            )
             out += await self._code(windows, started, background)
         return out
 
-    def _small_chunk(self, data: bytes) -> list[list[Window]]:
-        return self._windows(self._accepted_samples(data))
+    def _take(self, data: bytes) -> tuple[npt.NDArray[np.float64], list[list[Window]]]:
+        """The chunk's samples, once all of them are accepted, and its first slice's windows."""
+        samples = self._accepted_samples(data)
+        return samples, self._windows(samples[:, :SLICE_SAMPLES])
 
     def _accepted_samples(self, data: bytes) -> npt.NDArray[np.float64]:
         """The chunk's samples, or InvalidSignalError before any of them enters the stream."""

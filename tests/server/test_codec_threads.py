@@ -74,24 +74,6 @@ def test_background_work_waits_while_live_work_runs(monkeypatch: pytest.MonkeyPa
     assert after == ["held", "background"]
 
 
-def test_background_work_runs_one_job_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(codec_threads, "BACKGROUND_WAIT_S", 60.0)
-
-    async def main() -> list[str]:
-        pool, started = CodecThreads(workers=2), []
-        release, _ = await _held(pool, started, background=True)
-        second = asyncio.ensure_future(pool.run(started.append, "second", background=True))
-        await pool.run(started.append, "live")  # the free thread takes live work at once
-        await asyncio.sleep(0.05)
-        assert started == ["held", "live"]  # not the second background job
-        release.set()
-        await second
-        pool.shutdown()
-        return started
-
-    assert asyncio.run(main()) == ["held", "live", "second"]
-
-
 def test_errors_reach_the_caller_and_a_cancelled_job_never_runs() -> None:
     async def main() -> list[str]:
         pool, started = CodecThreads(workers=1), []
