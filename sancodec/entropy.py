@@ -31,6 +31,7 @@ __all__ = [
     "CLASSES",
     "CODER_ERRORS",
     "MAGNITUDES",
+    "SYMBOLS",
     "ClassTable",
     "Decoder",
     "Encoder",
@@ -42,6 +43,7 @@ __all__ = [
 # what constriction raises for data no model can have written (it says so with an assertion)
 CODER_ERRORS = (ValueError, OverflowError, RuntimeError, AssertionError)
 MAGNITUDES = 31  # K: |v| up to this has its own symbol; beyond, an escape and the excess
+SYMBOLS = 2 * MAGNITUDES + 3  # a row's symbols: 0, +-1 .. +-K, the two escapes
 CLASSES = 33  # bit lengths 0..32
 PIECE_BITS = 16
 MAX_VALUE = (1 << 32) - 1
@@ -75,7 +77,7 @@ class SymbolRow:
 
     def probabilities(self) -> npt.NDArray[np.float64]:
         p0, r = self.zero / 65536.0, self.decay / 65536.0
-        out = np.empty(2 * MAGNITUDES + 3)
+        out = np.empty(SYMBOLS)
         out[0] = p0
         mass = (1.0 - p0) * (1.0 - r)
         for k in range(1, MAGNITUDES + 1):  # repeated products: the same floats in any language

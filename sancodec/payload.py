@@ -24,6 +24,7 @@ from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, Sa
 from sancodec.entropy import (
     CODER_ERRORS,
     MAGNITUDES,
+    SYMBOLS,
     Decoder,
     Encoder,
     SymbolRow,
@@ -248,9 +249,6 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
     dense = np.concatenate([np.zeros(0, dtype=np.int64), *bands])
     (indices,) = np.nonzero(dense)
     return ResidualLayer(step_exp, indices, dense[indices].astype(np.int32))
-
-
-SYMBOLS = 2 * MAGNITUDES + 3  # a row's symbols: 0, +-1 .. +-K, the two escapes
 
 
 class _Coefficients:
