@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import signal
 import subprocess
@@ -26,7 +25,6 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.abuse_clients import (
     BLOCK,
@@ -44,7 +42,7 @@ from bench.abuse_clients import (
     signal_of,
     slow_loris,
 )
-from bench.serving_load import OWN_CONNECTION, Proc, free_port
+from bench.serving_load import OWN_CONNECTION, Proc, spawn
 from sancodec.v1 import codec_pb2, codec_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,13 +79,12 @@ async def abusers(name: str, address: str, port: int, seconds: float) -> dict[st
     return {"told": Counter(str(r) for r in results), "coded Msamples/s": CODED[0] / seconds / 1e6}
 
 
-async def scenario(address: str, server: Proc, port: int, name: str, seconds: float,
-                   live: int) -> dict[str, object]:  # fmt: skip
+async def scenario(server: Proc, name: str, seconds: float, live: int) -> dict[str, object]:
     """`live` real-time streams and health probes here, the abusers in a separate process."""
     # abusers come over IPv6 loopback, the live streams over IPv4: two peers, as in production
-    abuser_address = address.replace("127.0.0.1", "[::1]")
-    command = [sys.executable, "-m", "bench.abuse", "--abuser", name, "--address", abuser_address,
-               "--port", str(port), "--seconds", str(seconds)]  # fmt: skip
+    address = server.address
+    command = [sys.executable, "-m", "bench.abuse", "--abuser", name, "--address", f"[::1]:{server.port}",
+               "--port", str(server.port), "--seconds", str(seconds)]  # fmt: skip
     process = await asyncio.create_subprocess_exec(*command, cwd=REPO, stdout=subprocess.PIPE)
     await asyncio.sleep(0.5)  # let them start
     # the live streams come from LIVE_CLIENTS clients (connections), as many devices would
@@ -122,29 +119,24 @@ async def scenario(address: str, server: Proc, port: int, name: str, seconds: fl
             "abusers coded Msamples/s": coded}  # fmt: skip
 
 
-def _start(port: int, log: Path, workers: int, *flags: str) -> Proc:
-    command = [sys.executable, "-m", "server", "--models", str(REPO / "models"), "--host", "[::]",
-               "--port", str(port), "--metrics-port", "-1", "--workers", str(workers), *flags]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
-                               env=os.environ | {"PYTHONPATH": str(REPO)})  # fmt: skip
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        for _ in range(600):
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == 1:
-                    return Proc(process, port)
-            except grpc.RpcError:
-                time.sleep(0.1)
-    raise SystemExit(f"server did not start:\n{log.read_text()}")
+def _start(log: Path, workers: int, *flags: str) -> Proc:
+    """A server on a free port, on every address (IPv4 and IPv6 loopback are two peers)."""
+
+    def argv(port: int) -> list[str]:
+        return ["-m", "server", "--models", str(REPO / "models"), "--host", "[::]", "--port",
+                str(port), "--metrics-port", "-1", "--workers", str(workers), *flags]  # fmt: skip
+
+    return asyncio.run(spawn(argv, log))
 
 
-async def _abuse(address: str, server: Proc, port: int, seconds: float, live: int,
-                 names: list[str]) -> list[dict[str, object]]:  # fmt: skip
-    await scenario(address, server, port, "none", 5.0, live)  # warm-up, not reported
-    return [await scenario(address, server, port, name, seconds, live) for name in names]
+async def _abuse(
+    server: Proc, seconds: float, live: int, names: list[str]
+) -> list[dict[str, object]]:
+    await scenario(server, "none", 5.0, live)  # warm-up, not reported
+    return [await scenario(server, name, seconds, live) for name in names]
 
 
-async def sigterm_mid_stream(address: str, process: subprocess.Popen[bytes]) -> dict[str, object]:
+async def sigterm_mid_stream(server: Proc) -> dict[str, object]:
     """A stream that sent 3000 samples, then SIGTERM: its blocks must come back, then UNAVAILABLE."""
     queue: asyncio.Queue[codec_pb2.EncodeRequest | None] = asyncio.Queue()
 
@@ -152,12 +144,12 @@ async def sigterm_mid_stream(address: str, process: subprocess.Popen[bytes]) -> 
         while (item := await queue.get()) is not None:
             yield item
 
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with grpc.aio.insecure_channel(server.address) as channel:
         call = codec_pb2_grpc.CodecServiceStub(channel).Encode(requests())
         await queue.put(codec_pb2.EncodeRequest(config=CONFIG))
         await queue.put(chunk(signal_of(3000, 3)))
         await asyncio.sleep(1.0)
-        process.send_signal(signal.SIGTERM)
+        server.popen.send_signal(signal.SIGTERM)
         samples, code, details = 0, "OK", ""
         try:
             async for response in call:
@@ -167,7 +159,7 @@ async def sigterm_mid_stream(address: str, process: subprocess.Popen[bytes]) -> 
             code, details = exc.code().name, exc.details() or ""
         await queue.put(None)
     return {"sent": 3000, "coded and returned": samples, "status": code, "details": details[:80],
-            "exit": process.wait(30)}  # fmt: skip
+            "exit": server.popen.wait(30)}  # fmt: skip
 
 
 def _cell(value: object) -> str:
@@ -198,32 +190,28 @@ def main(argv: list[str] | None = None) -> None:
     if args.abuser:  # the abusers' own process
         print(json.dumps(asyncio.run(abusers(args.abuser, args.address, args.port, args.seconds))))
         return
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    server = _start(
-        port, args.log, args.workers, "--idle-timeout-s", "3", "--config-timeout-s", "2"
-    )
+    server = _start(args.log, args.workers, "--idle-timeout-s", "3", "--config-timeout-s", "2")
     try:
         base = server.rss_mib()
         names = [n for n in ABUSERS if n != "crowd"]
-        rows = asyncio.run(_abuse(address, server, port, args.seconds, args.live, names))
+        rows = asyncio.run(_abuse(server, args.seconds, args.live, names))
         print(f"server RSS: {base:.0f} MiB after start, {server.rss_mib():.0f} MiB after the "
               f"abuse, peak {server.peak_mib():.0f} MiB; {args.live} live real-time streams\n")  # fmt: skip
         print(_table(rows) + "\n")
         print(_table(sanc_bombs()) + "\n")
     finally:
-        server.stop()  # SIGTERM: every worker drains and leaves the port to the next server
+        server.stop()  # SIGTERM: every worker drains
     # shedding by queue delay: many peers' worth of streams, so the per-peer cap is lifted here
     crowd_log = args.log.with_suffix(".crowd.log")
-    server = _start(port, crowd_log, args.workers, "--max-streams-per-peer", "4096")
+    server = _start(crowd_log, args.workers, "--max-streams-per-peer", "4096")
     try:
-        crowd = asyncio.run(scenario(address, server, port, "crowd", args.seconds, args.live))
+        crowd = asyncio.run(scenario(server, "crowd", args.seconds, args.live))
         print(_table([crowd]) + "\n")
     finally:
         server.stop()
-    server = _start(port, args.log.with_suffix(".sigterm.log"), args.workers, "--grace-s", "4")
+    server = _start(args.log.with_suffix(".sigterm.log"), args.workers, "--grace-s", "4")
     try:
-        print(_table([asyncio.run(sigterm_mid_stream(address, server.popen))]) + "\n")
+        print(_table([asyncio.run(sigterm_mid_stream(server))]) + "\n")
     finally:
         server.stop()
     for log in (args.log, args.log.with_suffix(".crowd.log"), args.log.with_suffix(".sigterm.log")):
