@@ -54,8 +54,14 @@ class CodingPlan:
             raise InvalidConfigError(f"a stream has at least one channel, got {self.channels}")
         if self.spikes not in SPIKE_SOURCES:
             raise InvalidConfigError(f"spikes must be one of {', '.join(SPIKE_SOURCES)}")
-        if self.spikes == "beats" and not self.sample_rate_hz > 0:
+        if not self.detects and not self.sample_rate_hz > 0:
             raise InvalidConfigError("spikes at the beats need the model's sample rate")
+
+    @property
+    def detects(self) -> bool:
+        """Whether a detector (the encoder) finds this plan's spikes; if not, the stream coder
+        places them at the beats itself (sancodec.beatlock)."""
+        return self.spikes != "beats"
 
     @classmethod
     def from_manifest(

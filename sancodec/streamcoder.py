@@ -93,13 +93,13 @@ class ChannelCoder:
 
     def accept(self, window: Window, spikes: Spikes | None) -> list[CodedChannel]:
         """Take the spikes detected in a window; returns the blocks that are now final. A plan
-        whose spikes come from the beats (`plan.spikes == "beats"`) places them itself: pass
+        whose spikes come from the beats (not `plan.detects`) places them itself: pass
         None, and detect nothing."""
         if window.index != self._accepted:
             raise ProtocolError(
                 f"spikes for block {window.index} arrived, expected block {self._accepted}"
             )
-        if (spikes is None) != (self.plan.spikes == "beats"):
+        if (spikes is None) == self.plan.detects:
             raise ProtocolError(
                 "spikes come from the beats for this plan, not from a detector"
                 if spikes is not None
@@ -215,20 +215,15 @@ class StreamCoder:
 
     def to_detect(self, windows: list[list[Window]]) -> list[Window]:
         """The windows whose spikes a detector must find, in the order `accept` takes them."""
-        return [
-            w
-            for plan, ws in zip(self.plans, windows, strict=True)
-            if plan.spikes != "beats"
-            for w in ws
-        ]
+        return [w for plan, ws in zip(self.plans, windows, strict=True) if plan.detects for w in ws]
 
     def accept(self, windows: list[list[Window]], spikes: Sequence[Spikes]) -> list[CodedBlock]:
         """Take the spikes of `to_detect(windows)`; returns the blocks now final on every channel."""
         found = iter(spikes)
         for c, (coder, ws) in enumerate(zip(self.coders, windows, strict=True)):
-            own = self.plans[c].spikes == "beats"
+            detects = self.plans[c].detects
             for window in ws:
-                self._collect(c, coder.accept(window, None if own else next(found, None)))
+                self._collect(c, coder.accept(window, next(found, None) if detects else None))
         if next(found, None) is not None:
             raise ProtocolError("more spikes than windows to detect")
         return self._complete()
