@@ -276,7 +276,7 @@ class _Coefficients:
         order = np.argsort(key, kind="stable")
         ends = np.cumsum(np.bincount(key, minlength=2 * len(layout.sizes) * CONTEXTS)).tolist()
         symbols, values = self.symbols[order], self.values[order]
-        escaped = np.flatnonzero(np.abs(self.values) > MAGNITUDES)  # in coding order
+        escaped = np.flatnonzero(self.symbols > 2 * MAGNITUDES)  # escape symbols, in coding order
         escape_ends = np.searchsorted(layout.band[escaped], np.arange(len(layout.sizes)), "right")
         lo, first = 0, 0
         for i in range(len(layout.sizes)):
