@@ -104,6 +104,8 @@ def build_parser(config: ClientConfig) -> argparse.ArgumentParser:
     _input(p)
     _connection(p, config)
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--fixed-kernels", action="store_true",
+                   help="code with the model's kernels throughout: no kernels fitted to the stream")  # fmt: skip
     p.add_argument(
         "--adapt",
         action="store_true",
@@ -193,6 +195,8 @@ def _encode(args: argparse.Namespace) -> int:
         raise InvalidConfigError(
             "--block-length goes with --adapt: a server codes in its model's blocks"
         )
+    if getattr(args, "adapt", False) and getattr(args, "fixed_kernels", False):
+        raise InvalidConfigError("--fixed-kernels and --adapt contradict each other: pick one")
     if getattr(args, "adapt", False):
         if show:
             print(
@@ -207,7 +211,7 @@ def _encode(args: argparse.Namespace) -> int:
         report = encode_recording(client, recording, args.output, model=name, version=version, frames=4096 if speed is None else max(1, int(recording.sample_rate_hz / 2)),
                                   speed=speed, show=show and not live, on_block=on_block if live else None,
                                   max_prdn_percent=args.max_prdn, max_bits_per_sample=args.max_bits,
-                                  stream_prdn_percent=args.stream_prdn)  # fmt: skip
+                                  stream_prdn_percent=args.stream_prdn, fixed_kernels=getattr(args, "fixed_kernels", False))  # fmt: skip
     return _encode_result(args, recording, report)
 
 

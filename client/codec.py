@@ -171,10 +171,11 @@ class CodecClient:
                       model: str = "ecg", version: str = "", dtype: SampleDtype = SampleDtype.FLOAT32,
                       channels: Sequence[ChannelInfo] = (), max_prdn_percent: float | None = None,
                       max_bits_per_sample: float | None = None, metadata: dict[str, str] | None = None,
-                      stream_prdn_percent: float | None = None,
+                      stream_prdn_percent: float | None = None, fixed_kernels: bool = False,
                       ) -> Iterator[StreamHeader | EncodeEvent | codec_pb2.EncodeSummary]:  # fmt: skip
         """Stream (channels, k) chunks; yields the stream header first, then events as they come,
-        and the summary last."""
+        and the summary last. A model that adapts fits its kernels to the stream and sends them
+        in-band (a block's `kernels`) unless `fixed_kernels`."""
         quality = codec_pb2.QualityTarget()
         if max_prdn_percent is not None:
             quality.max_prdn_percent = max_prdn_percent
@@ -184,7 +185,8 @@ class CodecClient:
             quality.stream_prdn_percent = stream_prdn_percent
         config = codec_pb2.EncodeConfig(model=model, model_version=version, sample_rate_hz=sample_rate_hz,
                                         channel_count=channel_count, dtype=dtype.to_proto(), quality=quality,
-                                        channels=[_signal_channel(c) for c in channels])  # fmt: skip
+                                        channels=[_signal_channel(c) for c in channels],
+                                        fixed_kernels=fixed_kernels)  # fmt: skip
 
         def requests() -> Iterator[codec_pb2.EncodeRequest]:
             yield codec_pb2.EncodeRequest(config=config)
@@ -198,16 +200,19 @@ class CodecClient:
             requests(), timeout=self.stream_timeout_s, metadata=self._metadata
         )
         header: StreamHeader | None = None
+        codebook = None  # the stream's, as the blocks' updates leave it
         try:
             for response in responses:
                 kind = response.WhichOneof("payload")
                 if kind == "started":
                     header = _header(response.started, sample_rate_hz, dtype, metadata or {})
+                    codebook = header.codebook
                     yield header
                 elif kind == "block":
-                    if header is None:
+                    if codebook is None:
                         raise CorruptCodeError("the server sent a block before its codebook")
-                    block = decode_block(response.block, header.codebook)
+                    block = decode_block(response.block, codebook)
+                    codebook = codebook.updated(block.kernels)
                     yield EncodeEvent(block=block, quality=response.quality)
                 elif kind == "status":
                     yield EncodeEvent(problem=response.status)
@@ -248,8 +253,10 @@ class CodecClient:
 
         def requests() -> Iterator[codec_pb2.DecodeRequest]:
             yield codec_pb2.DecodeRequest(config=config)
+            codebook = header.codebook
             for block in blocks:
-                yield codec_pb2.DecodeRequest(block=encode_block(block, header.codebook))
+                yield codec_pb2.DecodeRequest(block=encode_block(block, codebook))
+                codebook = codebook.updated(block.kernels)
 
         self._wait_ready()
         responses = self._stub.Decode(

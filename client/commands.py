@@ -88,7 +88,7 @@ class EncodeReport:
 def encode_recording(client: CodecClient, recording: Recording, out: Path | None, *, model: str, version: str,
                      frames: int, speed: float | None, show: bool, on_block: Callable[[int, codec_pb2.BlockQuality], None] | None = None,
                      max_prdn_percent: float | None = None, max_bits_per_sample: float | None = None,
-                     stream_prdn_percent: float | None = None) -> EncodeReport:  # fmt: skip
+                     stream_prdn_percent: float | None = None, fixed_kernels: bool = False) -> EncodeReport:  # fmt: skip
     """Stream a recording to the server, writing the `.sanc` as blocks arrive (if `out`)."""
     report = EncodeReport()
     writer: SancWriter | None = None
@@ -105,6 +105,7 @@ def encode_recording(client: CodecClient, recording: Recording, out: Path | None
             channel_count=recording.channel_count, model=model, version=version,
             channels=recording.channels, metadata=metadata, max_prdn_percent=max_prdn_percent,
             max_bits_per_sample=max_bits_per_sample, stream_prdn_percent=stream_prdn_percent,
+            fixed_kernels=fixed_kernels,
         )  # fmt: skip
         for event in events:
             if isinstance(event, StreamHeader):

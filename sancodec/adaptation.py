@@ -25,7 +25,7 @@ from sancodec.codebook import Codebook
 from sancodec.codes import BlockCode
 from sancodec.encodergraph import BatchDetector, DetectorFactory, kernel_swapper
 from sancodec.errors import InvalidConfigError, InvalidInputError
-from sancodec.fitting import fit_kernels, recentred
+from sancodec.fitting import fit_kernels, starts
 from sancodec.header import ChannelInfo, StreamHeader
 from sancodec.metrics import block_flithos
 from sancodec.payload import block_bytes
@@ -101,20 +101,6 @@ def _standardized(
         raise InvalidInputError("--adapt cannot fit kernels to a flat channel (zero variance)")
     # each channel its own scale, so that no channel's offset or amplitude leaks into another's
     return (x - x.mean(axis=1, keepdims=True)) / np.array(stds)[:, None], stds
-
-
-def starts(
-    kernels: tuple[npt.NDArray[np.float32], ...],
-) -> list[tuple[npt.NDArray[np.float32], ...]]:
-    """Where fitting starts: the bundle's kernels, and each with its peak moved to its centre and
-    1/16, 1/8 and 3/16 of its size either side. Detection and refitting settle near their start:
-    which part of a beat a footprint covers decides where (on MIT-BIH 100 and 105 the best of
-    these leaves a third less squared error than the shipped kernels' start)."""
-    out = [kernels]
-    for sixteenths in (0, 1, -1, 2, -2, 3, -3):
-        out.append(tuple(recentred(w, (w.size - 1) // 2 + w.size * sixteenths // 16)
-                         for w in kernels))  # fmt: skip
-    return out
 
 
 def adapt_codebook(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from sancodec.codebook import Codebook
 from sancodec.codes import ChannelCode, ResidualLayer, SanLayer
 from sancodec.decoder import paint_spikes
 from sancodec.payload import encode_channel, spike_bits
@@ -21,6 +22,8 @@ from sancodec.residual import band_sizes, encode_residual, transform_for
 __all__ = ["BlockCoder"]
 
 Samples = npt.NDArray[np.float64]
+Layer = tuple[SanLayer, Codebook]  # a block's spikes and the codebook they paint (a stream's
+# kernels may change from block to block: codebook updates)
 SAFETY_BITS = 40  # a residual's step and the range coder's last word, beyond the estimate
 
 
@@ -35,43 +38,44 @@ class BlockCoder:
     def __init__(self, plan: CodingPlan, channel: int) -> None:
         self.plan, self.channel = plan, channel
         self._tables = plan.codebook.tables
-        self._kernels = len(plan.codebook.kernels)
         self._transform = transform_for(plan.codebook.residual) if plan.codebook.residual else None
 
     def _sizes(self, count: int) -> tuple[int, ...]:
         spec = self.plan.codebook.residual
         return band_sizes(spec, count) if spec is not None else ()
 
-    def _payload(self, code: ChannelCode, start: int, count: int) -> bytes:
-        return encode_channel(code, self._tables, self._kernels, start, self._sizes(count))
+    def _payload(self, code: ChannelCode, start: int, count: int, codebook: Codebook) -> bytes:
+        return encode_channel(code, self._tables, len(codebook.kernels), start, self._sizes(count))
 
-    def _paint(self, layers: list[SanLayer], start: int, count: int) -> Samples:
+    def _paint(self, layers: list[Layer], start: int, count: int) -> Samples:
         painted = np.zeros(count)
-        for layer in layers:
-            paint_spikes(painted, start, self.plan.codebook, layer.kernel_ids, layer.positions,
+        for layer, codebook in layers:
+            paint_spikes(painted, start, codebook, layer.kernel_ids, layer.positions,
                          layer.amplitudes())  # fmt: skip
         return painted
 
-    def spikes_pay(self, x: Samples, layer: SanLayer, start: int) -> bool:
+    def spikes_pay(self, x: Samples, layer: Layer, start: int) -> bool:
         """Whether a block's own spikes lower distortion + λ·bits (no residual: always)."""
         if self._transform is None or not self.plan.choose_layers:
             return True
         assert self.plan.residual_step_exp is not None
-        bits = spike_bits(layer, self._tables, self._kernels, start)
+        bits = spike_bits(layer[0], self._tables, len(layer[1].kernels), start)
         painted = self._paint([layer], start, x.size)
         return spikes_pay(self.plan.codebook, x, painted, self._transform,
                           self.plan.residual_step_exp, bits, self._sizes(x.size))  # fmt: skip
 
-    def code(self, index: int, start: int, x: Samples, layer: SanLayer,
-             neighbours: list[SanLayer], step_exp: int | None) -> CodedChannel:  # fmt: skip
+    def code(self, index: int, start: int, x: Samples, layer: Layer,
+             neighbours: list[Layer], step_exp: int | None) -> CodedChannel:  # fmt: skip
         """The block's code: what its neighbours' spikes paint into it is part of its base."""
         plan = self.plan
         if plan.max_bits_per_sample is not None:
             return self._within_budget(index, start, x, layer, neighbours)
         san, base = self._with_offset(x, layer, neighbours, start)
+        codebook = layer[1]
         if self._transform is None or plan.residual_step_exp is None:
             code = ChannelCode(self.channel, san)
-            return CodedChannel(index, start, code, self._payload(code, start, x.size), x, base)
+            payload = self._payload(code, start, x.size, codebook)
+            return CodedChannel(index, start, code, payload, x, base)
         step, missed = step_exp if step_exp is not None else plan.residual_step_exp, ""
         # a PRDN cap: each block's own step; a stream target: the first block's, then steered
         cap = (
@@ -85,12 +89,13 @@ class BlockCoder:
         if cap is not None and step == plan.residual_step_exp - STEP_SEARCH:
             missed = f"PRDN {cap:g}% may be missed at the finest step"
         code = ChannelCode(self.channel, san, residual)
-        return CodedChannel(index, start, code, self._payload(code, start, x.size), x,
+        return CodedChannel(index, start, code, self._payload(code, start, x.size, codebook), x,
                             reconstruction, missed)  # fmt: skip
 
-    def _with_offset(self, x: Samples, layer: SanLayer, neighbours: list[SanLayer],
+    def _with_offset(self, x: Samples, own: Layer, neighbours: list[Layer],
                      start: int) -> tuple[SanLayer, Samples]:  # fmt: skip
-        painted = self._paint([*neighbours, layer], start, x.size)
+        painted = self._paint([*neighbours, own], start, x.size)
+        layer = own[0]
         quantizer = Quantizer(layer.step_exp)
         offset_level = int(quantizer.quantize([np.mean(x - painted)])[0])
         san = SanLayer(
@@ -116,14 +121,16 @@ class BlockCoder:
         )
         return share - overhead - 1 - _varint_bytes(share)
 
-    def _within_budget(self, index: int, start: int, x: Samples, layer: SanLayer,
-                       neighbours: list[SanLayer]) -> CodedChannel:  # fmt: skip
+    def _within_budget(self, index: int, start: int, x: Samples, layer: Layer,
+                       neighbours: list[Layer]) -> CodedChannel:  # fmt: skip
         allowed = self._allowance(start, x.size)
+        codebook = layer[1]
         san, base = self._with_offset(x, layer, neighbours, start)
-        if len(self._payload(ChannelCode(self.channel, san), start, x.size)) > allowed:
-            san, base = self._with_offset(x, layer.without_spikes(), neighbours, start)
+        if len(self._payload(ChannelCode(self.channel, san), start, x.size, codebook)) > allowed:
+            san, base = self._with_offset(x, (layer[0].without_spikes(), codebook), neighbours,
+                                          start)  # fmt: skip
         code, reconstruction = ChannelCode(self.channel, san), base
-        payload = self._payload(code, start, x.size)
+        payload = self._payload(code, start, x.size, codebook)
         if self._transform is not None and self.plan.residual_step_exp is not None:
             coefficients = self._transform.forward(x - base)
             sizes = self._sizes(x.size)
@@ -135,7 +142,7 @@ class BlockCoder:
                     break
                 residual, recon = self._residual(x, base, step)
                 trial = ChannelCode(self.channel, san, residual)
-                coded = self._payload(trial, start, x.size)
+                coded = self._payload(trial, start, x.size, codebook)
                 if len(coded) <= allowed:
                     code, reconstruction, payload = trial, recon, coded
                     break

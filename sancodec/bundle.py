@@ -84,6 +84,9 @@ class Manifest:
     description: str = ""
     modality: str = ""
     spikes: str = "encoder"  # one of SPIKE_SOURCES
+    # a stream fits its own kernels once it holds this many samples per channel, and checks them
+    # as often again (sancodec.kernelupdates); 0: a stream keeps the model's kernels
+    adapt_after_samples: int = 0
     training: Mapping[str, Any] = field(default_factory=dict)
     test_metrics: Mapping[str, Any] = field(default_factory=dict)
 
@@ -102,6 +105,13 @@ class Manifest:
             f"files must be exactly {', '.join(ONNX_FILES)}": set(self.files) == set(ONNX_FILES),
             "a residual step needs a residual transform, and back": (self.residual_step_exp is None)
             == (self.codebook.residual is None),
+            f"adapt_after_samples must be 0 or whole blocks, got {self.adapt_after_samples}": (
+                self.adapt_after_samples >= 0
+                and self.adapt_after_samples % max(self.block_length, 1) == 0
+            ),
+            "kernels adapt only where the encoder finds the spikes and a residual layer codes "
+            "what they miss": not self.adapt_after_samples
+            or (self.spikes == "encoder" and self.residual_step_exp is not None),
         }
         failed = [message for message, ok in checks.items() if not ok]
         if failed:
@@ -121,6 +131,7 @@ class Manifest:
             "schema_version": SCHEMA_VERSION,
             "name": self.name, "version": self.version,
             "description": self.description, "modality": self.modality, "spikes": self.spikes,
+            "adapt_after_samples": self.adapt_after_samples,
             "activation": {"name": self.activation, "params": dict(self.activation_params)},
             "decoder_mode": self.codebook.decoder_mode.value,
             "kernels": [w.tolist() for w in self.codebook.kernels],
@@ -164,6 +175,7 @@ class Manifest:
                 files={name: entry["sha256"] for name, entry in data["files"].items()},
                 description=data.get("description", ""), modality=data.get("modality", ""),
                 spikes=data.get("spikes", "encoder"),
+                adapt_after_samples=int(data.get("adapt_after_samples", 0)),
                 training=data.get("training", {}), test_metrics=data.get("test_metrics", {}),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:

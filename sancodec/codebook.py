@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -15,7 +17,15 @@ from sancodec.residual import ResidualSpec
 from sancodec.tables import CodingTables
 from sancodec.v1 import codes_pb2
 
-__all__ = ["KERNEL_BITS", "Codebook", "DecoderMode", "on_grid", "quantize_kernel"]
+__all__ = [
+    "KERNEL_BITS",
+    "Codebook",
+    "DecoderMode",
+    "kernels_from_proto",
+    "kernels_to_proto",
+    "on_grid",
+    "quantize_kernel",
+]
 
 MAX_KERNEL_SIZE = 1 << 16
 # a kernel stored as levels: |level| < 2^24, so level * 2^step_exp is exact in float32
@@ -115,6 +125,20 @@ class Codebook:
             return w, centre
         return w[::-1], w.size - 1 - centre
 
+    def updated(self, kernels: Sequence[npt.NDArray[np.float32]]) -> Codebook:
+        """This codebook with a block's codebook update applied (no update: itself). No new
+        kernel may be longer than the longest old one, so spikes never paint further."""
+        if not kernels:
+            return self
+        longest = max(w.size for w in self.kernels)
+        sizes = [int(np.size(w)) for w in kernels]
+        if max(sizes) > longest:
+            raise InvalidInputError(
+                f"a codebook update's kernels ({sizes} weights) may be no longer than the "
+                f"longest kernel they replace ({longest})"
+            )
+        return dataclasses.replace(self, kernels=tuple(kernels))
+
     @property
     def reach(self) -> tuple[int, int]:
         """How far spikes paint to the left and right of their own position, at most."""
@@ -124,7 +148,7 @@ class Codebook:
 
     def to_proto(self) -> codes_pb2.Codebook:
         message = codes_pb2.Codebook(
-            kernels=[_kernel_to_proto(i, w) for i, w in enumerate(self.kernels)],
+            kernels=kernels_to_proto(self.kernels),
             decoder_mode=self.decoder_mode.to_proto(),
             tables=self.tables.to_proto(),
         )
@@ -136,20 +160,13 @@ class Codebook:
 
     @classmethod
     def from_proto(cls, message: codes_pb2.Codebook) -> Codebook:
-        ids = [k.id for k in message.kernels]
-        total = sum(k.size for k in message.kernels)
-        if total > MAX_CODEBOOK_WEIGHTS:
-            raise CorruptCodeError(
-                f"the codebook holds {total} weights, more than {MAX_CODEBOOK_WEIGHTS}"
-            )
-        if ids != list(range(len(ids))):
-            raise CorruptCodeError(f"kernel ids must be 0..q-1 in order, got {ids[:8]}")
+        kernels = kernels_from_proto(message.kernels)
         try:
             residual = None
             if message.HasField("residual"):
                 residual = ResidualSpec(message.residual.wavelet, message.residual.level)
             return cls(
-                kernels=tuple(_kernel_from_proto(k) for k in message.kernels),
+                kernels=kernels,
                 decoder_mode=DecoderMode.from_proto(message.decoder_mode),
                 residual=residual,
                 tables=CodingTables.from_proto(message.tables),
@@ -194,6 +211,36 @@ def _grid(weights: npt.NDArray[np.float32]) -> tuple[int, npt.NDArray[np.int64]]
     if np.max(np.abs(levels)) > MAX_KERNEL_LEVEL:
         return None
     return step_exp, levels.astype(np.int64)
+
+
+def kernels_to_proto(kernels: Sequence[npt.NDArray[np.float32]]) -> list[codes_pb2.Kernel]:
+    """Kernels as Kernel messages, ids 0..q-1; each must be on a grid (`on_grid`)."""
+    return [_kernel_to_proto(i, w) for i, w in enumerate(kernels)]
+
+
+def kernels_from_proto(
+    messages: Sequence[codes_pb2.Kernel],
+) -> tuple[npt.NDArray[np.float32], ...]:
+    """Kernel messages (a codebook's, or a block's update) back to float32 kernels, bounded
+    before any is decoded; CorruptCodeError names what is wrong."""
+    ids = [k.id for k in messages]
+    total = sum(k.size for k in messages)
+    if total > MAX_CODEBOOK_WEIGHTS:
+        raise CorruptCodeError(
+            f"the kernel set holds {total} weights, more than {MAX_CODEBOOK_WEIGHTS}"
+        )
+    if ids != list(range(len(ids))):
+        raise CorruptCodeError(f"kernel ids must be 0..q-1 in order, got {ids[:8]}")
+    out = []
+    for k in messages:
+        try:
+            w = _kernel_from_proto(k)
+        except InvalidInputError as exc:
+            raise CorruptCodeError(f"invalid kernel: {exc}") from None
+        if not np.all(np.isfinite(w)):
+            raise CorruptCodeError(f"kernel {k.id} has NaN or Inf weights (beyond float32)")
+        out.append(w)
+    return tuple(out)
 
 
 def _kernel_to_proto(i: int, weights: npt.NDArray[np.float32]) -> codes_pb2.Kernel:

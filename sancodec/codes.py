@@ -38,6 +38,9 @@ class _ArrayValue:
             if isinstance(a, np.ndarray):
                 if not np.array_equal(a, b):
                     return False
+            elif isinstance(a, tuple) and any(isinstance(v, np.ndarray) for v in (*a, *b)):
+                if len(a) != len(b) or not all(map(np.array_equal, a, b)):
+                    return False
             elif a != b:
                 return False
         return True
@@ -176,6 +179,8 @@ class BlockCode(_ArrayValue):
     # each channel's payload bytes (0 and () before it is coded); not part of its value
     stored_bytes: int = field(default=0, compare=False)
     channel_bytes: tuple[int, ...] = field(default=(), compare=False)
+    # a codebook update: the stream's kernels from this block on (Codebook.updated); () for none
+    kernels: tuple[npt.NDArray[np.float32], ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.start_sample < MAX_SAMPLE or not 0 < self.sample_count < 2**32:
@@ -194,6 +199,8 @@ class BlockCode(_ArrayValue):
                     f"channel {c.channel} has a spike outside its block [{self.start_sample}, {end})"
                 )
         object.__setattr__(self, "channels", channels)
+        kernels = tuple(_frozen_array(w, np.float32, "an updated kernel") for w in self.kernels)
+        object.__setattr__(self, "kernels", kernels)
 
     @property
     def end_sample(self) -> int:

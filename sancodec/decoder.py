@@ -73,6 +73,8 @@ def check_block(block: BlockCode, codebook: Codebook, channel_count: int) -> Non
 
 class StreamingDecoder:
     """Decode blocks in stream order; each push returns the samples no later block can change.
+    A block's codebook update (`BlockCode.kernels`) holds from that block on: `codebook` is the
+    stream's as it stands.
 
     Samples are in the model domain, shape (channels, n); see `to_physical` for units.
     """
@@ -100,7 +102,12 @@ class StreamingDecoder:
                 f"block starts at sample {block.start_sample}, expected {self._end} "
                 "(blocks must be contiguous and in order)"
             )
-        check_block(block, self.codebook, self.channel_count)
+        try:
+            codebook = self.codebook.updated(block.kernels)
+        except InvalidInputError as exc:
+            raise CorruptCodeError(f"block at {block.start_sample}: {exc}") from None
+        check_block(block, codebook, self.channel_count)
+        self.codebook = codebook  # this block's spikes and later ones paint its kernels
         self._grow(block.end_sample + self._right)
         for code in block.channels:
             self._add_channel(block, code)

@@ -19,7 +19,7 @@ __all__ = ["ChannelInfo", "ModelRef", "StreamHeader"]
 
 # 4: one channel layout, range-coded with constriction under the codebook's tables. Versions
 # 1-3 (Golomb-Rice, binary and packed layers) were never released and are not read.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 
 @dataclass(frozen=True)

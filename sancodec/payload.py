@@ -12,14 +12,14 @@ escapes in that order. Spikes never depend on coefficients, nor coefficients on 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
 from sancodec.bandlayout import band_layout
-from sancodec.codebook import Codebook
+from sancodec.codebook import Codebook, kernels_from_proto, kernels_to_proto
 from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
 from sancodec.entropy import (
     CODER_ERRORS,
@@ -322,7 +322,9 @@ def _sizes(codebook: Codebook, count: int) -> tuple[int, ...]:
 
 
 def encode_block(block: BlockCode, codebook: Codebook) -> codes_pb2.EncodedBlock:
-    """The block's message: each channel's payload under the codebook's tables."""
+    """The block's message: its codebook update, if any, and each channel's payload under the
+    tables of `codebook` (the stream's before this block) with the update applied."""
+    codebook = codebook.updated(block.kernels)
     sizes = _sizes(codebook, block.sample_count)
     count = len(codebook.kernels)
     payloads = []
@@ -332,17 +334,23 @@ def encode_block(block: BlockCode, codebook: Codebook) -> codes_pb2.EncodedBlock
         payloads.append(
             (c.channel, encode_channel(c, codebook.tables, count, block.start_sample, sizes))
         )
-    return block_message(block.start_sample, block.sample_count, payloads)
+    update = codebook.kernels if block.kernels else ()
+    return block_message(block.start_sample, block.sample_count, payloads, update)
 
 
 def block_message(
-    start: int, count: int, payloads: list[tuple[int, bytes]]
+    start: int,
+    count: int,
+    payloads: list[tuple[int, bytes]],
+    kernels: Sequence[npt.NDArray[np.float32]] = (),
 ) -> codes_pb2.EncodedBlock:
-    """A block's message from its channels' payloads, coded already."""
+    """A block's message from its channels' payloads, coded already, and its codebook update
+    (kernels on the format's grid, as a Codebook holds them)."""
     return codes_pb2.EncodedBlock(
         start_sample=start,
         sample_count=count,
         channels=[codes_pb2.ChannelCode(channel=c, payload=p) for c, p in sorted(payloads)],
+        kernels=kernels_to_proto(kernels),
     )
 
 
@@ -354,10 +362,16 @@ def block_bytes(block: BlockCode, codebook: Codebook) -> bytes:
 def decode_block(
     message: codes_pb2.EncodedBlock, codebook: Codebook, stored_bytes: int = 0
 ) -> BlockCode:
-    """Validate and decode a received block; any inconsistency raises CorruptCodeError."""
+    """Validate and decode a received block (`codebook`: the stream's before it, to which the
+    block's update, if any, applies); any inconsistency raises CorruptCodeError."""
     start, count = message.start_sample, message.sample_count
     if start >= MAX_SAMPLE or not 0 < count < 2**32:
         raise CorruptCodeError(f"invalid encoded block: start {start}, {count} samples")
+    kernels = kernels_from_proto(message.kernels)
+    try:
+        codebook = codebook.updated(kernels)
+    except InvalidInputError as exc:
+        raise CorruptCodeError(f"invalid codebook update: {exc}") from None
     sizes = _sizes(codebook, count)
     channels = tuple(
         decode_channel(
@@ -367,7 +381,8 @@ def decode_block(
     )
     try:
         return BlockCode(start, count, channels, stored_bytes or message.ByteSize(),
-                         tuple(len(c.payload) for c in sorted(message.channels, key=lambda c: c.channel)))  # fmt: skip
+                         tuple(len(c.payload) for c in sorted(message.channels, key=lambda c: c.channel)),
+                         codebook.kernels if kernels else ())  # fmt: skip
     except InvalidInputError as exc:
         raise CorruptCodeError(f"invalid encoded block: {exc}") from None
 

@@ -98,6 +98,7 @@ class Window:
     count: int
     offset: int
     samples: npt.NDArray[np.float32]
+    generation: int = 0  # the kernels that detect it: 0 the plan's, k the stream's k-th update
 
 
 @dataclass(frozen=True, eq=False)

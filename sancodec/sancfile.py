@@ -55,6 +55,7 @@ class SancWriter:
         if len(self.file_id) != FILE_ID_BYTES:
             raise InvalidInputError(f"a file id is {FILE_ID_BYTES} bytes")
         _check_header(header, InvalidInputError)
+        self._codebook = header.codebook  # the stream's, as its blocks' updates leave it
         self._seed = zlib.crc32(self.file_id)
         self._owns = isinstance(target, str | Path)
         self._file: BinaryIO = open(target, "wb") if isinstance(target, str | Path) else target  # noqa: SIM115
@@ -88,7 +89,8 @@ class SancWriter:
                 f"block codes channel {block.channels[-1].channel} of a "
                 f"{self.header.channel_count}-channel stream"
             )
-        payload = block_bytes(block, self.header.codebook)
+        payload = block_bytes(block, self._codebook)
+        self._codebook = self._codebook.updated(block.kernels)
         self._crcs.append(self._record(BLOCK, payload))
         self._samples = block.end_sample
         self._code_bytes += len(payload)
@@ -159,6 +161,7 @@ class SancReader:
         except (DecodeError, CorruptCodeError) as exc:
             raise CorruptFileError(f"header is invalid: {exc}") from None
         _check_header(self.header, CorruptFileError)
+        self._codebook = self.header.codebook  # the stream's, as the blocks read so far leave it
 
     def _next_record(self, block_index: int | None) -> tuple[bytes, bytes, int]:
         where = "header" if block_index is None else f"block {block_index}"
@@ -230,8 +233,9 @@ class SancReader:
                 f"{message.sample_count} samples, more than the header's block length "
                 f"{self.header.block_length}"
             )
-        block = decode_block(message, self.header.codebook, len(payload))
-        check_block(block, self.header.codebook, self.header.channel_count)
+        block = decode_block(message, self._codebook, len(payload))
+        self._codebook = self._codebook.updated(block.kernels)
+        check_block(block, self._codebook, self.header.channel_count)
         return block
 
     def _check_trailer(self, payload: bytes, crcs: list[int], samples: int) -> None:

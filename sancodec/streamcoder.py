@@ -18,9 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from sancodec.beatlock import beat_spikes
-from sancodec.blockcoder import BlockCoder
+from sancodec.blockcoder import BlockCoder, Layer
+from sancodec.codebook import Codebook
 from sancodec.codes import BlockCode, SanLayer
-from sancodec.errors import InvalidInputError, ProtocolError
+from sancodec.errors import InvalidConfigError, InvalidInputError, ProtocolError
 from sancodec.payload import block_message
 from sancodec.plan import CodedChannel, CodingPlan, Spikes, Window
 from sancodec.quantization import Quantizer
@@ -32,6 +33,7 @@ __all__ = [
     "CodedBlock",
     "CodedChannel",
     "CodingPlan",
+    "FitRequest",
     "Spikes",
     "StreamCoder",
     "Window",
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 Samples = npt.NDArray[np.float64]
+MAX_CHECK_INTERVAL = 16  # checks that keep the kernels come ever rarer, at most this many
+# windows of samples apart
 
 
 class ChannelCoder:
@@ -50,7 +54,11 @@ class ChannelCoder:
         self._received = 0
         self._ended = False
         self._next_window = 0  # index of the next block to hand out
-        self._layers: dict[int, SanLayer] = {}  # accepted, not yet final
+        self.hold: int | None = None  # no window of this block or later is handed out yet
+        self.retain_from: int | None = None  # samples from here on are kept (a fit will need them)
+        # generation: (block it holds from, codebook); 0 the plan's, then each update's
+        self.codebooks: dict[int, tuple[int, Codebook]] = {0: (0, plan.codebook)}
+        self._layers: dict[int, Layer] = {}  # accepted, not yet final
         self._next_final = 0
         self._accepted = 0  # index of the next block whose spikes we expect
         self._san = Quantizer(plan.san_step_exp)
@@ -68,27 +76,42 @@ class ChannelCoder:
             raise InvalidInputError("samples must be a 1-D array of finite values")
         self._x = np.concatenate([self._x, x / self.plan.scale])
         self._received += x.size
-        return self._windows()
+        return self.windows()
 
     def finish(self) -> list[Window]:
         """The stream ended: windows for the remaining (last, maybe short) blocks. Accept them,
         then `ready()` gives every block still open."""
         self._ended = True
-        return self._windows()
+        return self.windows()
 
-    def _windows(self) -> list[Window]:
+    def generation(self, index: int) -> int:
+        """Which codebook block `index` is coded with: 0 the plan's, k the k-th update's."""
+        return max(g for g, (first, _) in self.codebooks.items() if first <= index)
+
+    def update(self, first: int, codebook: Codebook) -> None:
+        """Code block `first` and later ones with this codebook: the next generation."""
+        latest = max(self.codebooks)
+        self.codebooks[latest + 1] = (first, codebook)
+        for g in [g for g in self.codebooks if g + 1 in self.codebooks]:
+            if self.codebooks[g + 1][0] <= self._accepted:  # no window in flight names g
+                del self.codebooks[g]
+
+    def windows(self) -> list[Window]:
+        """The windows that have their right context and are not held."""
         out: list[Window] = []
         n, ctx = self.plan.block_length, self.plan.context
         while True:
             start = self._next_window * n
             if start >= self._received or (not self._ended and start + n + ctx > self._received):
                 return out
+            if self.hold is not None and self._next_window >= self.hold:
+                return out
             count = min(n, self._received - start)
             lo, hi = max(start - ctx, 0), min(start + count + ctx, self._received)
             part = self._x[lo - self._x_start : hi - self._x_start]
-            out.append(
-                Window(self._next_window, start, count, lo, (part - part.mean()).astype(np.float32))
-            )
+            out.append(Window(self._next_window, start, count, lo,
+                              (part - part.mean()).astype(np.float32),
+                              self.generation(self._next_window)))  # fmt: skip
             self._next_window += 1
 
     def accept(self, window: Window, spikes: Spikes | None) -> list[CodedChannel]:
@@ -114,9 +137,10 @@ class ChannelCoder:
             spikes.kernel_ids[mine], positions[mine], spikes.amplitudes[mine], self._san
         )
         x = self._x[window.start - self._x_start : window.start + window.count - self._x_start]
-        if layer.spike_count and not self._blocks.spikes_pay(x, layer, window.start):
+        codebook = self.codebooks[window.generation][1]
+        if layer.spike_count and not self._blocks.spikes_pay(x, (layer, codebook), window.start):
             layer = layer.without_spikes()
-        self._layers[window.index] = layer
+        self._layers[window.index] = (layer, codebook)
         return self.ready()
 
     def ready(self) -> list[CodedChannel]:
@@ -124,15 +148,34 @@ class ChannelCoder:
         out = []
         while self._next_final in self._layers and (
             self._next_final + 1 in self._layers
-            or (self._ended and self._next_final + 1 >= self._next_window)
+            or (self._all_out and self._next_final + 1 >= self._next_window)
         ):
             out.append(self._finalize(self._next_final))
         return out
 
+    def samples(self, lo: int, hi: int) -> Samples:
+        """Model-domain samples [lo, hi) (kept: see `retain_from`)."""
+        if lo < self._x_start or hi > self._received:
+            raise ProtocolError(f"samples [{lo}, {hi}) are no longer kept")
+        return self._x[lo - self._x_start : hi - self._x_start]
+
+    @property
+    def received(self) -> int:
+        return self._received
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    @property
+    def _all_out(self) -> bool:
+        """The stream ended and every window of it was handed out."""
+        return self._ended and self._next_window * self.plan.block_length >= self._received
+
     @property
     def done(self) -> bool:
         """Every block of an ended stream is final."""
-        return self._ended and self._next_final == self._next_window
+        return self._all_out and self._next_final == self._next_window
 
     def _finalize(self, index: int) -> CodedChannel:
         n = self.plan.block_length
@@ -153,18 +196,21 @@ class ChannelCoder:
     def _trim(self) -> None:
         """Drop samples that neither a later window nor a later final block needs."""
         n = self.plan.block_length
-        keep_from = max(
-            min(self._next_final * n, self._next_window * n - self.plan.context), self._x_start
-        )
+        keep_from = min(self._next_final * n, self._next_window * n - self.plan.context)
+        if self.retain_from is not None:
+            keep_from = min(keep_from, self.retain_from)
+        keep_from = max(keep_from, self._x_start)
         self._x = self._x[keep_from - self._x_start :]
         self._x_start = keep_from
 
 
 @dataclass(frozen=True, eq=False)
 class CodedBlock:
-    """A block final on every channel of its stream: each channel's part, in channel order."""
+    """A block final on every channel of its stream: each channel's part, in channel order, and
+    the codebook update it carries (the stream's kernels from this block on), if any."""
 
     parts: tuple[CodedChannel, ...]
+    kernels: tuple[npt.NDArray[np.float32], ...] = ()
 
     @property
     def start(self) -> int:
@@ -175,13 +221,28 @@ class CodedBlock:
         return int(self.parts[0].signal.size)
 
     def code(self) -> BlockCode:
-        return BlockCode(self.start, self.sample_count, tuple(p.code for p in self.parts))
+        return BlockCode(self.start, self.sample_count, tuple(p.code for p in self.parts),
+                         kernels=self.kernels)  # fmt: skip
 
     def message(self) -> codes_pb2.EncodedBlock:
         """The block's EncodedBlock from the payloads coded already: its real bytes."""
         return block_message(
-            self.start, self.sample_count, [(p.code.channel, p.payload) for p in self.parts]
+            self.start,
+            self.sample_count,
+            [(p.code.channel, p.payload) for p in self.parts],
+            self.kernels,
         )
+
+
+@dataclass(frozen=True, eq=False)
+class FitRequest:
+    """A stream's kernels are due for a check (`StreamCoder.fit_due`): the `samples` before block
+    `block`, model domain, (channels, n); an update answered for it holds from `block` on."""
+
+    block: int
+    codebook: Codebook  # the stream's now
+    generation: int  # of that codebook
+    samples: Samples
 
 
 class StreamCoder:
@@ -190,14 +251,46 @@ class StreamCoder:
     across streams: `push` and `finish` give each channel's windows, `to_detect` the ones a
     detector must see (not those of a plan that places its spikes at the beats), and `accept`
     takes their spikes in that order. The server, the CLI, training and the benchmarks all code
-    through it (`code_stream` for a whole recording at once)."""
+    through it (`code_stream` for a whole recording at once).
 
-    def __init__(self, plans: Sequence[CodingPlan]) -> None:
+    With `adapt_after` (samples per channel, whole blocks) the stream fits its own kernels
+    (sancodec.kernelupdates): once it holds that many samples, and again at checkpoints after,
+    `fit_due` asks the caller to check the kernels on the last `adapt_after` samples, and no
+    window of a later block is handed out until `update` answers (new kernels, or None). Where
+    the checks fall depends on sample positions only, so codes never depend on chunking. The
+    block where new kernels start carries them (`CodedBlock.kernels`)."""
+
+    def __init__(self, plans: Sequence[CodingPlan], adapt_after: int = 0) -> None:
         if not plans:
             raise InvalidInputError("a stream has at least one channel")
         self.plans = tuple(plans)
         self.coders = [ChannelCoder(plan, c) for c, plan in enumerate(self.plans)]
         self._final: dict[int, dict[int, CodedChannel]] = {}  # block: channel: its part
+        n = self.plans[0].block_length
+        if adapt_after < 0 or adapt_after % n:
+            raise InvalidConfigError(
+                f"kernels adapt after whole blocks of {n} samples, not after {adapt_after}"
+            )
+        if adapt_after and not all(p.detects and p.residual_step_exp is not None for p in plans):
+            raise InvalidConfigError("kernels adapt only where a detector finds the spikes and a "
+                                     "residual layer codes what they miss")  # fmt: skip
+        self._window_blocks = adapt_after // n  # the samples a check looks at, in blocks
+        self._interval = self._window_blocks  # blocks to the next check
+        self._checkpoint: int | None = None  # the block the next check holds windows at
+        self._request: FitRequest | None = None  # made, not yet answered
+        self._given = False
+        self._updates: dict[int, tuple[npt.NDArray[np.float32], ...]] = {}  # block: its kernels
+        if adapt_after:
+            self._hold(self._window_blocks)
+
+    def _hold(self, checkpoint: int | None) -> None:
+        self._checkpoint = checkpoint
+        n = self.plans[0].block_length
+        for coder in self.coders:
+            coder.hold = checkpoint
+            coder.retain_from = (
+                None if checkpoint is None else (checkpoint - self._window_blocks) * n
+            )
 
     def push(self, samples: npt.ArrayLike) -> list[list[Window]]:
         """Add (channels, n) physical samples; each channel's windows that now have their right
@@ -207,11 +300,58 @@ class StreamCoder:
             raise InvalidInputError(
                 f"samples must be (channels, n) with {len(self.coders)} channels, got {x.shape}"
             )
-        return [coder.push(row) for coder, row in zip(self.coders, x, strict=True)]
+        out = [coder.push(row) for coder, row in zip(self.coders, x, strict=True)]
+        self._check_due()
+        return out
 
     def finish(self) -> list[list[Window]]:
-        """The stream ended: each channel's remaining windows. Accept them, then `ready()`."""
-        return [coder.finish() for coder in self.coders]
+        """The stream ended: each channel's remaining windows (up to a check still due). Accept
+        them, answer any `fit_due`, then `ready()`."""
+        out = [coder.finish() for coder in self.coders]
+        self._check_due()
+        return [ws + coder.windows() for ws, coder in zip(out, self.coders, strict=True)]
+
+    def _check_due(self) -> None:
+        c = self._checkpoint
+        if c is None or self._request is not None:
+            return
+        n, first = self.plans[0].block_length, self.coders[0]
+        if first.received >= c * n:
+            lo = (c - self._window_blocks) * n
+            x = np.stack([coder.samples(lo, c * n) for coder in self.coders])
+            g = first.generation(c)
+            self._request = FitRequest(c, first.codebooks[g][1], g, x)
+        elif first.ended:  # the stream ended before the check: no more checks
+            self._hold(None)
+
+    def fit_due(self) -> FitRequest | None:
+        """A check of the kernels that `update` must answer before later windows come; each
+        request is given once."""
+        if self._request is None or self._given:
+            return None
+        self._given = True
+        return self._request
+
+    def update(
+        self, kernels: Sequence[npt.NDArray[np.float32]] | None
+    ) -> list[list[Window]]:  # fmt: skip
+        """Answer the check due: new kernels from its block on, or None (keep them). Returns the
+        windows this lets out."""
+        request = self._request
+        if request is None or not self._given:
+            raise ProtocolError("no check of the kernels is due")
+        self._request, self._given = None, False
+        if kernels is not None:
+            codebook = request.codebook.updated(tuple(kernels))
+            for coder in self.coders:
+                coder.update(request.block, codebook)
+            self._updates[request.block] = codebook.kernels
+            self._interval = self._window_blocks
+        else:
+            self._interval = min(2 * self._interval, MAX_CHECK_INTERVAL * self._window_blocks)
+        self._hold(request.block + self._interval)
+        self._check_due()
+        return [coder.windows() for coder in self.coders]
 
     def to_detect(self, windows: list[list[Window]]) -> list[Window]:
         """The windows whose spikes a detector must find, in the order `accept` takes them."""
@@ -249,15 +389,27 @@ class StreamCoder:
             i for i, parts in self._final.items() if len(parts) == len(self.coders)
         ):
             parts = self._final.pop(index)
-            out.append(CodedBlock(tuple(parts[c] for c in range(len(self.coders)))))
+            out.append(CodedBlock(tuple(parts[c] for c in range(len(self.coders))),
+                                  self._updates.pop(index, ())))  # fmt: skip
         return out
 
 
 def code_stream(
-    coder: StreamCoder, x: npt.ArrayLike, detect: Callable[[Window], Spikes]
+    coder: StreamCoder,
+    x: npt.ArrayLike,
+    detect: Callable[[Window], Spikes],
+    refit: Callable[[FitRequest], Sequence[npt.NDArray[np.float32]] | None] | None = None,
 ) -> list[CodedBlock]:
     """A whole (channels, n) recording through a fresh StreamCoder, as a server would stream it
-    (chunking does not matter), one window at a time through `detect`."""
+    (chunking does not matter), one window at a time through `detect` (which sees each window's
+    generation), each check of the kernels through `refit`."""
     windows = [a + b for a, b in zip(coder.push(x), coder.finish(), strict=True)]
-    blocks = coder.accept(windows, [detect(w) for w in coder.to_detect(windows)])
-    return blocks + coder.ready()
+    blocks: list[CodedBlock] = []
+    while True:
+        blocks += coder.accept(windows, [detect(w) for w in coder.to_detect(windows)])
+        request = coder.fit_due()
+        if request is None:
+            return blocks + coder.ready()
+        if refit is None:
+            raise ProtocolError("this stream adapts its kernels: pass code_stream a refit")
+        windows = coder.update(refit(request))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from sancodec.bundle import NAME, Bundle, Manifest, load_bundle, version_key
-from sancodec.encodergraph import spikes_by_row
+from sancodec.encodergraph import DetectorFactory, kernel_swapper, spikes_by_row
 from sancodec.errors import BundleError, InvalidConfigError, NotFoundError
 from sancodec.streamcoder import Spikes
 from sancodec.v1 import codes_pb2
@@ -78,6 +78,12 @@ class LoadedModel:
     @property
     def key(self) -> tuple[str, str]:
         return self.manifest.name, self.manifest.version
+
+    @cached_property
+    def detector_for(self) -> DetectorFactory:
+        """Kernels -> the bundle's encoder with them in it, on the CPU, one thread (it runs in a
+        codec thread): how a stream that fitted its own kernels detects."""
+        return kernel_swapper(self.bundle, threads=1)
 
     def detect(self, batch: npt.NDArray[np.float32]) -> list[Spikes]:
         """Run the encoder on (B, 1, T) windows; the spikes of each row, positions in the row."""

@@ -52,6 +52,7 @@ def model_info(model: LoadedModel) -> codec_pb2.ModelInfo:
         activation=m.activation, codebook=m.codebook.to_proto(), sample_rate_hz=m.sample_rate_hz,
         block_length=m.block_length, execution_provider=model.provider, test_metrics=metrics,
         description=m.description, units=m.normalization.units,
+        adapt_after_samples=m.adapt_after_samples,
     )  # fmt: skip
 
 
@@ -176,14 +177,17 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         )
         yield session.started()
         index = 0
-        async for request in requests:
-            if not request.HasField("chunk"):
-                raise ProtocolError(f"chunk {index} is a second config; a stream has one")
-            for response in await self._push(session, index, request.chunk.samples):
+        try:
+            async for request in requests:
+                if not request.HasField("chunk"):
+                    raise ProtocolError(f"chunk {index} is a second config; a stream has one")
+                for response in await self._push(session, index, request.chunk.samples):
+                    yield response
+                index += 1
+            for response in await session.finish():
                 yield response
-            index += 1
-        for response in await session.finish():
-            yield response
+        finally:
+            session.close()
 
     async def _push(
         self, session: EncodeSession, index: int, data: bytes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import socket
@@ -20,6 +21,7 @@ from sancodec.errors import (
     InvalidSignalError,
     OverloadedError,
 )
+from sancodec.kernelupdates import Adapter, Kernels
 from sancodec.samples import SampleDtype, unpack_samples
 from sancodec.streamcoder import (
     CodedBlock,
@@ -99,7 +101,11 @@ class EncodeSession:
             m.normalization.scale,
         )  # fmt: skip
         self.plan = _plan(self.model, config.quality, config.channel_count)
-        self.coder = StreamCoder([self.plan] * config.channel_count)
+        adapt = 0 if config.fixed_kernels else m.adapt_after_samples
+        self.coder = StreamCoder([self.plan] * config.channel_count, adapt)
+        # the stream's own kernels: its checks run as background jobs, beside its coding
+        self.adapter = Adapter(self.plan, self.model.detector_for) if adapt else None
+        self._check: asyncio.Future[Kernels | None] | None = None
         self.batcher, self.telemetry, self.settings = batcher, telemetry, settings
         self.max_samples = int(settings.max_stream_seconds * m.sample_rate_hz)
         self.received = 0
@@ -139,7 +145,35 @@ class EncodeSession:
                 background, self._windows, samples[:, lo : lo + SLICE_SAMPLES]
             )
             out += await self._code(windows, started, background)
+        return out + await self._adapt(started, background)
+
+    async def _adapt(
+        self, started: float, background: bool = False, wait: bool = False
+    ) -> list[codec_pb2.EncodeResponse]:
+        """Start a check of the stream's kernels that fell due, off the loop as background work;
+        answer one that is done (with `wait`, at the stream's end, wait for it), and code the
+        windows its answer lets out."""
+        out: list[codec_pb2.EncodeResponse] = []
+        while self.adapter is not None:
+            if self._check is None:
+                request = self.coder.fit_due()
+                if request is None:
+                    return out
+                self._check = asyncio.ensure_future(
+                    self._off_loop(True, self.adapter.refit, request)
+                )
+            if not (wait or self._check.done()):
+                return out
+            kernels = await self._check
+            self._check = None
+            windows = await self._off_loop(background, self.coder.update, kernels)
+            out += await self._code(windows, started, background)
         return out
+
+    def close(self) -> None:
+        """The stream is over, ended or not: a check still running is not waited for."""
+        if self._check is not None:
+            self._check.cancel()
 
     def _take(self, data: bytes) -> tuple[npt.NDArray[np.float64], list[list[Window]]]:
         """The chunk's samples, once all of them are accepted, and its first slice's windows."""
@@ -179,6 +213,7 @@ class EncodeSession:
         event loop (a close storm of many streams must not stall the live ones)."""
         started = time.perf_counter()
         out = await self._code(self.coder.finish(), started)
+        out += await self._adapt(started, wait=True)
         out += await self._off_loop(False, self._flush, started)
         out.append(codec_pb2.EncodeResponse(summary=self.summary))
         return out
@@ -194,9 +229,24 @@ class EncodeSession:
         for lo in range(0, longest, SLICE_WINDOWS):  # small steps, so other streams interleave
             part = [ws[lo : lo + SLICE_WINDOWS] for ws in windows]
             flat = self.coder.to_detect(part)  # none where the coders place spikes at the beats
-            spikes = await self.batcher.detect(self.model, flat) if flat else []
+            spikes = await self._detect(flat, background)
             out += await self._off_loop(background, self._accept, part, spikes, started)
         return out
+
+    async def _detect(self, windows: list[Window], background: bool) -> list[Spikes]:
+        """Spikes of each window: the model's kernels' through the shared, batched encoder; the
+        stream's own kernels' through its own, in the codec threads."""
+        shared = [w for w in windows if w.generation == 0]
+        found = iter(await self.batcher.detect(self.model, shared) if shared else [])
+        own = [w for w in windows if w.generation]
+        if own:
+            assert self.adapter is not None
+            theirs = iter(await self._off_loop(background, self._own_spikes, own))
+        return [next(theirs) if w.generation else next(found) for w in windows]
+
+    def _own_spikes(self, windows: list[Window]) -> list[Spikes]:
+        assert self.adapter is not None
+        return [self.adapter.spikes(w) for w in windows]
 
     def ahead_s(self, chunk_bytes: int = 0) -> float:
         """How far the stream's signal (with a chunk of `chunk_bytes`) is ahead of the wall

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from sancodec.v1 import codes_pb2 as sancodec_dot_v1_dot_codes__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sancodec/v1/codec.proto\x12\x0bsancodec.v1\x1a\x17sancodec/v1/codes.proto\"s\n\rQualityTarget\x12\x1a\n\x10max_prdn_percent\x18\x01 \x01(\x01H\x00\x12\x1d\n\x13max_bits_per_sample\x18\x02 \x01(\x01H\x00\x12\x1d\n\x13stream_prdn_percent\x18\x03 \x01(\x01H\x00\x42\x08\n\x06target\"\x8c\x01\n\rSignalChannel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\t\x12\x10\n\x08\x61\x64\x63_gain\x18\x05 \x01(\x01\x12\x14\n\x0c\x61\x64\x63_baseline\x18\x06 \x01(\x03\x12\x1b\n\x13\x61\x64\x63_resolution_bits\x18\x07 \x01(\rJ\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\x06offsetR\x05scale\"\xfd\x01\n\x0c\x45ncodeConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x01\x12\x15\n\rchannel_count\x18\x04 \x01(\r\x12\'\n\x05\x64type\x18\x05 \x01(\x0e\x32\x18.sancodec.v1.SampleDtype\x12+\n\x07quality\x18\x06 \x01(\x0b\x32\x1a.sancodec.v1.QualityTarget\x12,\n\x08\x63hannels\x18\x07 \x03(\x0b\x32\x1a.sancodec.v1.SignalChannelJ\x04\x08\x08\x10\tR\x0eresidual_coder\"\x1e\n\x0bSignalChunk\x12\x0f\n\x07samples\x18\x01 \x01(\x0c\"r\n\rEncodeRequest\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.sancodec.v1.EncodeConfigH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.sancodec.v1.SignalChunkH\x00\x42\t\n\x07payload\"\xcc\x01\n\rEncodeStarted\x12$\n\x05model\x18\x01 \x01(\x0b\x32\x15.sancodec.v1.ModelRef\x12\'\n\x08\x63odebook\x18\x02 \x01(\x0b\x32\x15.sancodec.v1.Codebook\x12\x14\n\x0c\x62lock_length\x18\x03 \x01(\r\x12*\n\x08\x63hannels\x18\x04 \x03(\x0b\x32\x18.sancodec.v1.ChannelInfo\x12\x1a\n\x12\x65xecution_provider\x18\x05 \x01(\t\x12\x0e\n\x06worker\x18\x06 \x01(\t\"\xe9\x01\n\x0c\x42lockQuality\x12\x17\n\x0f\x62its_per_sample\x18\x01 \x01(\x01\x12\x19\n\x11\x63ompression_ratio\x18\x02 \x01(\x01\x12\x14\n\x0cprdn_percent\x18\x03 \x01(\x01\x12\x17\n\x0fnormalized_loss\x18\x04 \x01(\x01\x12!\n\x19inverse_compression_ratio\x18\x05 \x01(\x01\x12\x0f\n\x07\x66lithos\x18\x06 \x01(\x01\x12\x13\n\x0bspike_count\x18\x07 \x01(\r\x12\x16\n\x0eresidual_count\x18\x08 \x01(\r\x12\x15\n\rtarget_missed\x18\t \x01(\t\"=\n\rMessageStatus\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"l\n\rEncodeSummary\x12\x13\n\x0b\x62lock_count\x18\x01 \x01(\x04\x12\x14\n\x0csample_count\x18\x02 \x01(\x04\x12\x12\n\ncode_bytes\x18\x03 \x01(\x04\x12\x1c\n\x14rejected_chunk_count\x18\x04 \x01(\x04\"\xff\x01\n\x0e\x45ncodeResponse\x12-\n\x07started\x18\x01 \x01(\x0b\x32\x1a.sancodec.v1.EncodeStartedH\x00\x12*\n\x05\x62lock\x18\x02 \x01(\x0b\x32\x19.sancodec.v1.EncodedBlockH\x00\x12,\n\x06status\x18\x03 \x01(\x0b\x32\x1a.sancodec.v1.MessageStatusH\x00\x12-\n\x07summary\x18\x04 \x01(\x0b\x32\x1a.sancodec.v1.EncodeSummaryH\x00\x12*\n\x07quality\x18\x05 \x01(\x0b\x32\x19.sancodec.v1.BlockQualityB\t\n\x07payload\"\xa0\x01\n\x0c\x44\x65\x63odeConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\'\n\x08\x63odebook\x18\x03 \x01(\x0b\x32\x15.sancodec.v1.Codebook\x12\x15\n\rchannel_count\x18\x04 \x01(\r\x12*\n\x08\x63hannels\x18\x05 \x03(\x0b\x32\x18.sancodec.v1.ChannelInfo\"s\n\rDecodeRequest\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.sancodec.v1.DecodeConfigH\x00\x12*\n\x05\x62lock\x18\x02 \x01(\x0b\x32\x19.sancodec.v1.EncodedBlockH\x00\x42\t\n\x07payload\"K\n\x0c\x44\x65\x63odedChunk\x12\x14\n\x0cstart_sample\x18\x01 \x01(\x04\x12\x14\n\x0csample_count\x18\x02 \x01(\r\x12\x0f\n\x07samples\x18\x03 \x01(\x0c\"u\n\x0e\x44\x65\x63odeResponse\x12*\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x19.sancodec.v1.DecodedChunkH\x00\x12,\n\x06status\x18\x02 \x01(\x0b\x32\x1a.sancodec.v1.MessageStatusH\x00\x42\t\n\x07payload\"\xcd\x02\n\tModelInfo\x12\"\n\x03ref\x18\x01 \x01(\x0b\x32\x15.sancodec.v1.ModelRef\x12\x12\n\nactivation\x18\x02 \x01(\t\x12\'\n\x08\x63odebook\x18\x03 \x01(\x0b\x32\x15.sancodec.v1.Codebook\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\x01\x12\x14\n\x0c\x62lock_length\x18\x05 \x01(\r\x12\x1a\n\x12\x65xecution_provider\x18\x06 \x01(\t\x12=\n\x0ctest_metrics\x18\x07 \x03(\x0b\x32\'.sancodec.v1.ModelInfo.TestMetricsEntry\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\r\n\x05units\x18\t \x01(\t\x1a\x32\n\x10TestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"0\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"9\n\x10GetModelResponse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.sancodec.v1.ModelInfo\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.sancodec.v1.ModelInfo2\xb4\x02\n\x0c\x43odecService\x12\x45\n\x06\x45ncode\x12\x1a.sancodec.v1.EncodeRequest\x1a\x1b.sancodec.v1.EncodeResponse(\x01\x30\x01\x12\x45\n\x06\x44\x65\x63ode\x12\x1a.sancodec.v1.DecodeRequest\x1a\x1b.sancodec.v1.DecodeResponse(\x01\x30\x01\x12G\n\x08GetModel\x12\x1c.sancodec.v1.GetModelRequest\x1a\x1d.sancodec.v1.GetModelResponse\x12M\n\nListModels\x12\x1e.sancodec.v1.ListModelsRequest\x1a\x1f.sancodec.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sancodec/v1/codec.proto\x12\x0bsancodec.v1\x1a\x17sancodec/v1/codes.proto\"s\n\rQualityTarget\x12\x1a\n\x10max_prdn_percent\x18\x01 \x01(\x01H\x00\x12\x1d\n\x13max_bits_per_sample\x18\x02 \x01(\x01H\x00\x12\x1d\n\x13stream_prdn_percent\x18\x03 \x01(\x01H\x00\x42\x08\n\x06target\"\x8c\x01\n\rSignalChannel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\t\x12\x10\n\x08\x61\x64\x63_gain\x18\x05 \x01(\x01\x12\x14\n\x0c\x61\x64\x63_baseline\x18\x06 \x01(\x03\x12\x1b\n\x13\x61\x64\x63_resolution_bits\x18\x07 \x01(\rJ\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\x06offsetR\x05scale\"\x94\x02\n\x0c\x45ncodeConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x01\x12\x15\n\rchannel_count\x18\x04 \x01(\r\x12\'\n\x05\x64type\x18\x05 \x01(\x0e\x32\x18.sancodec.v1.SampleDtype\x12+\n\x07quality\x18\x06 \x01(\x0b\x32\x1a.sancodec.v1.QualityTarget\x12,\n\x08\x63hannels\x18\x07 \x03(\x0b\x32\x1a.sancodec.v1.SignalChannel\x12\x15\n\rfixed_kernels\x18\t \x01(\x08J\x04\x08\x08\x10\tR\x0eresidual_coder\"\x1e\n\x0bSignalChunk\x12\x0f\n\x07samples\x18\x01 \x01(\x0c\"r\n\rEncodeRequest\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.sancodec.v1.EncodeConfigH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.sancodec.v1.SignalChunkH\x00\x42\t\n\x07payload\"\xcc\x01\n\rEncodeStarted\x12$\n\x05model\x18\x01 \x01(\x0b\x32\x15.sancodec.v1.ModelRef\x12\'\n\x08\x63odebook\x18\x02 \x01(\x0b\x32\x15.sancodec.v1.Codebook\x12\x14\n\x0c\x62lock_length\x18\x03 \x01(\r\x12*\n\x08\x63hannels\x18\x04 \x03(\x0b\x32\x18.sancodec.v1.ChannelInfo\x12\x1a\n\x12\x65xecution_provider\x18\x05 \x01(\t\x12\x0e\n\x06worker\x18\x06 \x01(\t\"\xe9\x01\n\x0c\x42lockQuality\x12\x17\n\x0f\x62its_per_sample\x18\x01 \x01(\x01\x12\x19\n\x11\x63ompression_ratio\x18\x02 \x01(\x01\x12\x14\n\x0cprdn_percent\x18\x03 \x01(\x01\x12\x17\n\x0fnormalized_loss\x18\x04 \x01(\x01\x12!\n\x19inverse_compression_ratio\x18\x05 \x01(\x01\x12\x0f\n\x07\x66lithos\x18\x06 \x01(\x01\x12\x13\n\x0bspike_count\x18\x07 \x01(\r\x12\x16\n\x0eresidual_count\x18\x08 \x01(\r\x12\x15\n\rtarget_missed\x18\t \x01(\t\"=\n\rMessageStatus\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"l\n\rEncodeSummary\x12\x13\n\x0b\x62lock_count\x18\x01 \x01(\x04\x12\x14\n\x0csample_count\x18\x02 \x01(\x04\x12\x12\n\ncode_bytes\x18\x03 \x01(\x04\x12\x1c\n\x14rejected_chunk_count\x18\x04 \x01(\x04\"\xff\x01\n\x0e\x45ncodeResponse\x12-\n\x07started\x18\x01 \x01(\x0b\x32\x1a.sancodec.v1.EncodeStartedH\x00\x12*\n\x05\x62lock\x18\x02 \x01(\x0b\x32\x19.sancodec.v1.EncodedBlockH\x00\x12,\n\x06status\x18\x03 \x01(\x0b\x32\x1a.sancodec.v1.MessageStatusH\x00\x12-\n\x07summary\x18\x04 \x01(\x0b\x32\x1a.sancodec.v1.EncodeSummaryH\x00\x12*\n\x07quality\x18\x05 \x01(\x0b\x32\x19.sancodec.v1.BlockQualityB\t\n\x07payload\"\xa0\x01\n\x0c\x44\x65\x63odeConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\'\n\x08\x63odebook\x18\x03 \x01(\x0b\x32\x15.sancodec.v1.Codebook\x12\x15\n\rchannel_count\x18\x04 \x01(\r\x12*\n\x08\x63hannels\x18\x05 \x03(\x0b\x32\x18.sancodec.v1.ChannelInfo\"s\n\rDecodeRequest\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.sancodec.v1.DecodeConfigH\x00\x12*\n\x05\x62lock\x18\x02 \x01(\x0b\x32\x19.sancodec.v1.EncodedBlockH\x00\x42\t\n\x07payload\"K\n\x0c\x44\x65\x63odedChunk\x12\x14\n\x0cstart_sample\x18\x01 \x01(\x04\x12\x14\n\x0csample_count\x18\x02 \x01(\r\x12\x0f\n\x07samples\x18\x03 \x01(\x0c\"u\n\x0e\x44\x65\x63odeResponse\x12*\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x19.sancodec.v1.DecodedChunkH\x00\x12,\n\x06status\x18\x02 \x01(\x0b\x32\x1a.sancodec.v1.MessageStatusH\x00\x42\t\n\x07payload\"\xea\x02\n\tModelInfo\x12\"\n\x03ref\x18\x01 \x01(\x0b\x32\x15.sancodec.v1.ModelRef\x12\x12\n\nactivation\x18\x02 \x01(\t\x12\'\n\x08\x63odebook\x18\x03 \x01(\x0b\x32\x15.sancodec.v1.Codebook\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\x01\x12\x14\n\x0c\x62lock_length\x18\x05 \x01(\r\x12\x1a\n\x12\x65xecution_provider\x18\x06 \x01(\t\x12=\n\x0ctest_metrics\x18\x07 \x03(\x0b\x32\'.sancodec.v1.ModelInfo.TestMetricsEntry\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\r\n\x05units\x18\t \x01(\t\x12\x1b\n\x13\x61\x64\x61pt_after_samples\x18\n \x01(\x04\x1a\x32\n\x10TestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"0\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"9\n\x10GetModelResponse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.sancodec.v1.ModelInfo\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.sancodec.v1.ModelInfo2\xb4\x02\n\x0c\x43odecService\x12\x45\n\x06\x45ncode\x12\x1a.sancodec.v1.EncodeRequest\x1a\x1b.sancodec.v1.EncodeResponse(\x01\x30\x01\x12\x45\n\x06\x44\x65\x63ode\x12\x1a.sancodec.v1.DecodeRequest\x1a\x1b.sancodec.v1.DecodeResponse(\x01\x30\x01\x12G\n\x08GetModel\x12\x1c.sancodec.v1.GetModelRequest\x1a\x1d.sancodec.v1.GetModelResponse\x12M\n\nListModels\x12\x1e.sancodec.v1.ListModelsRequest\x1a\x1f.sancodec.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,41 +39,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNALCHANNEL']._serialized_start=183
   _globals['_SIGNALCHANNEL']._serialized_end=323
   _globals['_ENCODECONFIG']._serialized_start=326
-  _globals['_ENCODECONFIG']._serialized_end=579
-  _globals['_SIGNALCHUNK']._serialized_start=581
-  _globals['_SIGNALCHUNK']._serialized_end=611
-  _globals['_ENCODEREQUEST']._serialized_start=613
-  _globals['_ENCODEREQUEST']._serialized_end=727
-  _globals['_ENCODESTARTED']._serialized_start=730
-  _globals['_ENCODESTARTED']._serialized_end=934
-  _globals['_BLOCKQUALITY']._serialized_start=937
-  _globals['_BLOCKQUALITY']._serialized_end=1170
-  _globals['_MESSAGESTATUS']._serialized_start=1172
-  _globals['_MESSAGESTATUS']._serialized_end=1233
-  _globals['_ENCODESUMMARY']._serialized_start=1235
-  _globals['_ENCODESUMMARY']._serialized_end=1343
-  _globals['_ENCODERESPONSE']._serialized_start=1346
-  _globals['_ENCODERESPONSE']._serialized_end=1601
-  _globals['_DECODECONFIG']._serialized_start=1604
-  _globals['_DECODECONFIG']._serialized_end=1764
-  _globals['_DECODEREQUEST']._serialized_start=1766
-  _globals['_DECODEREQUEST']._serialized_end=1881
-  _globals['_DECODEDCHUNK']._serialized_start=1883
-  _globals['_DECODEDCHUNK']._serialized_end=1958
-  _globals['_DECODERESPONSE']._serialized_start=1960
-  _globals['_DECODERESPONSE']._serialized_end=2077
-  _globals['_MODELINFO']._serialized_start=2080
-  _globals['_MODELINFO']._serialized_end=2413
-  _globals['_MODELINFO_TESTMETRICSENTRY']._serialized_start=2363
-  _globals['_MODELINFO_TESTMETRICSENTRY']._serialized_end=2413
-  _globals['_GETMODELREQUEST']._serialized_start=2415
-  _globals['_GETMODELREQUEST']._serialized_end=2463
-  _globals['_GETMODELRESPONSE']._serialized_start=2465
-  _globals['_GETMODELRESPONSE']._serialized_end=2522
-  _globals['_LISTMODELSREQUEST']._serialized_start=2524
-  _globals['_LISTMODELSREQUEST']._serialized_end=2543
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2545
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2605
-  _globals['_CODECSERVICE']._serialized_start=2608
-  _globals['_CODECSERVICE']._serialized_end=2916
+  _globals['_ENCODECONFIG']._serialized_end=602
+  _globals['_SIGNALCHUNK']._serialized_start=604
+  _globals['_SIGNALCHUNK']._serialized_end=634
+  _globals['_ENCODEREQUEST']._serialized_start=636
+  _globals['_ENCODEREQUEST']._serialized_end=750
+  _globals['_ENCODESTARTED']._serialized_start=753
+  _globals['_ENCODESTARTED']._serialized_end=957
+  _globals['_BLOCKQUALITY']._serialized_start=960
+  _globals['_BLOCKQUALITY']._serialized_end=1193
+  _globals['_MESSAGESTATUS']._serialized_start=1195
+  _globals['_MESSAGESTATUS']._serialized_end=1256
+  _globals['_ENCODESUMMARY']._serialized_start=1258
+  _globals['_ENCODESUMMARY']._serialized_end=1366
+  _globals['_ENCODERESPONSE']._serialized_start=1369
+  _globals['_ENCODERESPONSE']._serialized_end=1624
+  _globals['_DECODECONFIG']._serialized_start=1627
+  _globals['_DECODECONFIG']._serialized_end=1787
+  _globals['_DECODEREQUEST']._serialized_start=1789
+  _globals['_DECODEREQUEST']._serialized_end=1904
+  _globals['_DECODEDCHUNK']._serialized_start=1906
+  _globals['_DECODEDCHUNK']._serialized_end=1981
+  _globals['_DECODERESPONSE']._serialized_start=1983
+  _globals['_DECODERESPONSE']._serialized_end=2100
+  _globals['_MODELINFO']._serialized_start=2103
+  _globals['_MODELINFO']._serialized_end=2465
+  _globals['_MODELINFO_TESTMETRICSENTRY']._serialized_start=2415
+  _globals['_MODELINFO_TESTMETRICSENTRY']._serialized_end=2465
+  _globals['_GETMODELREQUEST']._serialized_start=2467
+  _globals['_GETMODELREQUEST']._serialized_end=2515
+  _globals['_GETMODELRESPONSE']._serialized_start=2517
+  _globals['_GETMODELRESPONSE']._serialized_end=2574
+  _globals['_LISTMODELSREQUEST']._serialized_start=2576
+  _globals['_LISTMODELSREQUEST']._serialized_end=2595
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2597
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2657
+  _globals['_CODECSERVICE']._serialized_start=2660
+  _globals['_CODECSERVICE']._serialized_end=2968
 # @@protoc_insertion_point(module_scope)

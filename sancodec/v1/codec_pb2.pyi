@@ -117,6 +117,7 @@ class EncodeConfig(_message.Message):
     DTYPE_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
     CHANNELS_FIELD_NUMBER: _builtins.int
+    FIXED_KERNELS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     model_version: _builtins.str
     """Empty means the latest version."""
@@ -124,6 +125,11 @@ class EncodeConfig(_message.Message):
     """Frames per second; must be within 0.5% of the model's ModelInfo.sample_rate_hz."""
     channel_count: _builtins.int
     dtype: _codes_pb2.SampleDtype.ValueType
+    fixed_kernels: _builtins.bool
+    """true: code the whole stream with the model's kernels, with no codebook updates. By default a
+    stream of a model that adapts (ModelInfo.adapt_after_samples > 0) fits its own kernels and
+    sends them in-band (EncodedBlock.kernels).
+    """
     @_builtins.property
     def quality(self) -> Global___QualityTarget:
         """Optional; the bundle's defaults apply without it."""
@@ -144,10 +150,11 @@ class EncodeConfig(_message.Message):
         dtype: _codes_pb2.SampleDtype.ValueType = ...,
         quality: Global___QualityTarget | None = ...,
         channels: _abc.Iterable[Global___SignalChannel] | None = ...,
+        fixed_kernels: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quality", b"quality"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_count", b"channel_count", "channels", b"channels", "dtype", b"dtype", "model", b"model", "model_version", b"model_version", "quality", b"quality", "sample_rate_hz", b"sample_rate_hz"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_count", b"channel_count", "channels", b"channels", "dtype", b"dtype", "fixed_kernels", b"fixed_kernels", "model", b"model", "model_version", b"model_version", "quality", b"quality", "sample_rate_hz", b"sample_rate_hz"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -578,6 +585,7 @@ class ModelInfo(_message.Message):
     TEST_METRICS_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     UNITS_FIELD_NUMBER: _builtins.int
+    ADAPT_AFTER_SAMPLES_FIELD_NUMBER: _builtins.int
     activation: _builtins.str
     """One of identity, relu, topk_absolutes, extrema_pool_indices, extrema."""
     sample_rate_hz: _builtins.float
@@ -588,6 +596,12 @@ class ModelInfo(_message.Message):
     units: _builtins.str
     """The physical units the model codes, e.g. "mV" for ecg and "uV" for eeg: Encode converts
     SignalChannel.units to these, and Decode returns them unless asked for others.
+    """
+    adapt_after_samples: _builtins.int
+    """Samples per channel after which an Encode stream fits its own kernels to what it has seen
+    (the last this many samples), and how often it checks them after; each new set travels as a
+    codebook update (EncodedBlock.kernels) in the first block that uses it, and its bytes count
+    in that block's size. 0: the model does not adapt; streams keep its kernels.
     """
     @_builtins.property
     def ref(self) -> _codes_pb2.ModelRef: ...
@@ -609,10 +623,11 @@ class ModelInfo(_message.Message):
         test_metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         description: _builtins.str = ...,
         units: _builtins.str = ...,
+        adapt_after_samples: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["codebook", b"codebook", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "block_length", b"block_length", "codebook", b"codebook", "description", b"description", "execution_provider", b"execution_provider", "ref", b"ref", "sample_rate_hz", b"sample_rate_hz", "test_metrics", b"test_metrics", "units", b"units"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "adapt_after_samples", b"adapt_after_samples", "block_length", b"block_length", "codebook", b"codebook", "description", b"description", "execution_provider", b"execution_provider", "ref", b"ref", "sample_rate_hz", b"sample_rate_hz", "test_metrics", b"test_metrics", "units", b"units"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sancodec/v1/codes.proto\x12\x0bsancodec.v1\"D\n\x06Kernel\x12\n\n\x02id\x18\x01 \x01(\r\x12\x10\n\x08step_exp\x18\x02 \x01(\x11\x12\x0c\n\x04size\x18\x03 \x01(\r\x12\x0e\n\x06levels\x18\x04 \x01(\x0c\"/\n\x0b\x43hannelCode\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"f\n\x0c\x45ncodedBlock\x12\x14\n\x0cstart_sample\x18\x01 \x01(\x04\x12\x14\n\x0csample_count\x18\x02 \x01(\r\x12*\n\x08\x63hannels\x18\x03 \x03(\x0b\x32\x18.sancodec.v1.ChannelCode\":\n\nFieldTable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66irst\x18\x02 \x01(\r\x12\x0f\n\x07weights\x18\x03 \x01(\x0c\"\x8c\x01\n\x0c\x43odingTables\x12\x14\n\x0csan_step_exp\x18\x01 \x01(\x11\x12\x19\n\x11residual_step_exp\x18\x02 \x01(\x11\x12\x14\n\x0c\x62\x61nd_classes\x18\x03 \x01(\r\x12\x0c\n\x04rows\x18\x04 \x01(\x0c\x12\'\n\x06\x66ields\x18\x05 \x03(\x0b\x32\x17.sancodec.v1.FieldTable\".\n\x0cResidualSpec\x12\x0f\n\x07wavelet\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\r\"\x8e\x01\n\x0b\x43hannelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x01\x12\r\n\x05scale\x18\x04 \x01(\x01\x12\x10\n\x08\x61\x64\x63_gain\x18\x05 \x01(\x01\x12\x14\n\x0c\x61\x64\x63_baseline\x18\x06 \x01(\x03\x12\x1b\n\x13\x61\x64\x63_resolution_bits\x18\x07 \x01(\r\"\xb8\x01\n\x08\x43odebook\x12$\n\x07kernels\x18\x01 \x03(\x0b\x32\x13.sancodec.v1.Kernel\x12.\n\x0c\x64\x65\x63oder_mode\x18\x02 \x01(\x0e\x32\x18.sancodec.v1.DecoderMode\x12+\n\x08residual\x18\x03 \x01(\x0b\x32\x19.sancodec.v1.ResidualSpec\x12)\n\x06tables\x18\x04 \x01(\x0b\x32\x19.sancodec.v1.CodingTables\"B\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x03 \x01(\t\"\xfb\x02\n\nSancHeader\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12$\n\x05model\x18\x02 \x01(\x0b\x32\x15.sancodec.v1.ModelRef\x12\'\n\x08\x63odebook\x18\x03 \x01(\x0b\x32\x15.sancodec.v1.Codebook\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\x01\x12\x14\n\x0c\x62lock_length\x18\x05 \x01(\r\x12*\n\x08\x63hannels\x18\x06 \x03(\x0b\x32\x18.sancodec.v1.ChannelInfo\x12.\n\x0csource_dtype\x18\x07 \x01(\x0e\x32\x18.sancodec.v1.SampleDtype\x12\x12\n\nstart_time\x18\x08 \x01(\t\x12\x37\n\x08metadata\x18\t \x03(\x0b\x32%.sancodec.v1.SancHeader.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"a\n\x0bSancTrailer\x12\x13\n\x0b\x62lock_count\x18\x01 \x01(\x04\x12\x14\n\x0csample_count\x18\x02 \x01(\x04\x12\x12\n\ncode_bytes\x18\x03 \x01(\x04\x12\x13\n\x0b\x62lock_crc32\x18\x04 \x03(\x07*c\n\x0b\x44\x65\x63oderMode\x12\x1c\n\x18\x44\x45\x43ODER_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45\x43ODER_MODE_ADJOINT\x10\x01\x12\x1c\n\x18\x44\x45\x43ODER_MODE_CORRELATION\x10\x02*]\n\x0bSampleDtype\x12\x1c\n\x18SAMPLE_DTYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14SAMPLE_DTYPE_FLOAT32\x10\x01\x12\x16\n\x12SAMPLE_DTYPE_INT16\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sancodec/v1/codes.proto\x12\x0bsancodec.v1\"D\n\x06Kernel\x12\n\n\x02id\x18\x01 \x01(\r\x12\x10\n\x08step_exp\x18\x02 \x01(\x11\x12\x0c\n\x04size\x18\x03 \x01(\r\x12\x0e\n\x06levels\x18\x04 \x01(\x0c\"/\n\x0b\x43hannelCode\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x8c\x01\n\x0c\x45ncodedBlock\x12\x14\n\x0cstart_sample\x18\x01 \x01(\x04\x12\x14\n\x0csample_count\x18\x02 \x01(\r\x12*\n\x08\x63hannels\x18\x03 \x03(\x0b\x32\x18.sancodec.v1.ChannelCode\x12$\n\x07kernels\x18\x04 \x03(\x0b\x32\x13.sancodec.v1.Kernel\":\n\nFieldTable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66irst\x18\x02 \x01(\r\x12\x0f\n\x07weights\x18\x03 \x01(\x0c\"\x8c\x01\n\x0c\x43odingTables\x12\x14\n\x0csan_step_exp\x18\x01 \x01(\x11\x12\x19\n\x11residual_step_exp\x18\x02 \x01(\x11\x12\x14\n\x0c\x62\x61nd_classes\x18\x03 \x01(\r\x12\x0c\n\x04rows\x18\x04 \x01(\x0c\x12\'\n\x06\x66ields\x18\x05 \x03(\x0b\x32\x17.sancodec.v1.FieldTable\".\n\x0cResidualSpec\x12\x0f\n\x07wavelet\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\r\"\x8e\x01\n\x0b\x43hannelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x01\x12\r\n\x05scale\x18\x04 \x01(\x01\x12\x10\n\x08\x61\x64\x63_gain\x18\x05 \x01(\x01\x12\x14\n\x0c\x61\x64\x63_baseline\x18\x06 \x01(\x03\x12\x1b\n\x13\x61\x64\x63_resolution_bits\x18\x07 \x01(\r\"\xb8\x01\n\x08\x43odebook\x12$\n\x07kernels\x18\x01 \x03(\x0b\x32\x13.sancodec.v1.Kernel\x12.\n\x0c\x64\x65\x63oder_mode\x18\x02 \x01(\x0e\x32\x18.sancodec.v1.DecoderMode\x12+\n\x08residual\x18\x03 \x01(\x0b\x32\x19.sancodec.v1.ResidualSpec\x12)\n\x06tables\x18\x04 \x01(\x0b\x32\x19.sancodec.v1.CodingTables\"B\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x03 \x01(\t\"\xfb\x02\n\nSancHeader\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12$\n\x05model\x18\x02 \x01(\x0b\x32\x15.sancodec.v1.ModelRef\x12\'\n\x08\x63odebook\x18\x03 \x01(\x0b\x32\x15.sancodec.v1.Codebook\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\x01\x12\x14\n\x0c\x62lock_length\x18\x05 \x01(\r\x12*\n\x08\x63hannels\x18\x06 \x03(\x0b\x32\x18.sancodec.v1.ChannelInfo\x12.\n\x0csource_dtype\x18\x07 \x01(\x0e\x32\x18.sancodec.v1.SampleDtype\x12\x12\n\nstart_time\x18\x08 \x01(\t\x12\x37\n\x08metadata\x18\t \x03(\x0b\x32%.sancodec.v1.SancHeader.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"a\n\x0bSancTrailer\x12\x13\n\x0b\x62lock_count\x18\x01 \x01(\x04\x12\x14\n\x0csample_count\x18\x02 \x01(\x04\x12\x12\n\ncode_bytes\x18\x03 \x01(\x04\x12\x13\n\x0b\x62lock_crc32\x18\x04 \x03(\x07*c\n\x0b\x44\x65\x63oderMode\x12\x1c\n\x18\x44\x45\x43ODER_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45\x43ODER_MODE_ADJOINT\x10\x01\x12\x1c\n\x18\x44\x45\x43ODER_MODE_CORRELATION\x10\x02*]\n\x0bSampleDtype\x12\x1c\n\x18SAMPLE_DTYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14SAMPLE_DTYPE_FLOAT32\x10\x01\x12\x16\n\x12SAMPLE_DTYPE_INT16\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +33,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SANCHEADER_METADATAENTRY']._loaded_options = None
   _globals['_SANCHEADER_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_DECODERMODE']._serialized_start=1395
-  _globals['_DECODERMODE']._serialized_end=1494
-  _globals['_SAMPLEDTYPE']._serialized_start=1496
-  _globals['_SAMPLEDTYPE']._serialized_end=1589
+  _globals['_DECODERMODE']._serialized_start=1434
+  _globals['_DECODERMODE']._serialized_end=1533
+  _globals['_SAMPLEDTYPE']._serialized_start=1535
+  _globals['_SAMPLEDTYPE']._serialized_end=1628
   _globals['_KERNEL']._serialized_start=40
   _globals['_KERNEL']._serialized_end=108
   _globals['_CHANNELCODE']._serialized_start=110
   _globals['_CHANNELCODE']._serialized_end=157
-  _globals['_ENCODEDBLOCK']._serialized_start=159
-  _globals['_ENCODEDBLOCK']._serialized_end=261
-  _globals['_FIELDTABLE']._serialized_start=263
-  _globals['_FIELDTABLE']._serialized_end=321
-  _globals['_CODINGTABLES']._serialized_start=324
-  _globals['_CODINGTABLES']._serialized_end=464
-  _globals['_RESIDUALSPEC']._serialized_start=466
-  _globals['_RESIDUALSPEC']._serialized_end=512
-  _globals['_CHANNELINFO']._serialized_start=515
-  _globals['_CHANNELINFO']._serialized_end=657
-  _globals['_CODEBOOK']._serialized_start=660
-  _globals['_CODEBOOK']._serialized_end=844
-  _globals['_MODELREF']._serialized_start=846
-  _globals['_MODELREF']._serialized_end=912
-  _globals['_SANCHEADER']._serialized_start=915
-  _globals['_SANCHEADER']._serialized_end=1294
-  _globals['_SANCHEADER_METADATAENTRY']._serialized_start=1247
-  _globals['_SANCHEADER_METADATAENTRY']._serialized_end=1294
-  _globals['_SANCTRAILER']._serialized_start=1296
-  _globals['_SANCTRAILER']._serialized_end=1393
+  _globals['_ENCODEDBLOCK']._serialized_start=160
+  _globals['_ENCODEDBLOCK']._serialized_end=300
+  _globals['_FIELDTABLE']._serialized_start=302
+  _globals['_FIELDTABLE']._serialized_end=360
+  _globals['_CODINGTABLES']._serialized_start=363
+  _globals['_CODINGTABLES']._serialized_end=503
+  _globals['_RESIDUALSPEC']._serialized_start=505
+  _globals['_RESIDUALSPEC']._serialized_end=551
+  _globals['_CHANNELINFO']._serialized_start=554
+  _globals['_CHANNELINFO']._serialized_end=696
+  _globals['_CODEBOOK']._serialized_start=699
+  _globals['_CODEBOOK']._serialized_end=883
+  _globals['_MODELREF']._serialized_start=885
+  _globals['_MODELREF']._serialized_end=951
+  _globals['_SANCHEADER']._serialized_start=954
+  _globals['_SANCHEADER']._serialized_end=1333
+  _globals['_SANCHEADER_METADATAENTRY']._serialized_start=1286
+  _globals['_SANCHEADER_METADATAENTRY']._serialized_end=1333
+  _globals['_SANCTRAILER']._serialized_start=1335
+  _globals['_SANCTRAILER']._serialized_end=1432
 # @@protoc_insertion_point(module_scope)

@@ -143,20 +143,33 @@ class EncodedBlock(_message.Message):
     START_SAMPLE_FIELD_NUMBER: _builtins.int
     SAMPLE_COUNT_FIELD_NUMBER: _builtins.int
     CHANNELS_FIELD_NUMBER: _builtins.int
+    KERNELS_FIELD_NUMBER: _builtins.int
     start_sample: _builtins.int
     sample_count: _builtins.int
     @_builtins.property
     def channels(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelCode]: ...
+    @_builtins.property
+    def kernels(self) -> _containers.RepeatedCompositeFieldContainer[Global___Kernel]:
+        """A codebook update, when not empty: the stream's kernels from this block on (ids 0..q-1 in
+        order), in place of all before; the decoder mode, residual transform and tables stay. A
+        decoder applies it before it decodes this block's channels: this block's spikes and every
+        later block's paint these kernels, while the spikes of earlier blocks keep painting the
+        kernels they were coded with. No kernel of an update is longer than the longest kernel it
+        replaces (so a spike never paints further than the stream's first codebook lets it). A
+        server sends one where it has fitted kernels to the stream (ModelInfo.adapt_after_samples).
+        """
+
     def __init__(
         self,
         *,
         start_sample: _builtins.int = ...,
         sample_count: _builtins.int = ...,
         channels: _abc.Iterable[Global___ChannelCode] | None = ...,
+        kernels: _abc.Iterable[Global___Kernel] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "sample_count", b"sample_count", "start_sample", b"start_sample"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "kernels", b"kernels", "sample_count", b"sample_count", "start_sample", b"start_sample"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -23,7 +23,8 @@ def test_adapted_kernels_code_better_and_decode_anywhere(
     tmp_path: Path, address: str, run: CliRun
 ) -> None:
     shipped, adapted = tmp_path / "shipped.sanc", tmp_path / "adapted.sanc"
-    code, out, _ = run("--json", "encode", str(DEMO), "-o", str(shipped), "--server", address)
+    code, out, _ = run("--json", "encode", str(DEMO), "-o", str(shipped), "--server", address,
+                       "--fixed-kernels")  # fmt: skip
     assert code == 0
     base = json.loads(out)
     code, out, err = run(

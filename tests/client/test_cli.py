@@ -13,6 +13,7 @@ from cli_runner import CliRun
 
 from recordings import read_recording, write_recording
 from sancodec import Codebook, read_sanc
+from sancodec.header import FORMAT_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "data" / "demo" / "mitdb100_excerpt.hea"
@@ -199,7 +200,7 @@ def test_sanc_bombs_and_splices_fail_with_one_line(
     from sancodec.v1 import codes_pb2
 
     header = codes_pb2.SancHeader(
-        format_version=4, model=codes_pb2.ModelRef(name="x", version="1"), sample_rate_hz=360.0,
+        format_version=5, model=codes_pb2.ModelRef(name="x", version="1"), sample_rate_hz=360.0,
         codebook=Codebook((np.ones(1, np.float32),)).to_proto(),
         block_length=16, channels=[codes_pb2.ChannelInfo(name="c", units="mV")],
     )  # fmt: skip
@@ -314,4 +315,4 @@ def test_a_stream_target_and_inspect_with_stored_sizes(
         == sum(b.stored_bytes for b in contents.blocks)
         == contents.trailer.code_bytes
     )
-    assert summary["format_version"] == 4
+    assert summary["format_version"] == FORMAT_VERSION == 5

@@ -38,13 +38,13 @@ def test_malformed_kernels_are_refused(kernel: codes_pb2.Kernel, match: str) -> 
         )
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 5, 0])
-def test_headers_say_version_4_and_other_versions_are_refused_by_name(version: int) -> None:
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 6, 0])
+def test_headers_say_version_5_and_other_versions_are_refused_by_name(version: int) -> None:
     channels = (ChannelInfo("MLII", "mV", 0.0, 1.0, 200.0, 1024, 11),)
     header = StreamHeader(ModelRef("test", "1"), Codebook((np.ones(4, np.float32),)), 360.0, 2048,
                           channels)  # fmt: skip
     message = header.to_proto()
-    assert message.format_version == 4
+    assert message.format_version == 5
     assert StreamHeader.from_proto(message) == header
     message.format_version = version
     with pytest.raises(CorruptCodeError, match=f"format version {version} is not supported"):

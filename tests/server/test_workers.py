@@ -118,7 +118,7 @@ def test_streams_land_on_both_workers_and_code_as_one_worker(workers: Workers, s
 
 
 def test_sigterm_drains_every_worker(tmp_path: Path, ecg: np.ndarray) -> None:
-    running = Workers(tmp_path / "server.log", grace_s=5.0)
+    running = Workers(tmp_path / "server.log", grace_s=15.0)
     found: list[tuple[str, list[bytes]]] = []
 
     def slow() -> Iterator[codec_pb2.EncodeRequest]:

@@ -1,0 +1,117 @@
+"""A stream's own kernels, fitted inside the coder that streams it: the checks a StreamCoder asks
+for (`FitRequest`), answered with codebook updates.
+
+A check looks at the stream's last samples (the model's `adapt_after_samples`). The kernels in
+use are kept while their spikes pay (lower distortion + λ·bits than the residual layer alone, the
+per-block choice of the coder) in at least half of those blocks. Otherwise, and always at the
+first check (the bundle's kernels were learned on other people), they are refitted
+(sancodec.fitting: detection with the bundle's encoder in ONNX Runtime, least squares at the
+spikes found) from a few starts. The new kernels are sent only where their spikes pay in more
+of those blocks than the old ones', and in at least half. Everything here depends on the
+samples alone, so the updates, like the codes, do not depend on how the stream was chunked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from sancodec.blockcoder import BlockCoder
+from sancodec.codebook import Codebook
+from sancodec.codes import SanLayer
+from sancodec.encodergraph import BatchDetector, DetectorFactory
+from sancodec.fitting import fit_kernels, starts
+from sancodec.plan import CodingPlan, Spikes, Window
+from sancodec.quantization import Quantizer
+from sancodec.streamcoder import FitRequest
+
+__all__ = ["FIT_ROUNDS", "FIT_STARTS", "Adapter", "paying_blocks"]
+
+FIT_STARTS = 3  # the kernels in use, and recentred on their centre and 1/16 of their size later
+FIT_ROUNDS = 2  # of detection and least squares from each start (about 0.05 s per start on
+# 16384 samples of ECG, one thread)
+
+Kernels = tuple[npt.NDArray[np.float32], ...]
+
+
+def paying_blocks(plan: CodingPlan, codebook: Codebook, detect: BatchDetector,
+                  x: npt.NDArray[np.float64]) -> int:  # fmt: skip
+    """In how many of the blocks of (channels, n) model-domain samples the spikes `detect`
+    finds pay for themselves, as the stream coder decides it for each block (its windows cut
+    the same way, each block on its own)."""
+    n, ctx = plan.block_length, plan.context
+    blocks, windows = [], []
+    for row in x:
+        for start in range(0, row.size - n + 1, n):
+            lo, hi = max(start - ctx, 0), min(start + n + ctx, row.size)
+            part = row[lo:hi]
+            windows.append((part - part.mean()).astype(np.float32))
+            blocks.append((row[start : start + n], start, lo))
+    by_length: dict[int, list[int]] = {}
+    for i, w in enumerate(windows):
+        by_length.setdefault(w.size, []).append(i)
+    found: dict[int, Spikes] = {}
+    for members in by_length.values():
+        for i, spikes in zip(members, detect(np.stack([windows[i] for i in members])[:, None, :]),
+                             strict=True):  # fmt: skip
+            found[i] = spikes
+    coder, quantizer, paying = BlockCoder(plan, 0), Quantizer(plan.san_step_exp), 0
+    for i, (block, start, lo) in enumerate(blocks):
+        spikes = found[i]
+        at = spikes.positions + lo
+        mine = (at >= start) & (at < start + n)
+        layer = SanLayer.from_spikes(spikes.kernel_ids[mine], at[mine],
+                                     spikes.amplitudes[mine], quantizer)  # fmt: skip
+        paying += bool(layer.spike_count) and coder.spikes_pay(block, (layer, codebook), start)
+    return paying
+
+
+@dataclass(eq=False)
+class Adapter:
+    """One stream's detectors by generation (0: the plan's kernels) and its answers to the
+    stream coder's checks. `detector_for` builds a detector for kernels (`kernel_swapper`);
+    `detect`, where given, is generation 0's (a server's shared, batched encoder)."""
+
+    plan: CodingPlan
+    detector_for: DetectorFactory
+    detect: BatchDetector | None = None
+
+    def __post_init__(self) -> None:
+        self._detectors: dict[int, BatchDetector] = {}
+        if self.detect is not None:
+            self._detectors[0] = self.detect
+
+    def detector(self, generation: int) -> BatchDetector:
+        if generation not in self._detectors:  # generation 0 without a shared encoder
+            self._detectors[generation] = self.detector_for(self.plan.codebook.kernels)
+        return self._detectors[generation]
+
+    def spikes(self, window: Window) -> Spikes:
+        """One window's spikes, under its own generation's kernels."""
+        return self.detector(window.generation)(window.samples[None, None, :])[0]
+
+    def refit(self, request: FitRequest) -> Kernels | None:
+        """The answer to a check: new kernels, or None to keep those in use. Its detector is
+        kept for the windows of the next generation (only the two latest are kept)."""
+        now = request.codebook
+        half = -(-request.samples.size // (2 * self.plan.block_length))
+        paying = paying_blocks(self.plan, now, self.detector(request.generation), request.samples)
+        if request.generation > 0 and paying >= half:
+            return None
+        fit = fit_kernels(
+            list(request.samples), starts(now.kernels)[:FIT_STARTS], now.decoder_mode,
+            self.detector_for, block_length=self.plan.block_length, context=self.plan.context,
+            rounds=FIT_ROUNDS,
+        )  # fmt: skip
+        if all(np.array_equal(a, b) for a, b in zip(fit.kernels, now.kernels, strict=True)):
+            return None
+        detect = self.detector_for(fit.kernels)
+        fitted = now.updated(fit.kernels)
+        if paying_blocks(self.plan, fitted, detect, request.samples) <= max(paying, half - 1):
+            return None
+        self._detectors = {g: d for g, d in self._detectors.items()
+                           if g >= request.generation}  # fmt: skip
+        self._detectors[request.generation + 1] = detect
+        return fitted.kernels
