@@ -7,7 +7,9 @@ Protocol (docs/rate-distortion.md):
   never saw (5 minutes), cut to whole 2048-sample blocks so that every method codes exactly the
   same samples; ADC counts minus the ADC zero for the peers, physical mV (counts / 200) for ours;
 - served: the `ecg` bundle as the server codes it (its plan, its encoder in ONNX Runtime, its
-  2048-sample blocks), over residual steps; the real bytes of every EncodedBlock;
+  blocks, kernels fitted to the stream from its fifth block on), over residual steps; the real
+  bytes of every EncodedBlock, codebook updates included; and with the model's kernels
+  throughout (`--fixed-kernels`);
 - residual alone: the same, with no spikes; archive: `sancodec encode --adapt`, the whole .sanc;
 - wavelet (bior4.4, L5, periodization, uniform Δ): the H0 estimate of compression.md §2c;
 - bioleptic: its option grid's lower convex hull, real bytes; FLAC: lossless, real bytes.
@@ -25,6 +27,7 @@ from bench.peers import bioleptic_speed, bioleptic_sweep
 from bench.rd_report import (
     ARCHIVE,
     BIOLEPTIC,
+    FIXED,
     LOWRATE,
     RESIDUAL,
     SERVED,
@@ -57,7 +60,8 @@ def run_record(record: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     methods: dict[str, list[dict]] = {
         SERVED: served_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS),
-        SHORT_BLOCKS: served_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS, block_length=2048),
+        FIXED: served_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS, adapt=False),
+        SHORT_BLOCKS: served_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS, block_length=2048, adapt=False),
         RESIDUAL: served_sweep(ECG, x_mv, ECG_RESIDUAL_STEPS, spikes=False),
         ARCHIVE: adapted_sweep(ECG, x_mv, ADAPT_STEPS),
         LOWRATE: served_sweep(ECG_LOWRATE, x_mv, LOWRATE_SAN_STEPS, which="san"),

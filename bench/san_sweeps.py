@@ -1,6 +1,8 @@
 """Our operating points for bench/rate_distortion.py, each on a record in physical mV:
 - the served streaming path: the shipped bundle's plan (CodingPlan.from_manifest), its encoder in
-  ONNX Runtime, the server's blocks, the real bytes of every EncodedBlock;
+  ONNX Runtime, the server's blocks, the real bytes of every EncodedBlock; kernels fitted to the
+  stream as the server fits them (sancodec.kernelupdates), their updates' bytes included, or the
+  model's own kernels throughout (`adapt=False`, as `--fixed-kernels` asks);
 - the residual layer alone: the same coder and blocks with no spikes;
 - the archive path: `sancodec encode --adapt` (kernels fitted to the record), the real bytes of
   the whole .sanc file, header with kernels and tables included;
@@ -22,13 +24,15 @@ import onnxruntime as ort
 from sancodec.adaptation import encode_adapted
 from sancodec.bundle import Bundle, load_bundle
 from sancodec.decoder import decode
+from sancodec.encodergraph import kernel_swapper
 from sancodec.header import ChannelInfo
+from sancodec.kernelupdates import Adapter
 from sancodec.metrics import prdn
 from sancodec.payload import block_message, parse_block
 from sancodec.plan import CodedChannel, CodingPlan, Spikes, Window
 from sancodec.quantization import Quantizer
 from sancodec.sancfile import SancWriter
-from sancodec.streamcoder import ChannelCoder
+from sancodec.streamcoder import ChannelCoder, StreamCoder, code_stream
 from training.codec_eval import Detector, code_signal, memoized, onnx_detector
 
 __all__ = ["adapted_sweep", "coder_speed", "served_sweep"]
@@ -57,23 +61,40 @@ def _block_bytes(coded: list[CodedChannel]) -> int:
     return sum(block_message(c.start, c.signal.size, [(0, c.payload)]).ByteSize() for c in coded)
 
 
+def _adapted_stream(bundle_dir: Path, plan: CodingPlan, x_mv: np.ndarray
+                    ) -> tuple[list[CodedChannel], int]:  # fmt: skip
+    """A stream that fits its own kernels as the server's do (ModelInfo.adapt_after_samples):
+    its blocks and the bytes of every block message, codebook updates included."""
+    bundle, _ = _shipped(bundle_dir)
+    adapter = Adapter(plan, kernel_swapper(bundle, threads=1))
+    coder = StreamCoder([plan], bundle.manifest.adapt_after_samples)
+    blocks = code_stream(coder, x_mv[None, :], adapter.spikes, adapter.refit)
+    return [b.parts[0] for b in blocks], sum(b.message().ByteSize() for b in blocks)
+
+
 def served_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...],
-                 *, spikes: bool = True, which: str = "residual",
-                 block_length: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+                 *, spikes: bool = True, which: str = "residual", block_length: int | None = None,
+                 adapt: bool = True) -> list[dict[str, Any]]:  # fmt: skip
     """Points of the served path (or, spikes=False, the residual layer alone) over residual
-    steps (which="san": SAN steps), in model units; in the bundle's blocks, or `block_length`."""
+    steps (which="san": SAN steps), in model units; in the bundle's blocks, or `block_length`;
+    with the stream's own kernels where the model adapts (unless not `adapt`: its own kernels)."""
     bundle, detect = _shipped(bundle_dir)
     plan = CodingPlan.from_manifest(bundle.manifest)
     if block_length is not None:
         plan = dataclasses.replace(plan, block_length=block_length)
     detector = memoized(detect) if spikes else _no_spikes
+    adapts = spikes and adapt and bundle.manifest.adapt_after_samples > 0
     points = []
     for step in steps:
         exp = Quantizer.from_step(step).step_exp
         trial = dataclasses.replace(plan, **{f"{which}_step_exp": exp})
-        coded = code_signal(trial, x_mv, detector)
+        if adapts:
+            coded, size = _adapted_stream(bundle_dir, trial, x_mv)
+        else:
+            coded = code_signal(trial, x_mv, detector)
+            size = _block_bytes(coded)
         x_hat = np.concatenate([c.reconstruction for c in coded]) * plan.scale
-        points.append({"step": float(step), "bps": 8 * _block_bytes(coded) / x_mv.size,
+        points.append({"step": float(step), "bps": 8 * size / x_mv.size,
                        "payload_bps": 8 * sum(len(c.payload) for c in coded) / x_mv.size,
                        "prdn": prdn(x_mv, x_hat), "prd": math.nan,
                        "spikes": sum(c.code.san.spike_count for c in coded)})  # fmt: skip

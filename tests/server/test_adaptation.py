@@ -1,0 +1,149 @@
+"""Streams fit their own kernels in the server (ecg adapts after 4 blocks): the update travels in
+the first block that uses it, and the offline decoder, a .sanc file and the server's Decode all
+decode it alike; a damaged update is DATA_LOSS naming its block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import wfdb
+from server_harness import RunningServer, encode_requests
+
+from sancodec.bundle import load_bundle
+from sancodec.codebook import Codebook
+from sancodec.decoder import decode
+from sancodec.encodergraph import kernel_swapper
+from sancodec.header import ChannelInfo, ModelRef, StreamHeader
+from sancodec.kernelupdates import Adapter
+from sancodec.payload import decode_block
+from sancodec.plan import CodingPlan
+from sancodec.sancfile import SancWriter, decode_file
+from sancodec.streamcoder import StreamCoder, code_stream
+from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
+
+REPO = Path(__file__).resolve().parents[2]
+FIRST_UPDATE = 4  # ecg's adapt_after_samples / block_length
+
+
+@pytest.fixture(scope="module")
+def ecg(shared_data: Path) -> np.ndarray:
+    """MIT-BIH 100, both leads, the first 6 blocks in mV: (2, 24576)."""
+    path = shared_data / "wfdb" / "mitdb" / "100"
+    return wfdb.rdrecord(str(path), sampto=6 * 4096).p_signal.T.copy()
+
+
+def _encode(server: RunningServer, signal: np.ndarray, chunk: int, **config: object
+            ) -> tuple[codec_pb2.EncodeStarted, list[codes_pb2.EncodedBlock]]:  # fmt: skip
+    with grpc.insecure_channel(server.address) as channel:
+        stub = codec_pb2_grpc.CodecServiceStub(channel)
+        responses = list(stub.Encode(encode_requests(signal, chunk, **config), timeout=60))
+    return responses[0].started, [r.block for r in responses if r.HasField("block")]
+
+
+@pytest.fixture(scope="module")
+def served(server: RunningServer, ecg: np.ndarray
+           ) -> tuple[codec_pb2.EncodeStarted, list[codes_pb2.EncodedBlock]]:  # fmt: skip
+    return _encode(server, ecg, 997)
+
+
+def header_of(started: codec_pb2.EncodeStarted) -> StreamHeader:
+    model = ModelRef(started.model.name, started.model.version, started.model.manifest_sha256)
+    channels = tuple(ChannelInfo.from_proto(c) for c in started.channels)
+    codebook = Codebook.from_proto(started.codebook)
+    return StreamHeader(model, codebook, 360.0, started.block_length, channels)
+
+
+def _blocks(started: codec_pb2.EncodeStarted, messages: list[codes_pb2.EncodedBlock]) -> list:
+    codebook, out = Codebook.from_proto(started.codebook), []
+    for message in messages:
+        out.append(decode_block(message, codebook))
+        codebook = codebook.updated(out[-1].kernels)
+    return out
+
+
+def test_the_stream_gets_its_own_kernels_from_block_4_on(served: tuple, ecg: np.ndarray) -> None:
+    started, messages = served
+    updates = [i for i, m in enumerate(messages) if m.kernels]
+    assert updates == [FIRST_UPDATE]
+    shipped = Codebook.from_proto(started.codebook)
+    blocks = _blocks(started, messages)
+    fitted = blocks[FIRST_UPDATE].kernels
+    assert [w.size for w in fitted] == [w.size for w in shipped.kernels]
+    assert not np.array_equal(fitted[0], shipped.kernels[0])
+    # the fitted kernels pay in the blocks after the update; the shipped ones in none before it
+    assert not any(b.spike_count for b in blocks[:FIRST_UPDATE])
+    assert all(b.spike_count for b in blocks[FIRST_UPDATE:])
+    # the same bytes as the core's StreamCoder, fitting as the server does
+    bundle = load_bundle(REPO / "models" / "ecg" / "1")
+    plan = CodingPlan.from_manifest(bundle.manifest, channels=2)
+    adapter = Adapter(plan, kernel_swapper(bundle, threads=1))
+    coder = StreamCoder([plan, plan], bundle.manifest.adapt_after_samples)
+    mine = code_stream(coder, ecg, adapter.spikes, adapter.refit)
+    assert [b.message() for b in mine] == list(messages)
+
+
+def test_codes_do_not_depend_on_chunking_updates_included(
+    server: RunningServer, served: tuple, ecg: np.ndarray
+) -> None:
+    assert _encode(server, ecg, 5000)[1] == served[1]
+
+
+def test_offline_file_and_server_decode_alike(
+    server: RunningServer, served: tuple, tmp_path: Path
+) -> None:
+    started, messages = served
+    blocks = _blocks(started, messages)
+    header = header_of(started)
+    offline = header.to_physical(decode(blocks, header.codebook, 2))
+    path = tmp_path / "adapted.sanc"
+    with SancWriter(path, header) as writer:
+        for block in blocks:
+            writer.write(block)
+    assert np.array_equal(decode_file(path)[1], offline)
+    config = codec_pb2.DecodeConfig(codebook=started.codebook, channel_count=2,
+                                    channels=started.channels)  # fmt: skip
+    requests = [codec_pb2.DecodeRequest(config=config)]
+    requests += [codec_pb2.DecodeRequest(block=m) for m in messages]
+    with grpc.insecure_channel(server.address) as channel:
+        chunks = [r.chunk for r in codec_pb2_grpc.CodecServiceStub(channel).Decode(iter(requests))]
+    frames = np.concatenate([np.frombuffer(c.samples, "<f4").reshape(-1, 2) for c in chunks])
+    np.testing.assert_allclose(frames.T, offline, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (lambda k: setattr(k, "levels", k.levels + b"\x00"), "ends with a zero byte"),
+        (lambda k: setattr(k, "size", k.size + 64), "no longer than"),
+    ],
+)  # fmt: skip
+def test_a_damaged_update_is_data_loss_naming_its_block(
+    server: RunningServer, served: tuple, damage: object, words: str
+) -> None:
+    _started, messages = served
+    broken = [codes_pb2.EncodedBlock() for _ in messages]
+    for mine, message in zip(broken, messages, strict=True):
+        mine.CopyFrom(message)
+    damage(broken[FIRST_UPDATE].kernels[0])  # type: ignore[operator]
+    requests = [
+        codec_pb2.DecodeRequest(config=codec_pb2.DecodeConfig(model="ecg", channel_count=2))
+    ]
+    requests += [codec_pb2.DecodeRequest(block=m) for m in broken]
+    with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as caught:
+        list(codec_pb2_grpc.CodecServiceStub(channel).Decode(iter(requests), timeout=30))
+    assert caught.value.code() == grpc.StatusCode.DATA_LOSS
+    assert f"block {FIRST_UPDATE}" in (caught.value.details() or "")
+    assert words in (caught.value.details() or "")
+
+
+def test_fixed_kernels_and_model_info(server: RunningServer, ecg: np.ndarray) -> None:
+    _, messages = _encode(server, ecg, 4096, fixed_kernels=True)
+    assert not any(m.kernels for m in messages)
+    with grpc.insecure_channel(server.address) as channel:
+        models = codec_pb2_grpc.CodecServiceStub(channel).ListModels(codec_pb2.ListModelsRequest())
+    adapts = {m.ref.name: m.adapt_after_samples for m in models.models}
+    assert adapts["ecg"] == 16384
+    assert adapts["eeg"] == adapts["ecg-rhythm"] == 0
