@@ -38,14 +38,14 @@ import pywt
 import wfdb
 
 from bench.baselines import wavelet_coder
+from bench.san_sweeps import served_stream
 from client.beats import beat_fidelity, qrs_beats, read_reference_beats, score
 from sancodec import metrics
 from sancodec.beats import BEAT_TOLERANCE_S, detect_beats
 from sancodec.bundle import Bundle, load_bundle
-from sancodec.payload import block_message
 from sancodec.quantization import Quantizer
 from sancodec.streamcoder import CodingPlan
-from training.codec_eval import Detector, code_signal, onnx_detector
+from training.codec_eval import Detector, onnx_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "wfdb" / "mitdb"
@@ -81,8 +81,9 @@ def _shipped(name: str) -> tuple[Bundle, Detector]:
 
 
 def model_point(name: str, x: np.ndarray, which: str = "residual", step: float | None = None) -> dict[str, Any]:  # fmt: skip
-    """A shipped model on `x` (mV) as the server codes it: rate with the kernels charged once,
-    PRDN, and the decoded signal (`x_hat`)."""
+    """A shipped model on `x` (mV) as the server codes it (kernels fitted to the stream where the
+    model adapts, their updates in the block bytes): rate with the model's kernels charged once
+    besides, PRDN, and the decoded signal (`x_hat`)."""
     bundle, detect = _shipped(name)
     m = bundle.manifest
     plan = CodingPlan.from_manifest(m)
@@ -90,10 +91,7 @@ def model_point(name: str, x: np.ndarray, which: str = "residual", step: float |
         plan = dataclasses.replace(
             plan, **{f"{which}_step_exp": Quantizer.from_step(step).step_exp}
         )
-    coded = code_signal(plan, x, detect)
-    code_bytes = sum(
-        block_message(c.start, c.signal.size, [(0, c.payload)]).ByteSize() for c in coded
-    )
+    coded, code_bytes = served_stream(bundle, plan, x, detect)
     x_hat = np.concatenate([c.reconstruction for c in coded]) * plan.scale
     kernel_bits = 16 * m.codebook.weight_count
     bps = metrics.bits_per_sample(code_bytes, x.size) + kernel_bits / x.size

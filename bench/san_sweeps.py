@@ -23,6 +23,7 @@ import onnxruntime as ort
 
 from sancodec.adaptation import encode_adapted
 from sancodec.bundle import Bundle, load_bundle
+from sancodec.channelcoder import ChannelCoder
 from sancodec.decoder import decode
 from sancodec.encodergraph import kernel_swapper
 from sancodec.header import ChannelInfo
@@ -32,10 +33,10 @@ from sancodec.payload import block_message, parse_block
 from sancodec.plan import CodedChannel, CodingPlan, Spikes, Window
 from sancodec.quantization import Quantizer
 from sancodec.sancfile import SancWriter
-from sancodec.streamcoder import ChannelCoder, StreamCoder, code_stream
+from sancodec.streamcoder import StreamCoder, code_stream
 from training.codec_eval import Detector, code_signal, memoized, onnx_detector
 
-__all__ = ["adapted_sweep", "coder_speed", "served_sweep"]
+__all__ = ["adapted_sweep", "coder_speed", "served_stream", "served_sweep"]
 
 MITDB_HZ = 360.0
 
@@ -61,11 +62,14 @@ def _block_bytes(coded: list[CodedChannel]) -> int:
     return sum(block_message(c.start, c.signal.size, [(0, c.payload)]).ByteSize() for c in coded)
 
 
-def _adapted_stream(bundle_dir: Path, plan: CodingPlan, x_mv: np.ndarray
-                    ) -> tuple[list[CodedChannel], int]:  # fmt: skip
-    """A stream that fits its own kernels as the server's do (ModelInfo.adapt_after_samples):
-    its blocks and the bytes of every block message, codebook updates included."""
-    bundle, _ = _shipped(bundle_dir)
+def served_stream(bundle: Bundle, plan: CodingPlan, x_mv: np.ndarray, detect: Detector
+                  ) -> tuple[list[CodedChannel], int]:  # fmt: skip
+    """A record coded as the server codes a stream of it under `plan`: with kernels fitted to it
+    where the model adapts (ModelInfo.adapt_after_samples), as the server fits them; its blocks
+    and the bytes of every block message, codebook updates included."""
+    if not bundle.manifest.adapt_after_samples:
+        coded = code_signal(plan, x_mv, detect)
+        return coded, _block_bytes(coded)
     adapter = Adapter(plan, kernel_swapper(bundle, threads=1))
     coder = StreamCoder([plan], bundle.manifest.adapt_after_samples)
     blocks = code_stream(coder, x_mv[None, :], adapter.spikes, adapter.refit)
@@ -89,7 +93,7 @@ def served_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...],
         exp = Quantizer.from_step(step).step_exp
         trial = dataclasses.replace(plan, **{f"{which}_step_exp": exp})
         if adapts:
-            coded, size = _adapted_stream(bundle_dir, trial, x_mv)
+            coded, size = served_stream(bundle, trial, x_mv, detect)
         else:
             coded = code_signal(trial, x_mv, detector)
             size = _block_bytes(coded)

@@ -283,6 +283,7 @@ class EncodeSession:
             normalized_loss=loss, prdn_percent=quality.prdn_percent, flithos=quality.flithos, samples=n,
             raw_bytes=int(raw), encoded_bytes=size, latency_s=time.perf_counter() - started,
             beat_agreement_ratio=_beat_agreement(parts, m.sample_rate_hz) if m.modality == "ecg" else None,
+            kernel_update=bool(coded.kernels),
         )  # fmt: skip
         self.summary.block_count += 1
         self.summary.sample_count = coded.start + coded.sample_count

@@ -10,9 +10,10 @@ import pytest
 import wfdb
 
 from sancodec.bundle import load_bundle
+from sancodec.channelcoder import ChannelCoder
 from sancodec.errors import InvalidConfigError, ProtocolError
 from sancodec.plan import CodingPlan, Spikes
-from sancodec.streamcoder import ChannelCoder, CodedChannel
+from sancodec.streamcoder import CodedChannel
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 FS = 360.0

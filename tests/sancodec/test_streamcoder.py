@@ -8,10 +8,10 @@ import pytest
 
 from sancodec import BlockCode, Codebook, ResidualSpec, block_bytes, decode, encode_block
 from sancodec.bundle import load_bundle
+from sancodec.channelcoder import ChannelCoder
 from sancodec.errors import InvalidConfigError, InvalidInputError, ProtocolError
 from sancodec.metrics import bits_per_sample, prdn
 from sancodec.streamcoder import (
-    ChannelCoder,
     CodedChannel,
     CodingPlan,
     Spikes,

@@ -64,10 +64,17 @@ def _blocks(started: codec_pb2.EncodeStarted, messages: list[codes_pb2.EncodedBl
     return out
 
 
-def test_the_stream_gets_its_own_kernels_from_block_4_on(served: tuple, ecg: np.ndarray) -> None:
+def test_the_stream_gets_its_own_kernels_from_block_4_on(
+    server: RunningServer, served: tuple, ecg: np.ndarray
+) -> None:
     started, messages = served
     updates = [i for i, m in enumerate(messages) if m.kernels]
     assert updates == [FIRST_UPDATE]
+    counted = server.telemetry.registry.get_sample_value(
+        "sancodec_codebook_updates_total", {"model": "ecg", "version": "1"}
+    )
+    assert counted is not None
+    assert counted >= 1
     shipped = Codebook.from_proto(started.codebook)
     blocks = _blocks(started, messages)
     fitted = blocks[FIRST_UPDATE].kernels

@@ -16,8 +16,8 @@ import wfdb
 from server_harness import BASE, REPO, RunningServer, encode_requests
 
 from sancodec.bundle import load_bundle
+from sancodec.channelcoder import ChannelCoder
 from sancodec.plan import CodingPlan
-from sancodec.streamcoder import ChannelCoder
 from sancodec.v1 import codec_pb2_grpc
 
 COARSE_STEP_EXP = 40  # 2^(40/8) = 32 model units (12 mV): spikes and residual round to nothing
