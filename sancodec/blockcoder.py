@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -15,7 +17,7 @@ from sancodec.ratecontrol import (
     STEP_SEARCH,
     coarsest_meeting_prdn,
     finest_within_bits,
-    spikes_pay,
+    spikes_gain,
 )
 from sancodec.residual import band_sizes, encode_residual, transform_for
 
@@ -54,15 +56,16 @@ class BlockCoder:
                          layer.amplitudes())  # fmt: skip
         return painted
 
-    def spikes_pay(self, x: Samples, layer: Layer, start: int) -> bool:
-        """Whether a block's own spikes lower distortion + λ·bits (no residual: always)."""
+    def spikes_gain(self, x: Samples, layer: Layer, start: int) -> float:
+        """How much a block's own spikes lower distortion + λ·bits: they pay where it is positive
+        (with no residual layer, or no layer choice, always: infinity)."""
         if self._transform is None or not self.plan.choose_layers:
-            return True
+            return math.inf
         assert self.plan.residual_step_exp is not None
         bits = spike_bits(layer[0], self._tables, len(layer[1].kernels), start)
         painted = self._paint([layer], start, x.size)
-        return spikes_pay(self.plan.codebook, x, painted, self._transform,
-                          self.plan.residual_step_exp, bits, self._sizes(x.size))  # fmt: skip
+        return spikes_gain(self.plan.codebook, x, painted, self._transform,
+                           self.plan.residual_step_exp, bits, self._sizes(x.size))  # fmt: skip
 
     def code(self, index: int, start: int, x: Samples, layer: Layer,
              neighbours: list[Layer], step_exp: int | None) -> CodedChannel:  # fmt: skip

@@ -114,7 +114,7 @@ class ChannelCoder:
         )
         x = self._x[window.start - self._x_start : window.start + window.count - self._x_start]
         codebook = self.codebooks[window.generation][1]
-        if layer.spike_count and not self._blocks.spikes_pay(x, (layer, codebook), window.start):
+        if layer.spike_count and self._blocks.spikes_gain(x, (layer, codebook), window.start) <= 0:
             layer = layer.without_spikes()
         self._layers[window.index] = (layer, codebook)
         return self.ready()

@@ -6,9 +6,10 @@ use are kept while their spikes pay (lower distortion + λ·bits than the residu
 per-block choice of the coder) in at least half of those blocks. Otherwise, and always at the
 first check (the bundle's kernels were learned on other people), they are refitted
 (sancodec.fitting: detection with the bundle's encoder in ONNX Runtime, least squares at the
-spikes found) from a few starts. The new kernels are sent only where their spikes pay in more
-of those blocks than the old ones', and in at least half. Everything here depends on the
-samples alone, so the updates, like the codes, do not depend on how the stream was chunked.
+spikes found) from a few starts. The new kernels are sent where they save more distortion +
+λ·bits over those samples than the kernels in use, by more than their update costs (λ times its
+bits): the same trade as the per-block layer choice. Everything here depends on the samples
+alone, so the updates, like the codes, do not depend on how the stream was chunked.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ import numpy as np
 import numpy.typing as npt
 
 from sancodec.blockcoder import BlockCoder
-from sancodec.codebook import Codebook
+from sancodec.codebook import Codebook, kernels_to_proto
 from sancodec.codes import SanLayer
 from sancodec.encodergraph import BatchDetector, DetectorFactory
 from sancodec.fitting import fit_kernels, starts
 from sancodec.plan import CodingPlan, Spikes, Window
 from sancodec.quantization import Quantizer
+from sancodec.ratecontrol import rd_lambda
 from sancodec.streamcoder import FitRequest
+from sancodec.v1 import codes_pb2
 
-__all__ = ["FIT_ROUNDS", "FIT_STARTS", "Adapter", "paying_blocks"]
+__all__ = ["FIT_ROUNDS", "FIT_STARTS", "Adapter", "rd_gain", "update_bits"]
 
 FIT_STARTS = 3  # the kernels in use, and recentred on their centre and 1/16 of their size later
 FIT_ROUNDS = 2  # of detection and least squares from each start (about 0.05 s per start on
@@ -36,11 +39,12 @@ FIT_ROUNDS = 2  # of detection and least squares from each start (about 0.05 s p
 Kernels = tuple[npt.NDArray[np.float32], ...]
 
 
-def paying_blocks(plan: CodingPlan, codebook: Codebook, detect: BatchDetector,
-                  x: npt.NDArray[np.float64]) -> int:  # fmt: skip
-    """In how many of the blocks of (channels, n) model-domain samples the spikes `detect`
-    finds pay for themselves, as the stream coder decides it for each block (its windows cut
-    the same way, each block on its own)."""
+def rd_gain(plan: CodingPlan, codebook: Codebook, detect: BatchDetector,
+            x: npt.NDArray[np.float64]) -> tuple[int, float]:  # fmt: skip
+    """What the spikes `detect` finds do for (channels, n) model-domain samples, block by block as
+    the stream coder decides it (its windows cut the same way, each block on its own): in how
+    many blocks they pay, and how much they lower distortion + λ·bits in all (the blocks where
+    they do not pay go without them)."""
     n, ctx = plan.block_length, plan.context
     blocks, windows = [], []
     for row in x:
@@ -57,15 +61,24 @@ def paying_blocks(plan: CodingPlan, codebook: Codebook, detect: BatchDetector,
         for i, spikes in zip(members, detect(np.stack([windows[i] for i in members])[:, None, :]),
                              strict=True):  # fmt: skip
             found[i] = spikes
-    coder, quantizer, paying = BlockCoder(plan, 0), Quantizer(plan.san_step_exp), 0
+    coder, quantizer = BlockCoder(plan, 0), Quantizer(plan.san_step_exp)
+    paying, gain = 0, 0.0
     for i, (block, start, lo) in enumerate(blocks):
         spikes = found[i]
         at = spikes.positions + lo
         mine = (at >= start) & (at < start + n)
         layer = SanLayer.from_spikes(spikes.kernel_ids[mine], at[mine],
                                      spikes.amplitudes[mine], quantizer)  # fmt: skip
-        paying += bool(layer.spike_count) and coder.spikes_pay(block, (layer, codebook), start)
-    return paying
+        if layer.spike_count:
+            g = coder.spikes_gain(block, (layer, codebook), start)
+            paying += g > 0
+            gain += max(g, 0.0)
+    return paying, gain
+
+
+def update_bits(kernels: Kernels) -> int:
+    """What a codebook update of these kernels adds to its block's message, in bits."""
+    return 8 * codes_pb2.EncodedBlock(kernels=kernels_to_proto(kernels)).ByteSize()
 
 
 @dataclass(eq=False)
@@ -93,11 +106,14 @@ class Adapter:
         return self.detector(window.generation)(window.samples[None, None, :])[0]
 
     def refit(self, request: FitRequest) -> Kernels | None:
-        """The answer to a check: new kernels, or None to keep those in use. Its detector is
-        kept for the windows of the next generation (only the two latest are kept)."""
+        """The answer to a check: new kernels, or None to keep those in use. Kernels that still
+        pay in half the blocks are kept without a fit; new ones are sent only where what they
+        save over the check's samples (distortion + λ·bits, against the kernels in use) is more
+        than what their update costs (λ times its bits). Their detector is kept for the windows
+        of the next generation (only the two latest generations' are kept)."""
         now = request.codebook
         half = -(-request.samples.size // (2 * self.plan.block_length))
-        paying = paying_blocks(self.plan, now, self.detector(request.generation), request.samples)
+        paying, gain = rd_gain(self.plan, now, self.detector(request.generation), request.samples)
         if request.generation > 0 and paying >= half:
             return None
         fit = fit_kernels(
@@ -109,7 +125,9 @@ class Adapter:
             return None
         detect = self.detector_for(fit.kernels)
         fitted = now.updated(fit.kernels)
-        if paying_blocks(self.plan, fitted, detect, request.samples) <= max(paying, half - 1):
+        assert self.plan.residual_step_exp is not None  # a stream adapts with a residual layer
+        cost = rd_lambda(Quantizer(self.plan.residual_step_exp).step) * update_bits(fitted.kernels)
+        if rd_gain(self.plan, fitted, detect, request.samples)[1] - gain <= cost:
             return None
         self._detectors = {g: d for g, d in self._detectors.items()
                            if g >= request.generation}  # fmt: skip

@@ -94,9 +94,10 @@ class Steering:
             self.step_exp += max(-MAX_MOVE, min(MAX_MOVE, move))
 
 
-def spikes_pay(codebook: Codebook, x: Samples, painted: Samples, transform: WaveletTransform,
-               step_exp: int, spike_bits: float, sizes: tuple[int, ...]) -> bool:  # fmt: skip
-    """Whether a block's own spikes lower distortion + λ·bits of its residual at this step."""
+def spikes_gain(codebook: Codebook, x: Samples, painted: Samples, transform: WaveletTransform,
+                step_exp: int, spike_bits: float, sizes: tuple[int, ...]) -> float:  # fmt: skip
+    """How much a block's own spikes lower distortion + λ·bits of its residual at this step
+    (squared model units; negative where they do not pay)."""
     step = 2.0 ** (step_exp / 8)
     lam = rd_lambda(step)
     costs = []
@@ -105,4 +106,4 @@ def spikes_pay(codebook: Codebook, x: Samples, painted: Samples, transform: Wave
         levels = _levels(c, step_exp)
         distortion = float(np.sum((c - levels * step) ** 2))
         costs.append(distortion + lam * residual_bits(levels, sizes, codebook.tables, step_exp))
-    return costs[0] + lam * spike_bits < costs[1]
+    return costs[1] - (costs[0] + lam * spike_bits)

@@ -45,6 +45,7 @@ class CodecThreads:
 
     def __init__(self, workers: int = 2) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="codec")
+        self._workers = workers
         self._free = workers
         self._heap: list[_Job] = []  # live work waiting
         self._background: list[_Job] = []  # background work waiting
@@ -110,6 +111,13 @@ class CodecThreads:
         if len(self._finish) > self.PRUNE_AT:  # owners not ahead of virtual time start there anyway
             self._finish = {o: f for o, f in self._finish.items() if f > self._virtual}
         self._start()
+
+    @property
+    def spare(self) -> bool:
+        """Room for optional work now: no live work waits, and no background work waits or runs
+        (so optional work, one job at a time, takes only what live work leaves)."""
+        background_running = self._workers - self._free - self._live
+        return not self._heap and not self._background and background_running == 0
 
     def delay_s(self) -> float:
         waiting = [job.queued for job in self._heap if not job.future.done()]  # live work

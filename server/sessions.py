@@ -150,15 +150,22 @@ class EncodeSession:
     async def _adapt(
         self, started: float, background: bool = False, wait: bool = False
     ) -> list[codec_pb2.EncodeResponse]:
-        """Start a check of the stream's kernels that fell due, off the loop as background work;
-        answer one that is done (with `wait`, at the stream's end, wait for it), and code the
-        windows its answer lets out."""
+        """Start a check of the stream's kernels that fell due, off the loop as background work,
+        or skip it (keep the kernels) when the codec threads have no room for it; answer one that
+        is done (with `wait`, at the stream's end, wait for it), and code the windows its answer
+        lets out."""
         out: list[codec_pb2.EncodeResponse] = []
+        m = self.model.manifest
         while self.adapter is not None:
             if self._check is None:
                 request = self.coder.fit_due()
                 if request is None:
                     return out
+                if not self.pool.spare:  # busy: the stream keeps its kernels, checks later
+                    self.telemetry.observe_check(m.name, m.version, "skipped")
+                    windows = await self._off_loop(background, self.coder.update, None)
+                    out += await self._code(windows, started, background)
+                    continue
                 self._check = asyncio.ensure_future(
                     self._off_loop(True, self.adapter.refit, request)
                 )
@@ -166,6 +173,9 @@ class EncodeSession:
                 return out
             kernels = await self._check
             self._check = None
+            self.telemetry.observe_check(
+                m.name, m.version, "kept" if kernels is None else "updated"
+            )
             windows = await self._off_loop(background, self.coder.update, kernels)
             out += await self._code(windows, started, background)
         return out

@@ -198,6 +198,12 @@ class Telemetry:
             "sancodec_codebook_updates_total",
             "Encoded blocks that carry a codebook update: kernels fitted to their stream.",
         )
+        self._checks = c(
+            "sancodec_kernel_checks_total",
+            "Checks of a stream's kernels by outcome: updated (new kernels sent), kept, or skipped "
+            "(the codec threads had no room: the stream keeps its kernels).",
+            (*_BLOCK, "outcome"),
+        )
         self._decoded_samples = c("sancodec_decoded_samples_total", "Samples decoded.")
         self._decoded_blocks = c("sancodec_decoded_blocks_total", "Blocks decoded.")
 
@@ -288,6 +294,10 @@ class Telemetry:
         self._blocks.labels(model, version).inc()
         if kernel_update:
             self._updates.labels(model, version).inc()
+
+    def observe_check(self, model: str, version: str, outcome: str) -> None:
+        """Record one check of a stream's kernels: "updated", "kept" or "skipped"."""
+        self._checks.labels(model, version, outcome).inc()
 
     def observe_decoded_block(
         self, model: str, version: str, samples: int, latency_s: float

@@ -75,6 +75,10 @@ def test_the_stream_gets_its_own_kernels_from_block_4_on(
     )
     assert counted is not None
     assert counted >= 1
+    checks = server.telemetry.registry.get_sample_value(
+        "sancodec_kernel_checks_total", {"model": "ecg", "version": "1", "outcome": "updated"}
+    )
+    assert checks == counted  # each update answers one check
     shipped = Codebook.from_proto(started.codebook)
     blocks = _blocks(started, messages)
     fitted = blocks[FIRST_UPDATE].kernels

@@ -90,3 +90,27 @@ def test_errors_reach_the_caller_and_a_cancelled_job_never_runs() -> None:
         return started
 
     assert asyncio.run(main()) == ["held"]
+
+
+def test_room_for_optional_work_only_when_nothing_waits_and_no_background_runs() -> None:
+    async def main() -> list[bool]:
+        pool, started, seen = CodecThreads(workers=2), [], []
+        seen.append(pool.spare)  # idle
+        release, job = await _held(pool, started)
+        seen.append(pool.spare)  # live work runs, nothing waits: room
+        other, job2 = await _held(pool, started)
+        waiting = asyncio.ensure_future(pool.run(started.append, "queued"))
+        await asyncio.sleep(0.01)
+        seen.append(pool.spare)  # live work waits for a thread
+        release.set()
+        other.set()
+        await asyncio.gather(job, job2, waiting)
+        background, job3 = await _held(pool, started, background=True)
+        seen.append(pool.spare)  # background work runs
+        background.set()
+        await job3
+        seen.append(pool.spare)
+        pool.shutdown()
+        return seen
+
+    assert asyncio.run(main()) == [True, True, False, False, True]
