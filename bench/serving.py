@@ -92,6 +92,7 @@ def compute_limit(source: Source, args: argparse.Namespace) -> tuple[Compute, in
     runs = []
     for _ in range(args.repeats):
         config = _config().config
+        config.fixed_kernels = True  # coding alone: a check of the stream's kernels is not coding
         # no batcher and no codec threads: the steps are called here, one after the other
         session = EncodeSession(config, repository, ServerConfig(), cast(Any, None), Telemetry(),
                                 cast(Any, None))  # fmt: skip
