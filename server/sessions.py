@@ -104,7 +104,9 @@ class EncodeSession:
         adapt = 0 if config.fixed_kernels else m.adapt_after_samples
         self.coder = StreamCoder([self.plan] * config.channel_count, adapt)
         # the stream's own kernels: its checks run as background jobs, beside its coding
-        self.adapter = Adapter(self.plan, self.model.detector_for) if adapt else None
+        self.adapter = (
+            Adapter(self.plan, self.model.detector_for, self.model.detect) if adapt else None
+        )  # the model's kernels detect through its shared session (thread-safe in ONNX Runtime)
         self._check: asyncio.Future[Kernels | None] | None = None
         self.batcher, self.telemetry, self.settings = batcher, telemetry, settings
         self.max_samples = int(settings.max_stream_seconds * m.sample_rate_hz)
@@ -293,7 +295,6 @@ class EncodeSession:
             normalized_loss=loss, prdn_percent=quality.prdn_percent, flithos=quality.flithos, samples=n,
             raw_bytes=int(raw), encoded_bytes=size, latency_s=time.perf_counter() - started,
             beat_agreement_ratio=_beat_agreement(parts, m.sample_rate_hz) if m.modality == "ecg" else None,
-            kernel_update=bool(coded.kernels),
         )  # fmt: skip
         self.summary.block_count += 1
         self.summary.sample_count = coded.start + coded.sample_count

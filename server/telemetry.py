@@ -194,14 +194,10 @@ class Telemetry:
         self._raw_bytes = c("sancodec_raw_bytes_total", "Raw bytes encoded, in the input dtype.")
         self._encoded_bytes = c("sancodec_encoded_bytes_total", "Bytes of code produced.")
         self._blocks = c("sancodec_blocks_total", "Blocks encoded.")
-        self._updates = c(
-            "sancodec_codebook_updates_total",
-            "Encoded blocks that carry a codebook update: kernels fitted to their stream.",
-        )
         self._checks = c(
             "sancodec_kernel_checks_total",
-            "Checks of a stream's kernels by outcome: updated (new kernels sent), kept, or skipped "
-            "(the codec threads had no room: the stream keeps its kernels).",
+            "Checks of a stream's kernels by outcome: updated (new kernels sent in-band), kept, or "
+            "skipped (the codec threads had no room: the stream keeps its kernels).",
             (*_BLOCK, "outcome"),
         )
         self._decoded_samples = c("sancodec_decoded_samples_total", "Samples decoded.")
@@ -265,11 +261,9 @@ class Telemetry:
         encoded_bytes: int,
         latency_s: float,
         beat_agreement_ratio: float | None = None,
-        kernel_update: bool = False,
     ) -> None:
         """Record one encoded block; non-finite figures are counted as undefined, not observed.
-        `beat_agreement_ratio` is None where it does not apply (no beats, not an ECG model);
-        `kernel_update`: the block carries kernels fitted to its stream."""
+        `beat_agreement_ratio` is None where it does not apply (no beats, not an ECG model)."""
         observations = (
             (self._ratio, compression_ratio),
             (self._bytes_per_sample, bits_per_sample / 8),
@@ -292,8 +286,6 @@ class Telemetry:
         self._raw_bytes.labels(model, version).inc(raw_bytes)
         self._encoded_bytes.labels(model, version).inc(encoded_bytes)
         self._blocks.labels(model, version).inc()
-        if kernel_update:
-            self._updates.labels(model, version).inc()
 
     def observe_check(self, model: str, version: str, outcome: str) -> None:
         """Record one check of a stream's kernels: "updated", "kept" or "skipped"."""

@@ -146,8 +146,9 @@ def _series_names(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def recording(shared_data: Path) -> np.ndarray:
-    """MIT-BIH 100, both leads, 30 s in mV: (2, 10800)."""
-    record = wfdb.rdrecord(str(shared_data / "wfdb" / "mitdb" / "100"), sampto=30 * 360)
+    """MIT-BIH 100, both leads, 50 s in mV: (2, 18000), past ecg's first check of a stream's
+    kernels (16384 samples), so that the checks' panel has data."""
+    record = wfdb.rdrecord(str(shared_data / "wfdb" / "mitdb" / "100"), sampto=50 * 360)
     return record.p_signal.T.copy()
 
 

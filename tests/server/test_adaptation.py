@@ -70,15 +70,10 @@ def test_the_stream_gets_its_own_kernels_from_block_4_on(
     started, messages = served
     updates = [i for i, m in enumerate(messages) if m.kernels]
     assert updates == [FIRST_UPDATE]
-    counted = server.telemetry.registry.get_sample_value(
-        "sancodec_codebook_updates_total", {"model": "ecg", "version": "1"}
-    )
-    assert counted is not None
-    assert counted >= 1
     checks = server.telemetry.registry.get_sample_value(
         "sancodec_kernel_checks_total", {"model": "ecg", "version": "1", "outcome": "updated"}
     )
-    assert checks == counted  # each update answers one check
+    assert checks == 1  # the one update answers this stream's first check
     shipped = Codebook.from_proto(started.codebook)
     blocks = _blocks(started, messages)
     fitted = blocks[FIRST_UPDATE].kernels
