@@ -73,16 +73,28 @@ def channel_codes(
 def block_streams(
     draw: st.DrawFn, codebook: Codebook, channel_count: int, max_blocks: int = 4
 ) -> list[BlockCode]:
-    """Contiguous blocks from sample 0, of random lengths."""
+    """Contiguous blocks from sample 0, of random lengths; some carry a codebook update (new
+    kernels, none longer than the longest before), whose kernels they and later blocks use."""
     lengths = draw(st.lists(st.integers(1, 300), min_size=1, max_size=max_blocks))
     blocks, start = [], 0
     for count in lengths:
+        update: tuple[np.ndarray, ...] = ()
+        if draw(st.booleans()):
+            longest = max(w.size for w in codebook.kernels)
+            sizes = draw(st.lists(st.integers(1, longest), min_size=1, max_size=3))
+            kernels = [
+                np.asarray(draw(st.lists(st.floats(-2, 2, width=32), min_size=m, max_size=m)),
+                           np.float32)
+                for m in sizes
+            ]  # fmt: skip
+            codebook = codebook.updated(kernels)
+            update = codebook.kernels
         channels = [
             draw(channel_codes(c, start, count, codebook))
             for c in range(channel_count)
             if draw(st.booleans()) or c == 0
         ]
-        blocks.append(BlockCode(start, count, tuple(channels)))
+        blocks.append(BlockCode(start, count, tuple(channels), kernels=update))
         start += count
     return blocks
 

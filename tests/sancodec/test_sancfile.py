@@ -55,7 +55,11 @@ def test_file_round_trip(data: st.DataObject) -> None:
     assert list(contents.blocks) == blocks
     assert contents.trailer is not None
     assert contents.trailer.block_count == len(blocks)
-    assert contents.trailer.code_bytes == sum(len(block_bytes(b, header.codebook)) for b in blocks)
+    stored, before = 0, header.codebook  # each block under the stream's codebook before it
+    for b in blocks:
+        stored += len(block_bytes(b, before))
+        before = before.updated(b.kernels)
+    assert contents.trailer.code_bytes == stored
     _, samples = decode_file(_write(header, blocks), physical=False)
     assert np.array_equal(samples, decode(blocks, codebook, 2))
 
