@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import socket
@@ -42,6 +43,7 @@ from server.telemetry import Telemetry
 __all__ = ["DecodeSession", "EncodeSession"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 MAX_CHANNELS = 256
 # Model-domain values (physical / the model's scale) beyond this could overflow the 31-bit
@@ -173,11 +175,16 @@ class EncodeSession:
                 )
             if not (wait or self._check.done()):
                 return out
-            kernels = await self._check
-            self._check = None
-            self.telemetry.observe_check(
-                m.name, m.version, "kept" if kernels is None else "updated"
-            )
+            check, self._check = self._check, None
+            try:
+                kernels = await check
+                outcome = "kept" if kernels is None else "updated"
+            except (ArithmeticError, ValueError, RuntimeError, OSError):  # a fit gone wrong (ORT
+                # raises RuntimeError subclasses) costs the stream its new kernels, not its codes
+                log.exception("a check of the kernels of a stream of %s/%s failed; it keeps them",
+                              m.name, m.version)  # fmt: skip
+                kernels, outcome = None, "failed"
+            self.telemetry.observe_check(m.name, m.version, outcome)
             windows = await self._off_loop(background, self.coder.update, kernels)
             out += await self._code(windows, started, background)
         return out

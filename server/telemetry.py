@@ -196,8 +196,9 @@ class Telemetry:
         self._blocks = c("sancodec_blocks_total", "Blocks encoded.")
         self._checks = c(
             "sancodec_kernel_checks_total",
-            "Checks of a stream's kernels by outcome: updated (new kernels sent in-band), kept, or "
-            "skipped (the codec threads had no room: the stream keeps its kernels).",
+            "Checks of a stream's kernels by outcome: updated (new kernels sent in-band), kept, "
+            "skipped (the codec threads had no room) or failed (logged); the last two keep the "
+            "stream's kernels.",
             (*_BLOCK, "outcome"),
         )
         self._decoded_samples = c("sancodec_decoded_samples_total", "Samples decoded.")
@@ -288,7 +289,7 @@ class Telemetry:
         self._blocks.labels(model, version).inc()
 
     def observe_check(self, model: str, version: str, outcome: str) -> None:
-        """Record one check of a stream's kernels: "updated", "kept" or "skipped"."""
+        """Record one check of a stream's kernels: "updated", "kept", "skipped" or "failed"."""
         self._checks.labels(model, version, outcome).inc()
 
     def observe_decoded_block(

@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 import wfdb
-from server_harness import RunningServer, encode_requests
+from server_harness import RunningServer, encode_requests, start
 
 from sancodec.bundle import load_bundle
 from sancodec.codebook import Codebook
@@ -153,3 +153,21 @@ def test_fixed_kernels_and_model_info(server: RunningServer, ecg: np.ndarray) ->
     adapts = {m.ref.name: m.adapt_after_samples for m in models.models}
     assert adapts["ecg"] == 16384
     assert adapts["eeg"] == adapts["ecg-rhythm"] == 0
+
+
+def test_a_failed_check_keeps_the_kernels_and_the_stream(
+    running: list[RunningServer], ecg: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Adapter, request: object) -> None:
+        raise RuntimeError("ONNX Runtime fell over")
+
+    monkeypatch.setattr(Adapter, "refit", broken)
+    server = start()
+    running.append(server)
+    _, messages = _encode(server, ecg, 997)
+    assert sum(m.sample_count for m in messages) == ecg.shape[1]
+    assert not any(m.kernels for m in messages)
+    failed = server.telemetry.registry.get_sample_value(
+        "sancodec_kernel_checks_total", {"model": "ecg", "version": "1", "outcome": "failed"}
+    )
+    assert failed == 1
