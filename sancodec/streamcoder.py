@@ -111,6 +111,9 @@ class StreamCoder:
         if adapt_after and not all(p.detects and p.residual_step_exp is not None for p in plans):
             raise InvalidConfigError("kernels adapt only where a detector finds the spikes and a "
                                      "residual layer codes what they miss")  # fmt: skip
+        if adapt_after and any(p.max_bits_per_sample is not None for p in plans):
+            raise InvalidConfigError("kernels do not adapt under a bit budget: an update's bytes "
+                                     "would not fit the block that carries it")  # fmt: skip
         self._window_blocks = adapt_after // n  # the samples a check looks at, in blocks
         self._interval = self._window_blocks  # blocks to the next check
         self._checkpoint: int | None = None  # the block the next check holds windows at

@@ -103,7 +103,9 @@ class EncodeSession:
             m.normalization.scale,
         )  # fmt: skip
         self.plan = _plan(self.model, config.quality, config.channel_count)
-        adapt = 0 if config.fixed_kernels else m.adapt_after_samples
+        # a bit budget keeps the model's kernels: an update (about 100 bytes) would break it
+        budget = self.plan.max_bits_per_sample is not None
+        adapt = 0 if config.fixed_kernels or budget else m.adapt_after_samples
         self.coder = StreamCoder([self.plan] * config.channel_count, adapt)
         # the stream's own kernels: its checks run as background jobs, beside its coding
         self.adapter = (

@@ -128,7 +128,8 @@ class EncodeConfig(_message.Message):
     fixed_kernels: _builtins.bool
     """true: code the whole stream with the model's kernels, with no codebook updates. By default a
     stream of a model that adapts (ModelInfo.adapt_after_samples > 0) fits its own kernels and
-    sends them in-band (EncodedBlock.kernels).
+    sends them in-band (EncodedBlock.kernels), unless it asks for a bit budget
+    (QualityTarget.max_bits_per_sample), which an update's bytes could break.
     """
     @_builtins.property
     def quality(self) -> Global___QualityTarget:

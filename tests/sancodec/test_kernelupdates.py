@@ -88,6 +88,8 @@ def test_bad_adaptation_settings_and_calls_are_refused() -> None:
     with pytest.raises(InvalidConfigError, match="residual layer"):
         StreamCoder([dataclasses.replace(PLAN, codebook=dataclasses.replace(PLAN.codebook, residual=None),
                                          residual_step_exp=None)], ADAPT)  # fmt: skip
+    with pytest.raises(InvalidConfigError, match="bit budget"):
+        StreamCoder([dataclasses.replace(PLAN, max_bits_per_sample=0.5)], ADAPT)
     with pytest.raises(ProtocolError, match="no check"):
         StreamCoder([PLAN], ADAPT).update(None)
     longest = max(w.size for w in PLAN.codebook.kernels)

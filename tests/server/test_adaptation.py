@@ -148,6 +148,10 @@ def test_a_damaged_update_is_data_loss_naming_its_block(
 def test_fixed_kernels_and_model_info(server: RunningServer, ecg: np.ndarray) -> None:
     _, messages = _encode(server, ecg, 4096, fixed_kernels=True)
     assert not any(m.kernels for m in messages)
+    budget = codec_pb2.QualityTarget(max_bits_per_sample=0.5)  # kept: no update breaks it
+    _, messages = _encode(server, ecg, 4096, quality=budget)
+    assert not any(m.kernels for m in messages)
+    assert all(8 * m.ByteSize() <= 0.5 * m.sample_count * 2 for m in messages)
     with grpc.insecure_channel(server.address) as channel:
         models = codec_pb2_grpc.CodecServiceStub(channel).ListModels(codec_pb2.ListModelsRequest())
     adapts = {m.ref.name: m.adapt_after_samples for m in models.models}
