@@ -66,8 +66,9 @@ class FileSummary:
     code_bytes: int
     file_bits_per_sample: float  # every byte of the file over every sample of every channel
     decoder_mode: str
-    kernels: int
+    kernels: int  # the header's
     kernel_sizes: tuple[int, ...]
+    kernel_updates: int  # blocks that carry new kernels (fitted to the stream by the server)
     residual_transform: str | None  # "wavelet/level"
     source_dtype: str
     start_time: str
@@ -135,7 +136,7 @@ def inspect_file(path: Path, *, salvage: bool = False) -> FileSummary:
         len(contents.blocks), stats, file_bytes, sum(code_bytes),
         bits_per_sample_or_nan(file_bytes, n * count), codebook.decoder_mode.value,
         len(codebook.kernels), tuple(int(w.size) for w in codebook.kernels),
-        None if spec is None else f"{spec.wavelet}/{spec.level}", header.source_dtype.value,
+        sum(1 for block in contents.blocks if block.kernels), None if spec is None else f"{spec.wavelet}/{spec.level}", header.source_dtype.value,
         header.start_time, dict(header.metadata),
         None if contents.error is None else str(contents.error),
     )  # fmt: skip

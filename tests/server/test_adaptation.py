@@ -12,6 +12,7 @@ import pytest
 import wfdb
 from server_harness import RunningServer, encode_requests, start
 
+from client.offline import inspect_file
 from sancodec.bundle import load_bundle
 from sancodec.codebook import Codebook
 from sancodec.decoder import decode
@@ -109,6 +110,7 @@ def test_offline_file_and_server_decode_alike(
         for block in blocks:
             writer.write(block)
     assert np.array_equal(decode_file(path)[1], offline)
+    assert inspect_file(path).kernel_updates == 1
     config = codec_pb2.DecodeConfig(codebook=started.codebook, channel_count=2,
                                     channels=started.channels)  # fmt: skip
     requests = [codec_pb2.DecodeRequest(config=config)]
