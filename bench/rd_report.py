@@ -250,8 +250,9 @@ def report(results: Results, write_docs: bool, t_start: float) -> int:
         "Real bytes throughout but for the wavelet's H0 (an entropy estimate with no side "
         "information at all). Served: what the server sends, every block message; archive: the "
         "whole `.sanc` file of `sancodec encode --adapt`, kernels and tables in its header. The "
-        "served path fits each stream's own kernels as the server does (from its fifth block on, "
-        "sent in-band, their bytes counted); `--fixed-kernels` keeps the model's.\n",
+        "served path fits each stream's own kernels as an unloaded server does (from its fifth "
+        "block on, sent in-band, their bytes counted; a busy server skips checks); "
+        "`--fixed-kernels` keeps the model's.\n",
         "\n".join(_headline(results)), "",
         "### Issue #14's checks\n",
         "\n".join(_checks(results)), "",
