@@ -64,9 +64,11 @@ def _block_bytes(coded: list[CodedChannel]) -> int:
 
 def served_stream(bundle: Bundle, plan: CodingPlan, x_mv: np.ndarray, detect: Detector
                   ) -> tuple[list[CodedChannel], int]:  # fmt: skip
-    """A record coded as the server codes a stream of it under `plan`: with kernels fitted to it
-    where the model adapts (ModelInfo.adapt_after_samples), as the server fits them; its blocks
-    and the bytes of every block message, codebook updates included."""
+    """A record coded as an unloaded server codes a stream of it under `plan`: with kernels
+    fitted to it where the model adapts (ModelInfo.adapt_after_samples), as the server fits
+    them, every window then detected through the stream's `Adapter` (the bundle's encoder in
+    ONNX Runtime, one thread); otherwise through `detect`. Its blocks and the bytes of every
+    block message, codebook updates included."""
     if not bundle.manifest.adapt_after_samples:
         coded = code_signal(plan, x_mv, detect)
         return coded, _block_bytes(coded)

@@ -1,10 +1,10 @@
 """A stream's own kernels, fitted inside the coder that streams it: the checks a StreamCoder asks
 for (`FitRequest`), answered with codebook updates.
 
-A check looks at the stream's last samples (the model's `adapt_after_samples`). The kernels in
-use are kept while their spikes pay (lower distortion + λ·bits than the residual layer alone, the
-per-block choice of the coder) in at least half of those blocks. Otherwise, and always at the
-first check (the bundle's kernels were learned on other people), they are refitted
+A check looks at the stream's last samples (the model's `adapt_after_samples`). Kernels fitted
+to the stream are kept while their spikes pay (lower distortion + λ·bits than the residual layer
+alone, the per-block choice of the coder) in at least half of those blocks. Otherwise, and
+always while the stream has the model's kernels (learned on other people), they are refitted
 (sancodec.fitting: detection with the bundle's encoder in ONNX Runtime, least squares at the
 spikes found) from a few starts. The new kernels are sent where they save more distortion +
 λ·bits over those samples than the kernels in use, by more than their update costs (λ times its
@@ -23,7 +23,8 @@ from sancodec.blockcoder import BlockCoder
 from sancodec.codebook import Codebook, kernels_to_proto
 from sancodec.codes import SanLayer
 from sancodec.encodergraph import BatchDetector, DetectorFactory
-from sancodec.fitting import fit_kernels, starts
+from sancodec.errors import ProtocolError
+from sancodec.fitting import Target, fit_kernels, place_spikes, starts
 from sancodec.plan import CodingPlan, Spikes, Window
 from sancodec.quantization import Quantizer
 from sancodec.ratecontrol import rd_lambda
@@ -41,38 +42,26 @@ Kernels = tuple[npt.NDArray[np.float32], ...]
 
 def rd_gain(plan: CodingPlan, codebook: Codebook, detect: BatchDetector,
             x: npt.NDArray[np.float64]) -> tuple[int, float]:  # fmt: skip
-    """What the spikes `detect` finds do for (channels, n) model-domain samples, block by block as
-    the stream coder decides it (its windows cut the same way, each block on its own): in how
-    many blocks they pay, and how much they lower distortion + λ·bits in all (the blocks where
-    they do not pay go without them)."""
-    n, ctx = plan.block_length, plan.context
-    blocks, windows = [], []
-    for row in x:
-        for start in range(0, row.size - n + 1, n):
-            lo, hi = max(start - ctx, 0), min(start + n + ctx, row.size)
-            part = row[lo:hi]
-            windows.append((part - part.mean()).astype(np.float32))
-            blocks.append((row[start : start + n], start, lo))
-    by_length: dict[int, list[int]] = {}
-    for i, w in enumerate(windows):
-        by_length.setdefault(w.size, []).append(i)
-    found: dict[int, Spikes] = {}
-    for members in by_length.values():
-        for i, spikes in zip(members, detect(np.stack([windows[i] for i in members])[:, None, :]),
-                             strict=True):  # fmt: skip
-            found[i] = spikes
+    """What the spikes `detect` finds do for the whole blocks of (channels, n) model-domain
+    samples, each block decided on its own as the stream coder decides it (detected in its
+    window, `fitting.place_spikes`; here the first block has no left context, the last no
+    right): in how many blocks they pay, and how much they lower distortion + λ·bits in all
+    (the blocks where they do not pay go without them)."""
+    n = plan.block_length
+    rows = [row[: row.size - row.size % n] for row in x]
+    target = Target.of(rows, n, max(w.size for w in codebook.kernels) + 1)
+    placed = place_spikes(rows, target, detect, n, plan.context)
     coder, quantizer = BlockCoder(plan, 0), Quantizer(plan.san_step_exp)
     paying, gain = 0, 0.0
-    for i, (block, start, lo) in enumerate(blocks):
-        spikes = found[i]
-        at = spikes.positions + lo
-        mine = (at >= start) & (at < start + n)
-        layer = SanLayer.from_spikes(spikes.kernel_ids[mine], at[mine],
-                                     spikes.amplitudes[mine], quantizer)  # fmt: skip
-        if layer.spike_count:
-            g = coder.spikes_gain(block, (layer, codebook), start)
-            paying += g > 0
-            gain += max(g, 0.0)
+    for row, base in zip(rows, target.bases, strict=True):
+        for start in range(0, row.size, n):
+            lo, hi = np.searchsorted(placed.positions, (base + start, base + start + n))
+            layer = SanLayer.from_spikes(placed.kernel_ids[lo:hi], placed.positions[lo:hi] - base,
+                                         placed.amplitudes[lo:hi], quantizer)  # fmt: skip
+            if layer.spike_count:
+                g = coder.spikes_gain(row[start : start + n], (layer, codebook), start)
+                paying += g > 0
+                gain += max(g, 0.0)
     return paying, gain
 
 
@@ -97,8 +86,10 @@ class Adapter:
             self._detectors[0] = self.detect
 
     def detector(self, generation: int) -> BatchDetector:
-        if generation not in self._detectors:  # generation 0 without a shared encoder
-            self._detectors[generation] = self.detector_for(self.plan.codebook.kernels)
+        if generation == 0 and 0 not in self._detectors:  # no shared encoder was given
+            self._detectors[0] = self.detector_for(self.plan.codebook.kernels)
+        if generation not in self._detectors:
+            raise ProtocolError(f"no detector for kernel generation {generation}: it is gone")
         return self._detectors[generation]
 
     def spikes(self, window: Window) -> Spikes:

@@ -156,12 +156,12 @@ class StreamCoder:
         if c is None or self._request is not None:
             return
         n, first = self.plans[0].block_length, self.coders[0]
-        if first.received >= c * n:
+        if first.received > c * n:  # block c has a sample: it will be coded, with what comes
             lo = (c - self._window_blocks) * n
             x = np.stack([coder.samples(lo, c * n) for coder in self.coders])
             g = first.generation(c)
             self._request = FitRequest(c, first.codebooks[g][1], g, x)
-        elif first.ended:  # the stream ended before the check: no more checks
+        elif first.ended:  # the stream ended before block c: no more checks
             self._hold(None)
 
     def fit_due(self) -> FitRequest | None:

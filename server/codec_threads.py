@@ -58,12 +58,23 @@ class CodecThreads:
                   background: bool = False) -> T:  # fmt: skip
         """`call(*args)` on a thread, when the owner's turn comes (no owner: a one-job owner).
         Background work (a stream far ahead of real time) yields to the rest."""
+        return await self._submit(call, args, owner, background)
+
+    def run_spare(self, call: Callable[..., T], *args: Any, owner: object = None
+                  ) -> asyncio.Future[T] | None:  # fmt: skip
+        """Optional work: `call(*args)` queued at once as background work if the threads have
+        room for it now (`spare`), its future; None if they have not. Queued before this returns,
+        so a second caller in the same turn of the loop finds no room."""
+        return self._submit(call, args, owner, True) if self.spare else None
+
+    def _submit(self, call: Callable[..., T], args: tuple[Any, ...], owner: object,
+                background: bool) -> asyncio.Future[T]:  # fmt: skip
         tag = max(self._virtual, self._finish.get(owner, 0.0) if owner is not None else 0.0)
         job = _Job(tag, next(self._ids), owner, background, lambda: call(*args),
                    asyncio.get_running_loop().create_future(), time.monotonic())  # fmt: skip
         heapq.heappush(self._background if background else self._heap, job)
         self._start()
-        return await job.future  # type: ignore[no-any-return]
+        return job.future
 
     def _start(self) -> None:
         while self._free:

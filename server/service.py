@@ -177,8 +177,24 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         )
         yield session.started()
         index = 0
+        incoming: asyncio.Future[codec_pb2.EncodeRequest | None] | None = None
         try:
-            async for request in requests:
+            while True:
+                if incoming is None:
+                    incoming = asyncio.ensure_future(anext(requests, None))
+                check = session.checking
+                if check is not None and not incoming.done():
+                    # a check of the stream's kernels holds its next blocks: the stream gets them
+                    # once the check is done, not when its next chunk comes
+                    await asyncio.wait((incoming, check), return_when=asyncio.FIRST_COMPLETED)
+                    if not incoming.done():
+                        bulk = session.ahead_s() >= BULK_AHEAD_S
+                        for response in await session.answer_check(background=bulk):
+                            yield response
+                        continue
+                request, incoming = await incoming, None
+                if request is None:
+                    break
                 if not request.HasField("chunk"):
                     raise ProtocolError(f"chunk {index} is a second config; a stream has one")
                 for response in await self._push(session, index, request.chunk.samples):
@@ -187,6 +203,8 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
             for response in await session.finish():
                 yield response
         finally:
+            if incoming is not None:
+                incoming.cancel()
             session.close()
 
     async def _push(

@@ -142,10 +142,13 @@ class EncodeSession:
                 f"chunk of {len(data)} bytes is over the {self.settings.max_chunk_bytes}-byte limit"
             )
         started = time.perf_counter()
+        # a stream ahead of real time waits for a check of its kernels, so that its samples do
+        # not pile up behind the windows the check holds
+        out = await self._adapt(started, background, wait=background)
         # the chunk is checked whole and its first slice windowed in one trip to the threads (a
         # real-time chunk is one slice); a larger one then goes on a slice a trip
         samples, windows = await self._off_loop(background, self._take, data)
-        out = await self._code(windows, started, background)
+        out += await self._code(windows, started, background)
         for lo in range(SLICE_SAMPLES, samples.shape[1], SLICE_SAMPLES):
             windows = await self._off_loop(
                 background, self._windows, samples[:, lo : lo + SLICE_SAMPLES]
@@ -158,8 +161,7 @@ class EncodeSession:
     ) -> list[codec_pb2.EncodeResponse]:
         """Start a check of the stream's kernels that fell due, off the loop as background work,
         or skip it (keep the kernels) when the codec threads have no room for it; answer one that
-        is done (with `wait`, at the stream's end, wait for it), and code the windows its answer
-        lets out."""
+        is done (with `wait`, wait for it), and code the windows its answer lets out."""
         out: list[codec_pb2.EncodeResponse] = []
         m = self.model.manifest
         while self.adapter is not None:
@@ -167,22 +169,19 @@ class EncodeSession:
                 request = self.coder.fit_due()
                 if request is None:
                     return out
-                if not self.pool.spare:  # busy: the stream keeps its kernels, checks later
+                self._check = self.pool.run_spare(self.adapter.refit, request, owner=self)
+                if self._check is None:  # busy: the stream keeps its kernels, checks later
                     self.telemetry.observe_check(m.name, m.version, "skipped")
                     windows = await self._off_loop(background, self.coder.update, None)
                     out += await self._code(windows, started, background)
                     continue
-                self._check = asyncio.ensure_future(
-                    self._off_loop(True, self.adapter.refit, request)
-                )
             if not (wait or self._check.done()):
                 return out
             check, self._check = self._check, None
             try:
                 kernels = await check
                 outcome = "kept" if kernels is None else "updated"
-            except (ArithmeticError, ValueError, RuntimeError, OSError):  # a fit gone wrong (ORT
-                # raises RuntimeError subclasses) costs the stream its new kernels, not its codes
+            except Exception:  # a fit gone wrong costs the stream its new kernels, not its codes
                 log.exception("a check of the kernels of a stream of %s/%s failed; it keeps them",
                               m.name, m.version)  # fmt: skip
                 kernels, outcome = None, "failed"
@@ -191,10 +190,25 @@ class EncodeSession:
             out += await self._code(windows, started, background)
         return out
 
+    @property
+    def checking(self) -> asyncio.Future[Kernels | None] | None:
+        """The check of the stream's kernels that is running, if any: the service answers it as
+        soon as it is done, without waiting for the stream's next chunk."""
+        return self._check
+
+    async def answer_check(self, background: bool = False) -> list[codec_pb2.EncodeResponse]:
+        """The blocks a finished check lets out, between two chunks of the stream (as background
+        work for a stream ahead of real time)."""
+        return await self._adapt(time.perf_counter(), background)
+
     def close(self) -> None:
-        """The stream is over, ended or not: a check still running is not waited for."""
-        if self._check is not None:
+        """The stream is over, ended or not: a check not yet done is dropped."""
+        if self._check is None:
+            return
+        if not self._check.done():
             self._check.cancel()
+        elif not self._check.cancelled():
+            self._check.exception()  # retrieved: a failed check left behind is not an error
 
     def _take(self, data: bytes) -> tuple[npt.NDArray[np.float64], list[list[Window]]]:
         """The chunk's samples, once all of them are accepted, and its first slice's windows."""

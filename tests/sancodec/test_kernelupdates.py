@@ -73,11 +73,13 @@ def test_updates_and_codes_do_not_depend_on_chunking(signal: np.ndarray) -> None
     np.testing.assert_allclose(decoded, painted, rtol=0, atol=1e-9)
 
 
-def test_a_stream_shorter_than_its_first_check_is_coded_whole(signal: np.ndarray) -> None:
+@pytest.mark.parametrize("n", [2000, ADAPT])
+def test_a_stream_that_ends_by_its_first_check_is_coded_whole(signal: np.ndarray, n: int) -> None:
+    """No check falls due where no block would use its answer (at most ADAPT samples)."""
     coder = StreamCoder([PLAN], ADAPT)
     adapter = Adapter(PLAN, kernel_swapper(BUNDLE, threads=1))
-    blocks = code_stream(coder, signal[:, :2000], adapter.spikes)  # no refit: none may be due
-    assert sum(b.sample_count for b in blocks) == 2000
+    blocks = code_stream(coder, signal[:, :n], adapter.spikes)  # no refit: none may be due
+    assert sum(b.sample_count for b in blocks) == n
     assert coder.done
     assert not any(b.kernels for b in blocks)
 

@@ -4,6 +4,8 @@ decode it alike; a damaged update is DATA_LOSS naming its block."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -177,3 +179,26 @@ def test_a_failed_check_keeps_the_kernels_and_the_stream(
         "sancodec_kernel_checks_total", {"model": "ecg", "version": "1", "outcome": "failed"}
     )
     assert failed == 1
+
+
+def test_blocks_held_for_a_check_leave_when_it_is_done_not_with_the_next_chunk(
+    server: RunningServer, ecg: np.ndarray
+) -> None:
+    """Past the first check, then a pause: the block the check held comes during the pause."""
+    pause_s = 4.0
+    done_sending: list[float] = []
+
+    def requests() -> Iterator[codec_pb2.EncodeRequest]:
+        # 4 blocks, then 2 more in one chunk: the check at block 4 falls due in the last chunk
+        yield from encode_requests(ecg, FIRST_UPDATE * 4096)
+        done_sending.append(time.monotonic())
+        time.sleep(pause_s)
+
+    arrivals: dict[int, float] = {}
+    with grpc.insecure_channel(server.address) as channel:
+        stub = codec_pb2_grpc.CodecServiceStub(channel)
+        for response in stub.Encode(requests(), timeout=60):
+            if response.HasField("block"):
+                arrivals[response.block.start_sample // 4096] = time.monotonic()
+    assert sorted(arrivals) == list(range(6))
+    assert arrivals[FIRST_UPDATE - 1] - done_sending[0] < pause_s / 2

@@ -114,3 +114,19 @@ def test_room_for_optional_work_only_when_nothing_waits_and_no_background_runs()
         return seen
 
     assert asyncio.run(main()) == [True, True, False, False, True]
+
+
+def test_optional_work_is_queued_at_once_so_a_second_caller_finds_no_room() -> None:
+    async def main() -> tuple[bool, bool, int]:
+        pool = CodecThreads(workers=2)
+        first = pool.run_spare(sum, [1, 2])
+        second = pool.run_spare(sum, [3, 4])  # the same turn of the loop: the first holds room
+        assert first is not None
+        result = await first
+        third = pool.run_spare(sum, [5, 6])  # room again
+        assert third is not None
+        await third
+        pool.shutdown()
+        return first is not None, second is None, result
+
+    assert asyncio.run(main()) == (True, True, 3)
