@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -177,35 +178,52 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         )
         yield session.started()
         index = 0
-        incoming: asyncio.Future[codec_pb2.EncodeRequest | None] | None = None
         try:
-            while True:
-                if incoming is None:
-                    incoming = asyncio.ensure_future(anext(requests, None))
-                check = session.checking
-                if check is not None and not incoming.done():
-                    # a check of the stream's kernels holds its next blocks: the stream gets them
-                    # once the check is done, not when its next chunk comes
-                    await asyncio.wait((incoming, check), return_when=asyncio.FIRST_COMPLETED)
-                    if not incoming.done():
+            async with contextlib.aclosing(self._arrivals(session, requests)) as arrivals:
+                async for request in arrivals:
+                    if request is None:  # a check of its kernels is done: its held blocks go
                         bulk = session.ahead_s() >= BULK_AHEAD_S
                         for response in await session.answer_check(background=bulk):
                             yield response
                         continue
-                request, incoming = await incoming, None
-                if request is None:
-                    break
-                if not request.HasField("chunk"):
-                    raise ProtocolError(f"chunk {index} is a second config; a stream has one")
-                for response in await self._push(session, index, request.chunk.samples):
-                    yield response
-                index += 1
+                    if not request.HasField("chunk"):
+                        raise ProtocolError(f"chunk {index} is a second config; a stream has one")
+                    for response in await self._push(session, index, request.chunk.samples):
+                        yield response
+                    index += 1
             for response in await session.finish():
                 yield response
         finally:
+            session.close()
+
+    @staticmethod
+    async def _arrivals(
+        session: EncodeSession, requests: AsyncIterator[codec_pb2.EncodeRequest]
+    ) -> AsyncGenerator[codec_pb2.EncodeRequest | None, None]:
+        """The stream's messages in order, and None whenever a check of its kernels is done
+        before the next message comes: the blocks the check holds then go out at once."""
+        incoming: asyncio.Future[codec_pb2.EncodeRequest | None] | None = None
+        try:
+            while True:
+                check = session.checking
+                if check is not None:
+                    if incoming is None:
+                        incoming = asyncio.ensure_future(anext(requests, None))
+                    if not incoming.done():
+                        await asyncio.wait((incoming, check), return_when=asyncio.FIRST_COMPLETED)
+                    if not incoming.done():
+                        yield None
+                        continue
+                if incoming is not None:
+                    request, incoming = await incoming, None
+                else:  # no check running: no task a message
+                    request = await anext(requests, None)
+                if request is None:
+                    return
+                yield request
+        finally:
             if incoming is not None:
                 incoming.cancel()
-            session.close()
 
     async def _push(
         self, session: EncodeSession, index: int, data: bytes
