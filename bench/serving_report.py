@@ -165,7 +165,8 @@ def report(realtime: list[Row], full: list[Row], compute: Compute, meta: dict[st
         f"typical block answer ({meta['block_bytes']} bytes) per {n} frames, as the codec does, "
         f"without coding; median of repeats over >= {args.echo_seconds:g} s. **Compute** (the "
         f"limit without gRPC): {args.compute_blocks} blocks x {CHANNELS} channels of the same "
-        f"signal through the server's own EncodeSession coders, LoadedModel.detect in batches of "
+        f"signal through the server's own EncodeSession coders (with the model's kernels: no "
+        f"check of a stream's kernels, which is not coding), LoadedModel.detect in batches of "
         f"{args.max_batch}, and the block answers, in the benchmark process, median of "
         f"{args.repeats}.",
         "",
