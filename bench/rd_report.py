@@ -122,6 +122,17 @@ def _headline(results: Results) -> list[str]:
     return lines
 
 
+def _cell(a: float, b: float) -> str:
+    """a against b: both b/s, and the change."""
+    return f"{a:.3f} vs {b:.3f} ({100 * (a / b - 1):+.0f}%)"
+
+
+def _served_and_peer(m: dict[str, list[dict]], prdn_percent: float) -> tuple[float, float]:
+    """The served path's b/s at this PRDN, and the better of the wavelet H0's and bioleptic's."""
+    peers = (interpolate_bps_at_prdn(m[n], prdn_percent) for n in (WAVELET, BIOLEPTIC))
+    return interpolate_bps_at_prdn(m[SERVED], prdn_percent), min(peers)
+
+
 def _checks(results: Results) -> list[str]:
     """Issue #14's checks, per record: the residual layer alone (its payloads, as H0 has no
     framing either) against the wavelet's H0, and the served path (every block message) against
@@ -134,14 +145,8 @@ def _checks(results: Results) -> list[str]:
         layer = [{**p, "bps": p["payload_bps"]} for p in m[RESIDUAL]]  # the layer, unframed
         for t in PRDN_TARGETS:
             a, h = interpolate_bps_at_prdn(layer, t), interpolate_bps_at_prdn(m[WAVELET], t)
-            res.append(f"{a:.3f} vs {h:.3f} ({100 * (a / h - 1):+.0f}%)")
-        srv = []
-        for t in (9.0, 20.0):
-            a = interpolate_bps_at_prdn(m[SERVED], t)
-            best = min(
-                interpolate_bps_at_prdn(m[WAVELET], t), interpolate_bps_at_prdn(m[BIOLEPTIC], t)
-            )
-            srv.append(f"{a:.3f} vs {best:.3f} ({100 * (a / best - 1):+.0f}%)")
+            res.append(_cell(a, h))
+        srv = [_cell(*_served_and_peer(m, t)) for t in (9.0, 20.0)]
         lines.append(f"| {r['record']} | {' / '.join(res)} | {' / '.join(srv)} |")
     return lines
 
@@ -153,29 +158,22 @@ def _adaptation_checks(results: Results) -> list[str]:
     lines = ["| record | served vs min(H0, bioleptic) @9% / @20% | served vs residual layer alone @9% / @20% |",
              "|---|---|---|"]  # fmt: skip
     pooled: dict[str, list[float]] = {}
-
-    def cell(a: float, b: float) -> str:
-        return f"{a:.3f} vs {b:.3f} ({100 * (a / b - 1):+.0f}%)"
-
     for r in results:
         m, peer, alone = r["methods"], [], []
         for t in (9.0, 20.0):
-            a = interpolate_bps_at_prdn(m[SERVED], t)
-            best = min(
-                interpolate_bps_at_prdn(m[WAVELET], t), interpolate_bps_at_prdn(m[BIOLEPTIC], t)
-            )
+            a, best = _served_and_peer(m, t)
             residual = interpolate_bps_at_prdn(m[RESIDUAL], t)
-            peer.append(cell(a, best))
-            alone.append(cell(a, residual))
+            peer.append(_cell(a, best))
+            alone.append(_cell(a, residual))
             for key, value in ((f"served{t}", a), (f"peer{t}", best), (f"alone{t}", residual)):
                 pooled.setdefault(key, []).append(value)
         lines.append(f"| {r['record']} | {' / '.join(peer)} | {' / '.join(alone)} |")
     mean = {k: float(np.mean(v)) for k, v in pooled.items()}
     lines.append(
         "| pooled | "
-        + " / ".join(cell(mean[f"served{t}"], mean[f"peer{t}"]) for t in (9.0, 20.0))
+        + " / ".join(_cell(mean[f"served{t}"], mean[f"peer{t}"]) for t in (9.0, 20.0))
         + " | "
-        + " / ".join(cell(mean[f"served{t}"], mean[f"alone{t}"]) for t in (9.0, 20.0))
+        + " / ".join(_cell(mean[f"served{t}"], mean[f"alone{t}"]) for t in (9.0, 20.0))
         + " |"
     )
     return lines

@@ -62,14 +62,14 @@ def _block_bytes(coded: list[CodedChannel]) -> int:
     return sum(block_message(c.start, c.signal.size, [(0, c.payload)]).ByteSize() for c in coded)
 
 
-def served_stream(bundle: Bundle, plan: CodingPlan, x_mv: np.ndarray, detect: Detector
-                  ) -> tuple[list[CodedChannel], int]:  # fmt: skip
+def served_stream(bundle: Bundle, plan: CodingPlan, x_mv: np.ndarray, detect: Detector,
+                  adapt: bool = True) -> tuple[list[CodedChannel], int]:  # fmt: skip
     """A record coded as an unloaded server codes a stream of it under `plan`: with kernels
-    fitted to it where the model adapts (ModelInfo.adapt_after_samples), as the server fits
-    them, every window then detected through the stream's `Adapter` (the bundle's encoder in
-    ONNX Runtime, one thread); otherwise through `detect`. Its blocks and the bytes of every
-    block message, codebook updates included."""
-    if not bundle.manifest.adapt_after_samples:
+    fitted to it where the model adapts (ModelInfo.adapt_after_samples) and `adapt`, as the
+    server fits them, every window then detected through the stream's `Adapter` (the bundle's
+    encoder in ONNX Runtime, one thread); otherwise with the plan's kernels, through `detect`.
+    Its blocks and the bytes of every block message, codebook updates included."""
+    if not (adapt and bundle.manifest.adapt_after_samples):
         coded = code_signal(plan, x_mv, detect)
         return coded, _block_bytes(coded)
     adapter = Adapter(plan, kernel_swapper(bundle, threads=1))
@@ -89,16 +89,11 @@ def served_sweep(bundle_dir: Path, x_mv: np.ndarray, steps: tuple[float, ...],
     if block_length is not None:
         plan = dataclasses.replace(plan, block_length=block_length)
     detector = memoized(detect) if spikes else _no_spikes
-    adapts = spikes and adapt and bundle.manifest.adapt_after_samples > 0
     points = []
     for step in steps:
         exp = Quantizer.from_step(step).step_exp
         trial = dataclasses.replace(plan, **{f"{which}_step_exp": exp})
-        if adapts:
-            coded, size = served_stream(bundle, trial, x_mv, detect)
-        else:
-            coded = code_signal(trial, x_mv, detector)
-            size = _block_bytes(coded)
+        coded, size = served_stream(bundle, trial, x_mv, detector, adapt=spikes and adapt)
         x_hat = np.concatenate([c.reconstruction for c in coded]) * plan.scale
         points.append({"step": float(step), "bps": 8 * size / x_mv.size,
                        "payload_bps": 8 * sum(len(c.payload) for c in coded) / x_mv.size,
