@@ -143,8 +143,9 @@ class EncodeSession:
             )
         started = time.perf_counter()
         # a stream ahead of real time waits for a check of its kernels, so that its samples do
-        # not pile up behind the windows the check holds
-        out = await self._adapt(started, background, wait=background)
+        # not pile up behind the windows the check holds (a live one's is answered by the
+        # Encode loop as soon as it is done)
+        out = await self._adapt(started, background, wait=True) if background else []
         # the chunk is checked whole and its first slice windowed in one trip to the threads (a
         # real-time chunk is one slice); a larger one then goes on a slice a trip
         samples, windows = await self._off_loop(background, self._take, data)

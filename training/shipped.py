@@ -103,9 +103,9 @@ RECIPES = (
         # information the block pays (make bench, BD-rate in docs/rate-distortion.md)
         sample_rate_hz=360.0, block_length=4096, context=256, san_step=0.2,
         residual=ResidualSpec("bior4.4", 5), residual_step=0.6,
-        # streams fit their own kernels after 4 blocks (45 s, some 50 beats), chosen before any
-        # scoring: on training record 106 a fit to its first 4 blocks took 0.06-0.3 s and coded
-        # the rest with 12-29% fewer bits; on 208 the fitted kernels did not pay and were left out
+        # streams fit their own kernels after 4 blocks (45 s, some 50 beats), chosen on the
+        # training records 106 and 208 before any scoring (`python -m bench.stream_checks`: a
+        # check costs about 0.1 s; 106's fitted kernels are sent, 208's do not pay)
         adapt_after_blocks=4,
     ),
     Recipe(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sancodec import Codebook, decode
+from sancodec import decode
 from sancodec.bundle import load_bundle
 from sancodec.encodergraph import kernel_swapper
 from sancodec.errors import InvalidConfigError, InvalidInputError, ProtocolError
@@ -98,4 +98,10 @@ def test_bad_adaptation_settings_and_calls_are_refused() -> None:
     with pytest.raises(InvalidInputError, match="no longer than"):
         PLAN.codebook.updated((np.ones(longest + 1, np.float32),))
     assert PLAN.codebook.updated(()) is PLAN.codebook
-    assert isinstance(PLAN.codebook.updated((np.ones(3, np.float32),)), Codebook)
+    shorter = PLAN.codebook.updated((np.full(3, 0.1, np.float32),))  # kept on the format's grid
+    assert [w.tolist() for w in shorter.kernels] == [np.float32(0.1).repeat(3).tolist()]
+    assert (shorter.decoder_mode, shorter.residual, shorter.tables) == (
+        PLAN.codebook.decoder_mode,
+        PLAN.codebook.residual,
+        PLAN.codebook.tables,
+    )
