@@ -18,7 +18,7 @@ point of the coder's final interval (`Encoder.finish`): every such point decodes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import constriction
@@ -86,6 +86,11 @@ class SymbolRow:
         out[2 * MAGNITUDES + 1] = out[2 * MAGNITUDES + 2] = (1.0 - p0) * r**MAGNITUDES / 2.0
         return out
 
+    @cached_property
+    def model(self) -> Any:
+        """constriction's model of the row (built once per row)."""
+        return _model.Categorical(self.probabilities(), perfect=False)
+
 
 @dataclass(frozen=True)
 class ClassTable:
@@ -107,23 +112,20 @@ class ClassTable:
             out[self.first + i] = 2.0 ** (w // 2) * (np.sqrt(2.0) if w % 2 else 1.0)
         return out
 
-    def bits(self, values: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """Ideal code length of each value under this table (rate estimates)."""
-        c = bit_lengths(np.asarray(values, dtype=np.int64))
-        p = _class_costs(self)
-        return p[c] + np.maximum(c - 1, 0)
+    @cached_property
+    def model(self) -> Any:
+        """constriction's model of the classes (built once per table)."""
+        return _model.Categorical(self.probabilities(), perfect=False)
 
+    @cached_property
+    def _costs(self) -> list[float]:
+        p = self.probabilities()
+        return [float(c) for c in -np.log2(np.maximum(p / p.sum(), 2.0**-24))]
 
-@lru_cache(maxsize=65536)
-def _categorical(key: SymbolRow | ClassTable) -> Any:
-    p = key.probabilities()
-    return _model.Categorical(p, perfect=False)
-
-
-@lru_cache(maxsize=4096)
-def _class_costs(table: ClassTable) -> npt.NDArray[np.float64]:
-    p = table.probabilities()
-    return np.asarray(-np.log2(np.maximum(p / p.sum(), 2.0**-24)), dtype=np.float64)
+    def bits(self, values: npt.ArrayLike) -> float:
+        """Ideal code length of the values under this table, in bits (rate estimates)."""
+        costs = self._costs
+        return sum(costs[c] + max(c - 1, 0) for c in _bit_lengths(values))
 
 
 @lru_cache(maxsize=65536)
@@ -137,6 +139,21 @@ def bit_lengths(values: Ints) -> Ints:
     """Bit length of each non-negative value below 2^53 (0 for 0): frexp's exponent, exact for
     integers a float64 holds exactly."""
     return np.frexp(np.asarray(values, dtype=np.float64))[1].astype(np.int64)
+
+
+def _bit_lengths(values: npt.ArrayLike) -> list[int]:
+    """Bit lengths of a few non-negative integers (a side field's), as Python ints."""
+    return [int(v).bit_length() for v in np.asarray(values, dtype=np.int64).ravel().tolist()]
+
+
+def _piece_sizes(classes: list[int]) -> list[int]:
+    """The alphabet size of each piece below the leading ones of values of these bit lengths, in
+    coding order: every value's lowest PIECE_BITS bits (fewer where it has fewer), then the rest
+    of those that have more."""
+    below = [c - 1 for c in classes if c > 1]
+    return [1 << min(b, PIECE_BITS) for b in below] + [
+        1 << (b - PIECE_BITS) for b in below if b > PIECE_BITS
+    ]
 
 
 def symbols_of(values: Ints) -> tuple[npt.NDArray[np.int32], Ints]:
@@ -156,29 +173,25 @@ class Encoder:
 
     def symbols(self, symbols: npt.NDArray[np.int32], row: SymbolRow) -> None:
         if symbols.size:
-            self._coder.encode(symbols, _categorical(row))
+            self._coder.encode(symbols, row.model)
 
     def integers(self, values: npt.ArrayLike, table: ClassTable) -> None:
-        """Non-negative integers below 2^32."""
-        v = np.asarray(values, dtype=np.int64)
-        if not v.size:
+        """Non-negative integers below 2^32 (a side field's few: coded with Python ints)."""
+        v = np.asarray(values, dtype=np.int64).ravel().tolist()
+        if not v:
             return
-        if v.min() < 0 or v.max() > MAX_VALUE:
+        if min(v) < 0 or max(v) > MAX_VALUE:
             raise InvalidInputError(f"a value to code is outside 0..{MAX_VALUE}")
-        classes = bit_lengths(v)
-        self._coder.encode(classes.astype(np.int32), _categorical(table))
-        bits = np.maximum(classes - 1, 0)
-        rest = v - np.where(classes > 0, np.left_shift(1, bits, dtype=np.int64), 0)
-        while np.any(bits > 0):  # low pieces first, each at most PIECE_BITS wide
-            width = np.minimum(bits, PIECE_BITS)
-            take = width > 0
-            sizes = np.left_shift(1, width[take], dtype=np.int64)
-            self._coder.encode(
-                (rest[take] & (sizes - 1)).astype(np.int32),
-                _UNIFORM,
-                np.maximum(sizes, 2).astype(np.int32),
-            )
-            rest, bits = np.right_shift(rest, width), bits - width
+        classes = [x.bit_length() for x in v]
+        self._coder.encode(np.array(classes, dtype=np.int32), table.model)
+        below = [(x - (1 << (c - 1)), c - 1) for x, c in zip(v, classes, strict=True) if c > 1]
+        if below:  # each value's bits below its leading one, as _piece_sizes orders them
+            low = (1 << PIECE_BITS) - 1
+            pieces = [r & low for r, _ in below] + [
+                r >> PIECE_BITS for r, b in below if b > PIECE_BITS
+            ]
+            self._coder.encode(np.array(pieces, dtype=np.int32), _UNIFORM,
+                               np.array(_piece_sizes(classes), dtype=np.int32))  # fmt: skip
 
     def finish(self) -> bytes:
         return shortest_code(self._coder)
@@ -224,25 +237,27 @@ class Decoder:
     def symbols(self, count: int, row: SymbolRow) -> npt.NDArray[np.int64]:
         if count <= 0:
             return np.zeros(0, dtype=np.int64)
-        return np.asarray(self._coder.decode(_categorical(row), count), dtype=np.int64)
+        return np.asarray(self._coder.decode(row.model, count), dtype=np.int64)
 
     def integers(self, count: int, table: ClassTable) -> Ints:
         if count <= 0:
             return np.zeros(0, dtype=np.int64)
-        classes = np.asarray(self._coder.decode(_categorical(table), count), dtype=np.int64)
-        bits = np.maximum(classes - 1, 0)
-        out = np.where(classes > 0, np.left_shift(1, bits, dtype=np.int64), 0)
-        shift = np.zeros(count, dtype=np.int64)
-        while np.any(bits > 0):
-            width = np.minimum(bits, PIECE_BITS)
-            take = width > 0
-            sizes = np.left_shift(1, width[take], dtype=np.int64)
-            piece = np.asarray(
-                self._coder.decode(_UNIFORM, np.maximum(sizes, 2).astype(np.int32)), dtype=np.int64
-            )
-            out[take] += np.left_shift(piece, shift[take])
-            shift, bits = shift + width, bits - width
-        return out
+        classes = self._coder.decode(table.model, count).tolist()
+        sizes = _piece_sizes(classes)
+        pieces = (
+            self._coder.decode(_UNIFORM, np.array(sizes, dtype=np.int32)).tolist() if sizes else []
+        )
+        out, i, high = [], 0, len([c for c in classes if c > 1])
+        for c in classes:
+            value = (1 << (c - 1)) if c else 0
+            if c > 1:
+                value += pieces[i]
+                if c - 1 > PIECE_BITS:
+                    value += pieces[high] << PIECE_BITS
+                    high += 1
+                i += 1
+            out.append(value)
+        return np.array(out, dtype=np.int64)
 
     def finish(self) -> None:
         """A code ends with a non-zero byte (the encoder leaves trailing zeros off); bytes past the

@@ -78,7 +78,7 @@ class _Fields:
     def put(self, name: str, values: npt.ArrayLike) -> None:
         v = np.asarray(values, dtype=np.int64)
         if self.enc is None:
-            self.bits += float(self.tables.table(name).bits(v).sum())
+            self.bits += self.tables.table(name).bits(v)
         else:
             self.enc.integers(v, self.tables.table(name))
         if self.seen is not None:
@@ -100,7 +100,7 @@ def spike_bits(san: SanLayer, tables: CodingTables, kernel_count: int, start: in
     out = _Fields(None, tables)
     _encode_spikes(out, san, kernel_count, start)
     none = tables.table("spike_count").bits(np.zeros(kernel_count, dtype=np.int64))
-    return out.bits - float(none.sum())
+    return out.bits - none
 
 
 def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int,
@@ -298,8 +298,8 @@ def _best_shift(
     field and the escapes counted; 0 on a tie, then -1. Returns (shift, bits)."""
     counts = coefficients.counts()
     excess = coefficients.excess
-    escapes = float(tables.table("escape").bits(excess).sum()) if excess.size else 0.0
-    shift_bits = tables.table("row_shift").bits(zigzag(SHIFTS))
+    escapes = tables.table("escape").bits(excess)
+    shift_bits = [tables.table("row_shift").bits([v]) for v in zigzag(SHIFTS).tolist()]
     best, best_bits = 0, math.inf
     for shift, own in zip(SHIFTS, shift_bits, strict=True):
         costs = tables.band_costs(step_exp + SHIFT_STEP * shift, len(coefficients.layout.sizes))

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sancodec.codes import ChannelCode, ResidualLayer, SanLayer
 from sancodec.entropy import ClassTable, Decoder, Encoder, SymbolRow
@@ -80,3 +82,28 @@ def test_a_trailing_zero_byte_is_refused() -> None:
     dec.symbols(3, SymbolRow(30000, 30000))
     with pytest.raises(CorruptCodeError):
         dec.finish()
+
+
+def test_integer_fields_keep_the_format_bytes() -> None:
+    """Bytes of the format (docs/sanc-format.md): pinned, so that a faster coder cannot change
+    them; values of one, two and three pieces, and 0 and 1 (no piece)."""
+    enc = Encoder()
+    values = [0, 1, 2, 3, 65535, 65536, 131071, 131077, 2**31, 2**32 - 1, 17, 2**16 + 2**15]
+    enc.integers(values, ClassTable(0, tuple(range(1, 34))))
+    enc.integers([5], ClassTable(2, (3, 9, 1)))
+    data = enc.finish()
+    assert data.hex() == "0000000015f9165348fb2d05d617770c07732dc65223ad945c1a726badce68800026b9cc"
+    dec = Decoder(data)
+    assert dec.integers(len(values), ClassTable(0, tuple(range(1, 34)))).tolist() == values
+    assert dec.integers(1, ClassTable(2, (3, 9, 1))).tolist() == [5]
+
+
+@given(st.lists(st.lists(st.integers(0, 2**32 - 1), max_size=40), min_size=1, max_size=4))
+def test_integer_fields_round_trip(fields: list[list[int]]) -> None:
+    table = ClassTable(0, tuple(range(1, 34)))
+    enc = Encoder()
+    for values in fields:
+        enc.integers(values, table)
+    dec = Decoder(enc.finish())
+    assert [dec.integers(len(values), table).tolist() for values in fields] == fields
+    dec.finish()
