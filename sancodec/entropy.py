@@ -206,22 +206,31 @@ def shortest_code(coder: Any) -> bytes:
     smallest point with the most trailing zero bytes, and those bytes are left off.
     """
     position, (lower, width) = coder.pos()
-    words = [int(w) for w in coder.get_compressed()]
+    words = np.asarray(coder.get_compressed(), dtype=">u4")
     total = position + 2
-    if len(words) > total:  # constriction seals within two words after `position`
+    if words.size > total:  # constriction seals within two words after `position`
         raise RuntimeError("unexpected range coder seal")
-    point = 0
-    for w in words + [0] * (total - len(words)):
-        point = (point << 32) | w
     bits = 32 * total
+    point = int.from_bytes(words.tobytes(), "big") << (32 * (total - words.size))
     low = point - ((point - lower) % (1 << 64))  # the interval's start, carries included
     high = low + width
-    for count in range(bits // 8 + 1):
+
+    def point(count: int) -> int | None:  # the smallest count-byte point at or above the start
         shift = bits - 8 * count
-        value = -(-low >> shift)  # the smallest count-byte point at or above the start
-        if value << shift < high and value < 1 << (8 * count):
-            return bytes(value.to_bytes(count, "big"))
-    raise RuntimeError("no point in the range coder's final interval")
+        value = -(-low >> shift)
+        return value if value << shift < high and value < 1 << (8 * count) else None
+
+    # a count that has a point, the next one has too (its value times 256): the fewest is the
+    # first count of a monotone predicate, found by bisection
+    lo, hi = 0, bits // 8
+    if point(hi) is None:
+        raise RuntimeError("no point in the range coder's final interval")
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if point(mid) is not None else (mid + 1, hi)
+    value = point(lo)
+    assert value is not None
+    return bytes(value.to_bytes(lo, "big"))
 
 
 class Decoder:
