@@ -11,8 +11,8 @@ escapes in that order. Spikes never depend on coefficients, nor coefficients on 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,7 @@ from sancodec.entropy import (
     CODER_ERRORS,
     MAGNITUDES,
     SYMBOLS,
+    ClassTable,
     Decoder,
     Encoder,
     SymbolRow,
@@ -261,12 +262,11 @@ class _Coefficients:
         self.contexts = layout.contexts(dense)
         self.symbols, self.excess = symbols_of(self.values)
 
-    def counts(self) -> npt.NDArray[np.float64]:
-        """How often each (band, context, symbol) occurs: (bands, CONTEXTS, SYMBOLS)."""
+    def counts(self) -> Ints:
+        """How often each (band, context, symbol) occurs, flat: (bands x CONTEXTS x SYMBOLS)."""
         bands = len(self.layout.sizes)
         key = (self.layout.band * CONTEXTS + self.contexts) * SYMBOLS + self.symbols
-        counts = np.bincount(key, minlength=bands * CONTEXTS * SYMBOLS)
-        return counts.reshape(bands, CONTEXTS, SYMBOLS).astype(np.float64)
+        return np.bincount(key, minlength=bands * CONTEXTS * SYMBOLS)
 
     def bands(self) -> Iterator[tuple[int, list[tuple[int, Symbols, Ints]], Ints]]:
         """Band by band: (its class, its groups of (context, symbols, values) in coding
@@ -296,17 +296,17 @@ def _best_shift(
 ) -> tuple[int, float]:
     """The row shift (SHIFTS) that codes the coefficients in the fewest ideal bits, its own
     field and the escapes counted; 0 on a tie, then -1. Returns (shift, bits)."""
-    counts = coefficients.counts()
-    excess = coefficients.excess
-    escapes = tables.table("escape").bits(excess)
-    shift_bits = [tables.table("row_shift").bits([v]) for v in zigzag(SHIFTS).tolist()]
-    best, best_bits = 0, math.inf
-    for shift, own in zip(SHIFTS, shift_bits, strict=True):
-        costs = tables.band_costs(step_exp + SHIFT_STEP * shift, len(coefficients.layout.sizes))
-        bits = float(own) + escapes + float(np.vdot(counts, costs))
-        if bits < best_bits:
-            best, best_bits = shift, bits
-    return best, best_bits
+    bands, counts = len(coefficients.layout.sizes), coefficients.counts().astype(np.float64)
+    own = _shift_bits(tables.table("row_shift"))
+    bits = [own[i] + tables.band_costs(step_exp + SHIFT_STEP * shift, bands).ravel() @ counts
+            for i, shift in enumerate(SHIFTS)]  # fmt: skip
+    best = int(np.argmin(bits))  # the first of the fewest: SHIFTS lists 0, then -1
+    return SHIFTS[best], float(bits[best]) + tables.table("escape").bits(coefficients.excess)
+
+
+@lru_cache(maxsize=64)
+def _shift_bits(table: ClassTable) -> list[float]:
+    return [table.bits([v]) for v in zigzag(SHIFTS).tolist()]
 
 
 def residual_bits(
