@@ -211,8 +211,8 @@ def shortest_code(coder: Any) -> bytes:
     if words.size > total:  # constriction seals within two words after `position`
         raise RuntimeError("unexpected range coder seal")
     bits = 32 * total
-    point = int.from_bytes(words.tobytes(), "big") << (32 * (total - words.size))
-    low = point - ((point - lower) % (1 << 64))  # the interval's start, carries included
+    sealed = int.from_bytes(words.tobytes(), "big") << (32 * (total - words.size))
+    low = sealed - ((sealed - lower) % (1 << 64))  # the interval's start, carries included
     high = low + width
 
     def point(count: int) -> int | None:  # the smallest count-byte point at or above the start
