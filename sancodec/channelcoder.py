@@ -21,12 +21,39 @@ __all__ = ["ChannelCoder"]
 Samples = npt.NDArray[np.float64]
 
 
+class _Samples:
+    """A channel's samples from sample `start` on: appended in place (amortized: a chunk costs
+    its own length, not the buffer's), dropped from the front. Stored samples are never written
+    again (a coded block keeps a view of its samples); a full buffer moves to a new one."""
+
+    def __init__(self) -> None:
+        self._buf, self._head, self._tail, self.start = np.zeros(0), 0, 0, 0
+
+    def append(self, x: Samples) -> None:
+        if self._tail + x.size > self._buf.size:
+            live = self._tail - self._head
+            grown = np.empty(max(2 * (live + x.size), 1024))
+            grown[:live] = self._buf[self._head : self._tail]
+            self._buf, self._head, self._tail = grown, 0, live
+        self._buf[self._tail : self._tail + x.size] = x
+        self._tail += x.size
+
+    def between(self, lo: int, hi: int) -> Samples:
+        """Samples lo..hi-1 (absolute), as far as they are held."""
+        return self._buf[self._head + lo - self.start : self._head + hi - self.start]
+
+    def drop_before(self, sample: int) -> None:
+        """Forget samples before `sample` (at most all of them)."""
+        drop = min(max(sample - self.start, 0), self._tail - self._head)
+        self._head += drop
+        self.start += drop
+
+
 class ChannelCoder:
     def __init__(self, plan: CodingPlan, channel: int = 0) -> None:
         self.plan = plan
         self.channel = channel
-        self._x = np.zeros(0)  # model-domain samples from sample self._x_start on
-        self._x_start = 0
+        self._samples = _Samples()  # model-domain samples
         self._received = 0
         self._ended = False
         self._next_window = 0  # index of the next block to hand out
@@ -50,7 +77,7 @@ class ChannelCoder:
         x = np.asarray(samples, dtype=np.float64)
         if x.ndim != 1 or not np.all(np.isfinite(x)):
             raise InvalidInputError("samples must be a 1-D array of finite values")
-        self._x = np.concatenate([self._x, x / self.plan.scale])
+        self._samples.append(x / self.plan.scale)
         self._received += x.size
         return self.windows()
 
@@ -84,7 +111,7 @@ class ChannelCoder:
                 return out
             count = min(n, self._received - start)
             lo, hi = max(start - ctx, 0), min(start + count + ctx, self._received)
-            part = self._x[lo - self._x_start : hi - self._x_start]
+            part = self._samples.between(lo, hi)
             out.append(Window(self._next_window, start, count, lo,
                               (part - part.mean()).astype(np.float32),
                               self.generation(self._next_window)))  # fmt: skip
@@ -112,7 +139,7 @@ class ChannelCoder:
         layer = SanLayer.from_spikes(
             spikes.kernel_ids[mine], positions[mine], spikes.amplitudes[mine], self._san
         )
-        x = self._x[window.start - self._x_start : window.start + window.count - self._x_start]
+        x = self._samples.between(window.start, window.start + window.count)
         codebook = self.codebooks[window.generation][1]
         if layer.spike_count and self._blocks.spikes_gain(x, (layer, codebook), window.start) <= 0:
             layer = layer.without_spikes()
@@ -131,9 +158,9 @@ class ChannelCoder:
 
     def samples(self, lo: int, hi: int) -> Samples:
         """Model-domain samples [lo, hi) (kept: see `retain_from`)."""
-        if lo < self._x_start or hi > self._received:
+        if lo < self._samples.start or hi > self._received:
             raise ProtocolError(f"samples [{lo}, {hi}) are no longer kept")
-        return self._x[lo - self._x_start : hi - self._x_start]
+        return self._samples.between(lo, hi)
 
     @property
     def received(self) -> int:
@@ -157,7 +184,7 @@ class ChannelCoder:
         n = self.plan.block_length
         start = index * n
         count = min(n, self._received - start)
-        x = self._x[start - self._x_start : start + count - self._x_start]
+        x = self._samples.between(start, start + count)
         neighbours = [self._layers[b] for b in (index - 1, index + 1) if b in self._layers]
         step = self._steering.step_exp if self._steering is not None else None
         coded = self._blocks.code(index, start, x, self._layers[index], neighbours, step)
@@ -175,6 +202,4 @@ class ChannelCoder:
         keep_from = min(self._next_final * n, self._next_window * n - self.plan.context)
         if self.retain_from is not None:
             keep_from = min(keep_from, self.retain_from)
-        keep_from = max(keep_from, self._x_start)
-        self._x = self._x[keep_from - self._x_start :]
-        self._x_start = keep_from
+        self._samples.drop_before(keep_from)

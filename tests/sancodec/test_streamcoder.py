@@ -76,6 +76,17 @@ def test_codes_do_not_depend_on_chunking(mitdb100: np.ndarray) -> None:
         assert [c.code for c in run(plan, x, chunk)] == reference
 
 
+def test_a_coded_block_keeps_its_own_samples_while_the_stream_goes_on(mitdb100: np.ndarray) -> None:
+    """The coder appends chunks in place: a block already out still holds its samples."""
+    x = mitdb100[:9000]
+    plan = _plan(x)
+    for chunk in (1, 180, 997):
+        blocks = run(plan, x, chunk)
+        assert len(blocks) == 9
+        for c in blocks:
+            assert np.array_equal(c.signal, x[c.start : c.start + c.signal.size] / plan.scale)
+
+
 def test_the_coder_reconstructs_what_the_decoder_paints(mitdb100: np.ndarray) -> None:
     x = mitdb100[:9000]
     plan = _plan(x, choose_layers=False)  # every block keeps its spikes
