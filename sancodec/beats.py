@@ -11,7 +11,6 @@ against wfdb's GQRS and the MIT-BIH reference annotations.
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -30,20 +29,21 @@ FLOOR_SHARE = 0.05  # a stretch far quieter than the loudest one holds noise, no
 Beats = npt.NDArray[np.int64]
 
 
-def _moving_mean(x: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float64]:
-    """np.convolve(x, ones(width) / width, "same") (zeros beyond the ends), from running sums:
-    O(n) whatever the width."""
+def _running_sums(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return np.concatenate(([0.0], np.cumsum(x)))
+
+
+def _moving_mean(sums: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float64]:
+    """np.convolve(x, ones(width) / width, "same") (zeros beyond the ends) from x's running sums
+    (`_running_sums`): O(n) whatever the width. Sample i's window ends at running sum
+    min(i + 1 + (width - 1) // 2, n) and starts `width` before, at least at 0: the sums padded
+    with zeros before and their total after, so that both are slices."""
     width = max(1, width)
-    sums = np.concatenate(([0.0], np.cumsum(x)))
-    hi, lo = _window_ends(x.size, width)
-    return (sums[hi] - sums[lo]) / width
-
-
-@lru_cache(maxsize=64)
-def _window_ends(size: int, width: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Where each sample's centred window of `width` ends and starts in the running sums."""
-    i = np.arange(size) + (width - 1) // 2
-    return np.minimum(i + 1, size), np.maximum(i + 1 - width, 0)
+    n, after = sums.size - 1, (width - 1) // 2
+    before = width - 1 - after
+    padded = np.concatenate((np.zeros(before), sums, np.full(after, sums[-1])))
+    hi = before + 1 + after
+    return (padded[hi : hi + n] - padded[hi - width : hi - width + n]) / width
 
 
 def _percentile(x: npt.NDArray[np.float64], q: float) -> float:
@@ -57,9 +57,10 @@ def _percentile(x: npt.NDArray[np.float64], q: float) -> float:
 
 
 def _energy(x: npt.NDArray[np.float64], fs: float) -> tuple[npt.NDArray[np.float64], ...]:
-    band = _moving_mean(x, round(0.040 * fs)) - _moving_mean(x, round(0.200 * fs))
+    sums = _running_sums(x)
+    band = _moving_mean(sums, round(0.040 * fs)) - _moving_mean(sums, round(0.200 * fs))
     slope = np.gradient(band)
-    return band, _moving_mean(slope * slope, round(0.100 * fs))
+    return band, _moving_mean(_running_sums(slope * slope), round(0.100 * fs))
 
 
 def _thresholds(energy: npt.NDArray[np.float64], fs: float) -> npt.NDArray[np.float64]:

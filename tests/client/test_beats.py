@@ -14,7 +14,7 @@ from cli_runner import CliRun
 
 from client.beats import BEAT_SYMBOLS, qrs_beats, read_reference_beats
 from sancodec import metrics
-from sancodec.beats import detect_beats, match_beats, rr_errors_s
+from sancodec.beats import _moving_mean, _running_sums, detect_beats, match_beats, rr_errors_s
 
 FS = 360.0
 N = 30 * 360  # the first 30 s of record 100
@@ -166,3 +166,13 @@ def test_the_detectors_percentile_is_numpys() -> None:
         x = rng.gamma(0.5, 2.0, n)
         for q in (10, 50, 90, 99):
             assert _percentile(x, q) == float(np.percentile(x, q))
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 14, 36, 72, 500])
+def test_the_moving_mean_is_a_centred_box_filter(width: int) -> None:
+    """np.convolve(x, box, "same"), zeros beyond the ends (for inputs at least a box long)."""
+    rng = np.random.default_rng(width)
+    for n in (width, width + 1, width + 7, 4096):
+        x = rng.normal(size=n)
+        box = np.convolve(x, np.ones(width) / width, "same")
+        assert np.allclose(_moving_mean(_running_sums(x), width), box, atol=1e-12)
