@@ -43,7 +43,10 @@ def _moving_mean(sums: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.fl
     before = width - 1 - after
     padded = np.concatenate((np.zeros(before), sums, np.full(after, sums[-1])))
     hi = before + 1 + after
-    return (padded[hi : hi + n] - padded[hi - width : hi - width + n]) / width
+    mean: npt.NDArray[np.float64] = (
+        padded[hi : hi + n] - padded[hi - width : hi - width + n]
+    ) / width
+    return mean
 
 
 def _percentile(x: npt.NDArray[np.float64], q: float) -> float:
