@@ -11,25 +11,21 @@ escapes in that order. Spikes never depend on coefficients, nor coefficients on 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from functools import lru_cache
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
-from sancodec.bandlayout import band_layout
 from sancodec.codebook import Codebook, kernels_from_proto, kernels_to_proto
 from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
+from sancodec.coefficients import SHIFT_STEP, SHIFTS, ResidualEstimate, estimate_residual
 from sancodec.entropy import (
     CODER_ERRORS,
     MAGNITUDES,
-    SYMBOLS,
-    ClassTable,
     Decoder,
     Encoder,
     SymbolRow,
-    symbols_of,
     unzigzag,
     zigzag,
 )
@@ -47,17 +43,11 @@ __all__ = [
     "encode_block",
     "encode_channel",
     "parse_block",
-    "residual_bits",
     "spike_bits",
 ]
 
 Ints = npt.NDArray[np.int64]
 Symbols = npt.NDArray[np.int32]
-# a channel's residual rows may stand for a step half an octave finer or coarser than its own (the
-# encoder picks the shift that codes its coefficients in the fewest bits): a signal's activity
-# relative to its step differs from the training recordings'
-SHIFTS = (0, -1, 1)
-SHIFT_STEP = 4  # eighths of an octave per shift
 
 
 def _parent_contexts(bands: list[Ints], i: int, size: int) -> Ints:
@@ -105,24 +95,27 @@ def spike_bits(san: SanLayer, tables: CodingTables, kernel_count: int, start: in
 
 
 def encode_channel(code: ChannelCode, tables: CodingTables, kernel_count: int, start: int,
-                   sizes: tuple[int, ...], seen: dict[str, list[Ints]] | None = None) -> bytes:  # fmt: skip
+                   sizes: tuple[int, ...], seen: dict[str, list[Ints]] | None = None,
+                   estimate: ResidualEstimate | None = None) -> bytes:  # fmt: skip
     """The range code of a channel; `sizes` are the residual transform's band sizes. With
     `seen`, every field's values are also collected there, and the residual symbols under
-    "band <class> <context>" as their magnitudes."""
+    "band <class> <context>" as their magnitudes. `estimate`: the residual layer's, made already
+    (`coefficients.estimate_residual` of exactly its levels), so that it is not made twice."""
     enc, r = Encoder(), code.residual
     out = _Fields(enc, tables, seen)
     _put_side(out, code, kernel_count, start)
     if r is not None:
         out.put("residual_step", zigzag([r.step_exp - tables.residual_step_exp]))
-        dense = np.zeros(sum(sizes), dtype=np.int64)
-        if r.indices.size and r.indices[-1] >= dense.size:
-            raise InvalidInputError(
-                f"residual index {int(r.indices[-1])} beyond {dense.size} coefficients"
-            )
-        dense[r.indices] = r.levels
-        coefficients = _Coefficients(dense, sizes)
+        if estimate is None:
+            dense = np.zeros(sum(sizes), dtype=np.int64)
+            if r.indices.size and r.indices[-1] >= dense.size:
+                raise InvalidInputError(
+                    f"residual index {int(r.indices[-1])} beyond {dense.size} coefficients"
+                )
+            dense[r.indices] = r.levels
+            estimate = estimate_residual(dense, sizes, tables, r.step_exp)
+        coefficients, shift = estimate.coefficients, estimate.shift
         step_class = tables.step_class(r.step_exp)
-        shift = _best_shift(coefficients, tables, r.step_exp)[0]
         out.put("row_shift", zigzag([shift]))
         row_step = r.step_exp + SHIFT_STEP * shift
         for klass, groups, excess in coefficients.bands():
@@ -250,71 +243,6 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
     dense = np.concatenate([np.zeros(0, dtype=np.int64), *bands])
     (indices,) = np.nonzero(dense)
     return ResidualLayer(step_exp, indices, dense[indices].astype(np.int32))
-
-
-class _Coefficients:
-    """A block's quantized coefficients in coding order (`bandlayout`), with their contexts,
-    symbols and escapes, each found once for all of them."""
-
-    def __init__(self, dense: Ints, sizes: tuple[int, ...]) -> None:
-        self.layout = layout = band_layout(sizes)
-        self.values = dense[layout.order]
-        self.contexts = layout.contexts(dense)
-        self.symbols, self.excess = symbols_of(self.values)
-
-    def counts(self) -> Ints:
-        """How often each (band, context, symbol) occurs, flat: (bands x CONTEXTS x SYMBOLS)."""
-        bands = len(self.layout.sizes)
-        key = (self.layout.band * CONTEXTS + self.contexts) * SYMBOLS + self.symbols
-        return np.bincount(key, minlength=bands * CONTEXTS * SYMBOLS)
-
-    def bands(self) -> Iterator[tuple[int, list[tuple[int, Symbols, Ints]], Ints]]:
-        """Band by band: (its class, its groups of (context, symbols, values) in coding
-        order, even pass before odd, contexts ascending in each, its escapes' excess)."""
-        layout = self.layout
-        key = (2 * layout.band + layout.odd) * CONTEXTS + self.contexts
-        order = np.argsort(key, kind="stable")
-        ends = np.cumsum(np.bincount(key, minlength=2 * len(layout.sizes) * CONTEXTS)).tolist()
-        symbols, values = self.symbols[order], self.values[order]
-        escaped = np.flatnonzero(self.symbols > 2 * MAGNITUDES)  # escape symbols, in coding order
-        escape_ends = np.searchsorted(layout.band[escaped], np.arange(len(layout.sizes)), "right")
-        lo, first = 0, 0
-        for i in range(len(layout.sizes)):
-            groups = []
-            for g in range(2 * CONTEXTS * i, 2 * CONTEXTS * (i + 1)):
-                hi = ends[g]
-                if hi > lo:
-                    groups.append((g % CONTEXTS, symbols[lo:hi], values[lo:hi]))
-                lo = hi
-            last = int(escape_ends[i])
-            yield band_class(i, len(layout.sizes)), groups, self.excess[first:last]
-            first = last
-
-
-def _best_shift(
-    coefficients: _Coefficients, tables: CodingTables, step_exp: int
-) -> tuple[int, float]:
-    """The row shift (SHIFTS) that codes the coefficients in the fewest ideal bits, its own
-    field and the escapes counted; 0 on a tie, then -1. Returns (shift, bits)."""
-    bands, counts = len(coefficients.layout.sizes), coefficients.counts().astype(np.float64)
-    own = _shift_bits(tables.table("row_shift"))
-    bits = [own[i] + tables.band_costs(step_exp + SHIFT_STEP * shift, bands).ravel() @ counts
-            for i, shift in enumerate(SHIFTS)]  # fmt: skip
-    best = int(np.argmin(bits))  # the first of the fewest: SHIFTS lists 0, then -1
-    return SHIFTS[best], float(bits[best]) + tables.table("escape").bits(coefficients.excess)
-
-
-@lru_cache(maxsize=64)
-def _shift_bits(table: ClassTable) -> list[float]:
-    return [table.bits([v]) for v in zigzag(SHIFTS).tolist()]
-
-
-def residual_bits(
-    dense: Ints, sizes: tuple[int, ...], tables: CodingTables, step_exp: int
-) -> float:
-    """The ideal code length of a residual layer's coefficients (and their row shift): the rate
-    control's estimate."""
-    return _best_shift(_Coefficients(np.asarray(dense, dtype=np.int64), sizes), tables, step_exp)[1]
 
 
 def _sizes(codebook: Codebook, count: int) -> tuple[int, ...]:

@@ -3,7 +3,7 @@
 - A PRDN cap per block: the coarsest step whose quantized coefficients, inverted, meet the cap
   (a bisection on quantize + inverse transform; nothing is entropy-coded).
 - A bit budget per block: the finest step whose rate, estimated by the very tables that code it
-  (`payload.residual_bits`), fits; the block is coded once, and coarser only if its real bytes
+  (`coefficients.residual_bits`), fits; the block is coded once, and coarser only if its real bytes
   overshoot. The budget is never exceeded: where even no residual layer fits, the block says so.
 - A PRDN target for the whole stream: one step for every block, steered slowly by
   the PRDN pooled so far (at most a quarter octave a block), so that bits go where they buy the
@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sancodec.codebook import Codebook
+from sancodec.coefficients import residual_bits
 from sancodec.metrics import prdn
-from sancodec.payload import residual_bits
 from sancodec.residual import WaveletTransform
 from sancodec.tables import CodingTables
 

@@ -6,9 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sancodec.codes import ChannelCode, ResidualLayer, SanLayer
+from sancodec.coefficients import residual_bits
 from sancodec.entropy import ClassTable, Decoder, Encoder, SymbolRow
 from sancodec.errors import CorruptCodeError
-from sancodec.payload import decode_channel, encode_channel, residual_bits
+from sancodec.payload import decode_channel, encode_channel
 from sancodec.tables import CONTEXTS, STEP_CLASSES, CodingTables
 
 SIZES = (64, 64, 128, 256, 512, 1024)  # bior4.4 level 5 on 2048 samples, periodization

@@ -1,0 +1,114 @@
+"""A block's quantized residual coefficients in coding order, with their contexts and symbols, and
+the rate estimate that the layer choice and rate control share with the coder.
+
+A channel's residual rows may stand for a step half an octave finer or coarser than its own: the
+encoder picks the row shift (SHIFTS) that codes its coefficients in the fewest ideal bits, since a
+signal's activity relative to its step differs from the training recordings'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+
+from sancodec.bandlayout import band_layout
+from sancodec.entropy import MAGNITUDES, SYMBOLS, ClassTable, symbols_of, zigzag
+from sancodec.tables import CONTEXTS, CodingTables, band_class
+
+__all__ = ["SHIFTS", "SHIFT_STEP", "Coefficients", "ResidualEstimate", "estimate_residual",
+           "residual_bits"]  # fmt: skip
+
+Ints = npt.NDArray[np.int64]
+Symbols = npt.NDArray[np.int32]
+SHIFTS = (0, -1, 1)
+SHIFT_STEP = 4  # eighths of an octave per shift
+
+
+class Coefficients:
+    """A block's quantized coefficients in coding order (`bandlayout`), with their contexts,
+    symbols and escapes, each found once for all of them."""
+
+    def __init__(self, dense: Ints, sizes: tuple[int, ...]) -> None:
+        self.layout = layout = band_layout(sizes)
+        self.values = dense[layout.order]
+        self.contexts = layout.contexts(dense)
+        self.symbols, self.excess = symbols_of(self.values)
+
+    def counts(self) -> Ints:
+        """How often each (band, context, symbol) occurs, flat: (bands x CONTEXTS x SYMBOLS)."""
+        bands = len(self.layout.sizes)
+        key = (self.layout.band * CONTEXTS + self.contexts) * SYMBOLS + self.symbols
+        return np.bincount(key, minlength=bands * CONTEXTS * SYMBOLS)
+
+    def bands(self) -> Iterator[tuple[int, list[tuple[int, Symbols, Ints]], Ints]]:
+        """Band by band: (its class, its groups of (context, symbols, values) in coding
+        order, even pass before odd, contexts ascending in each, its escapes' excess)."""
+        layout = self.layout
+        key = (2 * layout.band + layout.odd) * CONTEXTS + self.contexts
+        order = np.argsort(key, kind="stable")
+        ends = np.cumsum(np.bincount(key, minlength=2 * len(layout.sizes) * CONTEXTS)).tolist()
+        symbols, values = self.symbols[order], self.values[order]
+        escaped = np.flatnonzero(self.symbols > 2 * MAGNITUDES)  # escape symbols, in coding order
+        escape_ends = np.searchsorted(layout.band[escaped], np.arange(len(layout.sizes)), "right")
+        lo, first = 0, 0
+        for i in range(len(layout.sizes)):
+            groups = []
+            for g in range(2 * CONTEXTS * i, 2 * CONTEXTS * (i + 1)):
+                hi = ends[g]
+                if hi > lo:
+                    groups.append((g % CONTEXTS, symbols[lo:hi], values[lo:hi]))
+                lo = hi
+            last = int(escape_ends[i])
+            yield band_class(i, len(layout.sizes)), groups, self.excess[first:last]
+            first = last
+
+
+def best_shift(
+    coefficients: Coefficients, tables: CodingTables, step_exp: int
+) -> tuple[int, float]:
+    """The row shift (SHIFTS) that codes the coefficients in the fewest ideal bits, its own
+    field and the escapes counted; 0 on a tie, then -1. Returns (shift, bits)."""
+    bands, counts = len(coefficients.layout.sizes), coefficients.counts().astype(np.float64)
+    own = _shift_bits(tables.table("row_shift"))
+    bits = [own[i] + tables.band_costs(step_exp + SHIFT_STEP * shift, bands).ravel() @ counts
+            for i, shift in enumerate(SHIFTS)]  # fmt: skip
+    best = int(np.argmin(bits))  # the first of the fewest: SHIFTS lists 0, then -1
+    return SHIFTS[best], float(bits[best]) + tables.table("escape").bits(coefficients.excess)
+
+
+@lru_cache(maxsize=64)
+def _shift_bits(table: ClassTable) -> list[float]:
+    return [table.bits([v]) for v in zigzag(SHIFTS).tolist()]
+
+
+@dataclass(frozen=True, eq=False)
+class ResidualEstimate:
+    """A block's dense quantized coefficients at a step, in coding order, with the row shift
+    that codes them in the fewest ideal bits and those bits (the shift's field and the escapes
+    included): the encoder codes exactly these."""
+
+    step_exp: int
+    levels: Ints
+    coefficients: Coefficients
+    shift: int
+    bits: float
+
+
+def estimate_residual(dense: Ints, sizes: tuple[int, ...], tables: CodingTables,
+                      step_exp: int) -> ResidualEstimate:  # fmt: skip
+    levels = np.asarray(dense, dtype=np.int64)
+    coefficients = Coefficients(levels, sizes)
+    shift, bits = best_shift(coefficients, tables, step_exp)
+    return ResidualEstimate(step_exp, levels, coefficients, shift, bits)
+
+
+def residual_bits(
+    dense: Ints, sizes: tuple[int, ...], tables: CodingTables, step_exp: int
+) -> float:
+    """The ideal code length of a residual layer's coefficients (and their row shift): the rate
+    control's estimate."""
+    return estimate_residual(dense, sizes, tables, step_exp).bits
