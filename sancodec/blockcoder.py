@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from sancodec.codebook import Codebook
 from sancodec.codes import ChannelCode, ResidualLayer, SanLayer
+from sancodec.coefficients import ResidualEstimate
 from sancodec.decoder import paint_spikes
 from sancodec.payload import encode_channel, spike_bits
 from sancodec.plan import CodedChannel, CodingPlan
-from sancodec.quantization import Quantizer
+from sancodec.quantization import LEVEL_LIMIT, Quantizer
 from sancodec.ratecontrol import (
     STEP_SEARCH,
     coarsest_meeting_prdn,
     finest_within_bits,
-    spikes_gain,
+    rd_lambda,
+    residual_cost,
 )
 from sancodec.residual import band_sizes, encode_residual, transform_for
 
@@ -27,6 +30,16 @@ Samples = npt.NDArray[np.float64]
 Layer = tuple[SanLayer, Codebook]  # a block's spikes and the codebook they paint (a stream's
 # kernels may change from block to block: codebook updates)
 SAFETY_BITS = 40  # a residual's step and the range coder's last word, beyond the estimate
+
+
+@dataclass(frozen=True, eq=False)
+class _Alternative:
+    """A block coded with its own spikes (or none) and no neighbour's, at the plan's step: its
+    block offset and residual estimate, and the residual's distortion + λ·bits."""
+
+    offset_level: int
+    estimate: ResidualEstimate
+    cost: float
 
 
 def _varint_bytes(value: int) -> int:
@@ -41,6 +54,8 @@ class BlockCoder:
         self.plan, self.channel = plan, channel
         self._tables = plan.codebook.tables
         self._transform = transform_for(plan.codebook.residual) if plan.codebook.residual else None
+        self._step_exp = plan.residual_step_exp if plan.residual_step_exp is not None else 0
+        self._chosen: dict[int, _Alternative] = {}  # by block start: `choose`'s, for `code`
 
     def _sizes(self, count: int) -> tuple[int, ...]:
         spec = self.plan.codebook.residual
@@ -59,33 +74,63 @@ class BlockCoder:
     def spikes_gain(self, x: Samples, layer: Layer, start: int) -> float:
         """How much a block's own spikes lower distortion + λ·bits: they pay where it is positive
         (with no residual layer, or no layer choice, always: infinity)."""
+        return self._weigh(x, layer, start)[0]
+
+    def choose(self, x: Samples, layer: Layer, start: int) -> Layer:
+        """The block's layer: its spikes where they pay, else none. The alternative chosen is
+        kept for the block's final code, which codes exactly it where no neighbour's spikes
+        paint into the block."""
+        gain, alternatives = self._weigh(x, layer, start)
+        keep = gain > 0
+        if alternatives:
+            self._chosen[start] = alternatives[keep]
+        return layer if keep else (layer[0].without_spikes(), layer[1])
+
+    def _weigh(
+        self, x: Samples, layer: Layer, start: int
+    ) -> tuple[float, tuple[_Alternative, ...]]:
+        """The spikes' gain, and the block without and with them (none without a choice)."""
         if self._transform is None or not self.plan.choose_layers:
-            return math.inf
-        assert self.plan.residual_step_exp is not None
-        bits = spike_bits(layer[0], self._tables, len(layer[1].kernels), start)
-        painted = self._paint([layer], start, x.size)
-        return spikes_gain(self.plan.codebook, x, painted, self._transform,
-                           self.plan.residual_step_exp, bits, self._sizes(x.size))  # fmt: skip
+            return math.inf, ()
+        san, codebook = layer
+        bits = spike_bits(san, self._tables, len(codebook.kernels), start)
+        without = self._alternative(x, np.zeros(x.size), san.step_exp)
+        with_spikes = self._alternative(x, self._paint([layer], start, x.size), san.step_exp)
+        lam = rd_lambda(2.0 ** (self._step_exp / 8))
+        return without.cost - (with_spikes.cost + lam * bits), (without, with_spikes)
+
+    def _alternative(self, x: Samples, painted: Samples, san_step_exp: int) -> _Alternative:
+        quantizer = Quantizer(san_step_exp)
+        offset_level = int(quantizer.quantize([np.mean(x - painted)])[0])
+        base = painted + offset_level * quantizer.step  # as _with_offset adds it
+        assert self._transform is not None
+        estimate, cost = residual_cost(x - base, self._transform, self._step_exp, self._tables,
+                                       self._sizes(x.size))  # fmt: skip
+        return _Alternative(offset_level, estimate, cost)
 
     def code(self, index: int, start: int, x: Samples, layer: Layer,
              neighbours: list[Layer], step_exp: int | None) -> CodedChannel:  # fmt: skip
         """The block's code: what its neighbours' spikes paint into it is part of its base."""
-        plan = self.plan
+        plan, chosen = self.plan, self._chosen.pop(start, None)
         if plan.max_bits_per_sample is not None:
             return self._within_budget(index, start, x, layer, neighbours)
-        san, base = self._with_offset(x, layer, neighbours, start)
-        codebook = layer[1]
-        if self._transform is None or plan.residual_step_exp is None:
-            code = ChannelCode(self.channel, san)
-            payload = self._payload(code, start, x.size, codebook)
-            return CodedChannel(index, start, code, payload, x, base)
-        step, missed = step_exp if step_exp is not None else plan.residual_step_exp, ""
+        step = step_exp if step_exp is not None else plan.residual_step_exp
         # a PRDN cap: each block's own step; a stream target: the first block's, then steered
         cap = (
             plan.max_prdn_percent
             if index > 0
             else plan.max_prdn_percent or plan.stream_prdn_percent
         )
+        if (chosen is not None and cap is None and step == self._step_exp
+                and np.abs(chosen.estimate.levels).max(initial=0) < LEVEL_LIMIT
+                and not self._paint(neighbours, start, x.size).any()):  # fmt: skip
+            return self._code_chosen(index, start, x, layer, chosen)
+        san, base = self._with_offset(x, layer, neighbours, start)
+        codebook, missed = layer[1], ""
+        if self._transform is None or plan.residual_step_exp is None or step is None:
+            code = ChannelCode(self.channel, san)
+            payload = self._payload(code, start, x.size, codebook)
+            return CodedChannel(index, start, code, payload, x, base)
         if cap is not None:
             step = coarsest_meeting_prdn(x, base, self._transform, plan.residual_step_exp, cap)
         residual, reconstruction = self._residual(x, base, step)
@@ -94,6 +139,25 @@ class BlockCoder:
         code = ChannelCode(self.channel, san, residual)
         return CodedChannel(index, start, code, self._payload(code, start, x.size, codebook), x,
                             reconstruction, missed)  # fmt: skip
+
+    def _code_chosen(self, index: int, start: int, x: Samples, layer: Layer,
+                     chosen: _Alternative) -> CodedChannel:  # fmt: skip
+        """The block as `choose` weighed it (no neighbour paints into it): the same base and
+        levels as coding it afresh would give, without transforming and estimating it again."""
+        assert self._transform is not None
+        own, codebook = layer
+        san = SanLayer(own.step_exp, own.kernel_ids, own.positions, own.levels, chosen.offset_level)
+        base = self._paint([layer], start, x.size) + san.offset
+        levels = chosen.estimate.levels
+        (indices,) = np.nonzero(levels)
+        residual = ResidualLayer(
+            chosen.estimate.step_exp, indices, levels[indices].astype(np.int32)
+        )
+        code = ChannelCode(self.channel, san, residual)
+        payload = encode_channel(code, self._tables, len(codebook.kernels), start,
+                                 self._sizes(x.size), estimate=chosen.estimate)  # fmt: skip
+        reconstruction = base + self._transform.decode_layer(residual, x.size)
+        return CodedChannel(index, start, code, payload, x, reconstruction)
 
     def _with_offset(self, x: Samples, own: Layer, neighbours: list[Layer],
                      start: int) -> tuple[SanLayer, Samples]:  # fmt: skip

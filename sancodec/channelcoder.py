@@ -141,8 +141,8 @@ class ChannelCoder:
         )
         x = self._samples.between(window.start, window.start + window.count)
         codebook = self.codebooks[window.generation][1]
-        if layer.spike_count and self._blocks.spikes_gain(x, (layer, codebook), window.start) <= 0:
-            layer = layer.without_spikes()
+        if layer.spike_count:
+            layer, codebook = self._blocks.choose(x, (layer, codebook), window.start)
         self._layers[window.index] = (layer, codebook)
         return self.ready()
 

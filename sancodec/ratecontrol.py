@@ -18,13 +18,19 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.codebook import Codebook
-from sancodec.coefficients import residual_bits
+from sancodec.coefficients import ResidualEstimate, estimate_residual, residual_bits
 from sancodec.metrics import prdn
 from sancodec.residual import WaveletTransform
 from sancodec.tables import CodingTables
 
-__all__ = ["STEP_SEARCH", "Steering", "coarsest_meeting_prdn", "finest_within_bits", "rd_lambda"]
+__all__ = [
+    "STEP_SEARCH",
+    "Steering",
+    "coarsest_meeting_prdn",
+    "finest_within_bits",
+    "rd_lambda",
+    "residual_cost",
+]
 
 Samples = npt.NDArray[np.float64]
 STEP_SEARCH = 96  # steps looked at around the default, 1/8 octave each: 2^±12
@@ -94,16 +100,12 @@ class Steering:
             self.step_exp += max(-MAX_MOVE, min(MAX_MOVE, move))
 
 
-def spikes_gain(codebook: Codebook, x: Samples, painted: Samples, transform: WaveletTransform,
-                step_exp: int, spike_bits: float, sizes: tuple[int, ...]) -> float:  # fmt: skip
-    """How much a block's own spikes lower distortion + λ·bits of its residual at this step
-    (squared model units; negative where they do not pay)."""
+def residual_cost(residual: Samples, transform: WaveletTransform, step_exp: int,
+                  tables: CodingTables, sizes: tuple[int, ...]) -> tuple[ResidualEstimate, float]:  # fmt: skip
+    """A block's residual at this step: its estimate (the levels the coder would code), and its
+    distortion + λ·bits (squared model units), what the layer choice weighs."""
+    c = transform.forward(residual)
+    levels = _levels(c, step_exp)
     step = 2.0 ** (step_exp / 8)
-    lam = rd_lambda(step)
-    costs = []
-    for base in (painted, np.zeros_like(painted)):
-        c = transform.forward(x - x.mean() - base)
-        levels = _levels(c, step_exp)
-        distortion = float(np.sum((c - levels * step) ** 2))
-        costs.append(distortion + lam * residual_bits(levels, sizes, codebook.tables, step_exp))
-    return costs[1] - (costs[0] + lam * spike_bits)
+    estimate = estimate_residual(levels, sizes, tables, step_exp)
+    return estimate, float(np.sum((c - levels * step) ** 2)) + rd_lambda(step) * estimate.bits

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from sancodec import BlockCode, Codebook, ResidualSpec, block_bytes, decode, encode_block
+from sancodec.blockcoder import BlockCoder
 from sancodec.bundle import load_bundle
 from sancodec.channelcoder import ChannelCoder
 from sancodec.errors import InvalidConfigError, InvalidInputError, ProtocolError
@@ -85,6 +87,41 @@ def test_a_coded_block_keeps_its_own_samples_while_the_stream_goes_on(mitdb100: 
         assert len(blocks) == 9
         for c in blocks:
             assert np.array_equal(c.signal, x[c.start : c.start + c.signal.size] / plan.scale)
+
+
+def test_a_block_coded_as_its_layer_choice_weighed_it_is_coded_afresh_alike(
+    mitdb100: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no neighbour paints into a block, its code is the layer choice's alternative (not
+    transformed and estimated again); that code equals coding the block afresh."""
+    x = mitdb100[:30000]
+    plans = [_plan(x), _plan(x, residual_step_exp=_plan(x).residual_step_exp + 12)]
+    reused = {"blocks": 0}
+    code_chosen = BlockCoder._code_chosen
+
+    def counted(self: BlockCoder, *args: Any) -> CodedChannel:
+        reused["blocks"] += 1
+        return code_chosen(self, *args)
+
+    monkeypatch.setattr(BlockCoder, "_code_chosen", counted)
+    kept = [run(plan, x, 997) for plan in plans]
+    assert reused["blocks"] > 0
+    choose = BlockCoder.choose
+
+    def forgetful(self: BlockCoder, x: np.ndarray, layer: Any, start: int) -> Any:
+        out = choose(self, x, layer, start)
+        self._chosen.clear()
+        return out
+
+    monkeypatch.setattr(BlockCoder, "choose", forgetful)
+    reused["blocks"] = 0
+    for plan, blocks in zip(plans, kept, strict=True):
+        afresh = run(plan, x, 997)
+        assert [(c.code, c.payload) for c in afresh] == [(c.code, c.payload) for c in blocks]
+        for a, b in zip(afresh, blocks, strict=True):
+            assert np.array_equal(a.reconstruction, b.reconstruction)
+    assert reused["blocks"] == 0
+    assert any(c.code.san.spike_count for c in kept[0])  # some blocks keep their spikes
 
 
 def test_the_coder_reconstructs_what_the_decoder_paints(mitdb100: np.ndarray) -> None:
