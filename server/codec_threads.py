@@ -60,12 +60,22 @@ class CodecThreads:
         Background work (a stream far ahead of real time) yields to the rest."""
         return await self._submit(call, args, owner, background)
 
-    def run_spare(self, call: Callable[..., T], *args: Any, owner: object = None
-                  ) -> asyncio.Future[T] | None:  # fmt: skip
+    def run_spare(self, call: Callable[..., T], *args: Any, owner: object = None,
+                  start_within: float) -> asyncio.Future[T] | None:  # fmt: skip
         """Optional work: `call(*args)` queued at once as background work if the threads have
         room for it now (`spare`), its future; None if they have not. Queued before this returns,
-        so a second caller in the same turn of the loop finds no room."""
-        return self._submit(call, args, owner, True) if self.spare else None
+        so a second caller in the same turn of the loop finds no room. Work not started within
+        `start_within` seconds (live work took the room back) is dropped: its future is
+        cancelled."""
+        if not self.spare:
+            return None
+        future = self._submit(call, args, owner, True)
+        future.get_loop().call_later(start_within, self._drop_unstarted, future)
+        return future
+
+    def _drop_unstarted(self, future: asyncio.Future[Any]) -> None:
+        if any(job.future is future for job in self._background):  # not started yet
+            future.cancel()  # `_next` forgets it
 
     def _submit(self, call: Callable[..., T], args: tuple[Any, ...], owner: object,
                 background: bool) -> asyncio.Future[T]:  # fmt: skip

@@ -112,6 +112,7 @@ class EncodeSession:
             Adapter(self.plan, self.model.detector_for, self.model.detect) if adapt else None
         )  # the model's kernels detect through its shared session (thread-safe in ONNX Runtime)
         self._check: asyncio.Future[Kernels | None] | None = None
+        self._block_s = self.plan.block_length / m.sample_rate_hz  # a block of signal, seconds
         self.batcher, self.telemetry, self.settings = batcher, telemetry, settings
         self.max_samples = int(settings.max_stream_seconds * m.sample_rate_hz)
         self.received = 0
@@ -170,7 +171,10 @@ class EncodeSession:
                 request = self.coder.fit_due()
                 if request is None:
                     return out
-                self._check = self.pool.run_spare(self.adapter.refit, request, owner=self)
+                # it has until the window after its checkpoint is due (about a block of signal
+                # later, in real time) before it holds a block: half a block to start
+                self._check = self.pool.run_spare(self.adapter.refit, request, owner=self,
+                                                  start_within=self._block_s / 2)  # fmt: skip
                 if self._check is None:  # busy: the stream keeps its kernels, checks later
                     self.telemetry.observe_check(m.name, m.version, "skipped")
                     windows = await self._off_loop(background, self.coder.update, None)
@@ -182,6 +186,11 @@ class EncodeSession:
             try:
                 kernels = await check
                 outcome = "kept" if kernels is None else "updated"
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # the stream is, not just the check
+                    raise
+                kernels, outcome = None, "skipped"  # the threads had no room for it in time
             except Exception:  # a fit gone wrong costs the stream its new kernels, not its codes
                 log.exception("a check of the kernels of a stream of %s/%s failed; it keeps them",
                               m.name, m.version)  # fmt: skip

@@ -4,6 +4,7 @@ decode it alike; a damaged update is DATA_LOSS naming its block."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from sancodec.plan import CodingPlan
 from sancodec.sancfile import SancWriter, decode_file
 from sancodec.streamcoder import StreamCoder, code_stream
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
+from server.codec_threads import CodecThreads
 
 REPO = Path(__file__).resolve().parents[2]
 FIRST_UPDATE = 4  # ecg's adapt_after_samples / block_length
@@ -179,6 +181,30 @@ def test_a_failed_check_keeps_the_kernels_and_the_stream(
         "sancodec_kernel_checks_total", {"model": "ecg", "version": "1", "outcome": "failed"}
     )
     assert failed == 1
+
+
+def test_a_check_the_threads_drop_keeps_the_kernels_and_the_stream(
+    running: list[RunningServer], ecg: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optional work not started in time is cancelled by the threads (tests/server/
+    test_codec_threads.py): such a check counts as skipped, and the stream goes on."""
+
+    def dropped(self: CodecThreads, *args: object, **kwargs: object) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.cancel()
+        return future
+
+    monkeypatch.setattr(CodecThreads, "run_spare", dropped)
+    server = start()
+    running.append(server)
+    _, messages = _encode(server, ecg, 997)
+    assert sum(m.sample_count for m in messages) == ecg.shape[1]
+    assert not any(m.kernels for m in messages)
+    skipped = server.telemetry.registry.get_sample_value(
+        "sancodec_kernel_checks_total", {"model": "ecg", "version": "1", "outcome": "skipped"}
+    )
+    assert skipped is not None
+    assert skipped >= 1
 
 
 def test_blocks_held_for_a_check_leave_when_it_is_done_not_with_the_next_chunk(

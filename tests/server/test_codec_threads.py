@@ -119,14 +119,39 @@ def test_room_for_optional_work_only_when_nothing_waits_and_no_background_runs()
 def test_optional_work_is_queued_at_once_so_a_second_caller_finds_no_room() -> None:
     async def main() -> tuple[bool, bool, int]:
         pool = CodecThreads(workers=2)
-        first = pool.run_spare(sum, [1, 2])
-        second = pool.run_spare(sum, [3, 4])  # the same turn of the loop: the first holds room
+        first = pool.run_spare(sum, [1, 2], start_within=10)
+        second = pool.run_spare(
+            sum, [3, 4], start_within=10
+        )  # the same turn of the loop: the first holds room
         assert first is not None
         result = await first
-        third = pool.run_spare(sum, [5, 6])  # room again
+        third = pool.run_spare(sum, [5, 6], start_within=10)  # room again
         assert third is not None
         await third
         pool.shutdown()
         return first is not None, second is None, result
 
     assert asyncio.run(main()) == (True, True, 3)
+
+
+def test_optional_work_not_started_in_time_is_dropped() -> None:
+    """Live work holds the only thread (nothing waits: room for optional work): the optional job
+    queued then cannot start, is cancelled at its deadline and never runs; one queued on a free
+    thread starts at once and runs to its end."""
+
+    async def main() -> tuple[bool, list[str], int]:
+        pool, started = CodecThreads(workers=1), []
+        release, job = await _held(pool, started)
+        late = pool.run_spare(started.append, "late", start_within=0.05)
+        assert late is not None
+        await asyncio.sleep(0.2)
+        release.set()
+        await job
+        await asyncio.sleep(0.05)
+        prompt = pool.run_spare(sum, [2, 3], start_within=0.05)
+        assert prompt is not None
+        result = await prompt
+        pool.shutdown()
+        return late.cancelled(), started, result
+
+    assert asyncio.run(main()) == (True, ["held"], 5)
