@@ -152,18 +152,16 @@ def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count
     """The inverse of encode_channel; CorruptCodeError for a code that cannot be one."""
     dec = Decoder(data)
     try:
-        has_residual = int(dec.integers(1, tables.table("layers"))[0])
+        (has_residual,) = dec.integers(1, tables.table("layers")).tolist()
         if has_residual > 1:
             raise CorruptCodeError(f"layers value {has_residual}")
-        san_step = tables.san_step_exp + int(unzigzag(dec.integers(1, tables.table("san_step")))[0])
-        offset = int(unzigzag(dec.integers(1, tables.table("offset")))[0])
+        san_step = tables.san_step_exp + _signed(dec, tables, "san_step")
+        offset = _signed(dec, tables, "offset")
         san = _decode_spikes(dec, tables, kernel_count, start, count, san_step, offset)
         residual = None
         if has_residual:
-            step = tables.residual_step_exp + int(
-                unzigzag(dec.integers(1, tables.table("residual_step")))[0]
-            )
-            shift = int(unzigzag(dec.integers(1, tables.table("row_shift")))[0])
+            step = tables.residual_step_exp + _signed(dec, tables, "residual_step")
+            shift = _signed(dec, tables, "row_shift")
             if shift not in SHIFTS:
                 raise CorruptCodeError(f"row shift {shift}")
             residual = _decode_residual(dec, tables, sizes, step, step + SHIFT_STEP * shift)
@@ -173,6 +171,12 @@ def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count
         raise CorruptCodeError(f"channel {channel}: {exc}") from None
     except CODER_ERRORS as exc:  # the coder's own refusals
         raise CorruptCodeError(f"channel {channel}: the code does not decode ({exc})") from None
+
+
+def _signed(dec: Decoder, tables: CodingTables, name: str) -> int:
+    """One zigzag-coded field (`unzigzag` of one value), as a Python int."""
+    u = int(dec.integers(1, tables.table(name))[0])
+    return u // 2 if u % 2 == 0 else -(u + 1) // 2
 
 
 def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start: int,
@@ -212,7 +216,7 @@ def _decode_pass(dec: Decoder, rows: tuple[SymbolRow, ...], ctx: Ints) -> Ints:
     """A pass's symbols: those of context 0 in order, then of context 1, ... (as encoded),
     put back in place."""
     counts = np.bincount(ctx, minlength=CONTEXTS)
-    decoded = [dec.symbols(int(n), rows[c]) for c, n in enumerate(counts) if n]
+    decoded = [dec.symbols(n, rows[c]) for c, n in enumerate(counts.tolist()) if n]
     out = np.zeros(ctx.size, dtype=np.int64)
     out[np.argsort(ctx, kind="stable")] = np.concatenate([out[:0], *decoded])
     return out
@@ -232,13 +236,14 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
         )
         symbols = np.concatenate([evens, odds])  # pass order: escapes come in it
         magnitude = (symbols + 1) // 2
-        sign = np.where(symbols % 2 == 1, 1, -1)
-        escape = magnitude > MAGNITUDES
-        magnitude[escape] = MAGNITUDES + 1 + dec.integers(int(escape.sum()), tables.table("escape"))
-        if magnitude.size and magnitude.max() >= LEVEL_LIMIT:
-            raise CorruptCodeError(f"a residual level is beyond ±{LEVEL_LIMIT}")
-        band = np.zeros(size, dtype=np.int64)
-        band[0::2], band[1::2] = (sign * magnitude)[: evens.size], (sign * magnitude)[evens.size :]
+        escape = np.flatnonzero(magnitude > MAGNITUDES)
+        if escape.size:
+            magnitude[escape] = MAGNITUDES + 1 + dec.integers(escape.size, tables.table("escape"))
+            if magnitude.max() >= LEVEL_LIMIT:
+                raise CorruptCodeError(f"a residual level is beyond ±{LEVEL_LIMIT}")
+        signed = np.where(symbols % 2 == 1, magnitude, -magnitude)
+        band = np.empty(size, dtype=np.int64)
+        band[0::2], band[1::2] = signed[: evens.size], signed[evens.size :]
         bands.append(band)
     dense = np.concatenate([np.zeros(0, dtype=np.int64), *bands])
     (indices,) = np.nonzero(dense)
