@@ -16,7 +16,21 @@ from sancodec.samples import SampleDtype
 from sancodec.units import UnitConversion, canonical_units, conversion
 from sancodec.v1 import codec_pb2, codes_pb2
 
-__all__ = ["InputChannel", "input_channels", "output_channels"]
+__all__ = [
+    "MAX_CHANNELS",
+    "InputChannel",
+    "check_channel_count",
+    "input_channels",
+    "output_channels",
+]
+
+MAX_CHANNELS = 256
+
+
+def check_channel_count(count: int) -> None:
+    """A stream's channel count, 1..MAX_CHANNELS; InvalidConfigError otherwise."""
+    if not 0 < count <= MAX_CHANNELS:
+        raise InvalidConfigError(f"channel count must be 1..{MAX_CHANNELS}, got {count}")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from server.admission import Admission, ByteBudget, Pacer, working_bytes
 from server.batcher import Batcher
 from server.codec_threads import CodecThreads
 from server.config import ServerConfig
+from server.decoding import DecodeSession
 from server.repository import LoadedModel, ModelRepository
-from server.sessions import DecodeSession, EncodeSession
+from server.sessions import EncodeSession
 from server.status import grpc_code, message_status
 from server.telemetry import Telemetry
 from server.wire import Malformed, checked

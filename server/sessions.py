@@ -1,4 +1,5 @@
-"""One Encode or Decode stream: its config, its coders or decoder, and what it answers."""
+"""One Encode stream: its config, its coders, and what it answers (a Decode stream's is
+server/decoding.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from sancodec import Codebook, StreamingDecoder, decode_block, metrics
+from sancodec import metrics
 from sancodec.beats import kept_beats
 from sancodec.errors import (
     CorruptCodeError,
@@ -34,28 +35,23 @@ from sancodec.streamcoder import (
 )
 from sancodec.v1 import codec_pb2, codes_pb2
 from server.batcher import Batcher
-from server.channels import input_channels, output_channels
+from server.channels import check_channel_count, input_channels
 from server.codec_threads import CodecThreads
 from server.config import ServerConfig
 from server.repository import LoadedModel, ModelRepository
 from server.telemetry import Telemetry
 
-__all__ = ["DecodeSession", "EncodeSession"]
+__all__ = ["EncodeSession"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-MAX_CHANNELS = 256
 # Model-domain values (physical / the model's scale) beyond this could overflow the 31-bit
 # levels of a block's code; such a chunk is refused in-band, before it enters the stream.
 MAX_MODEL_VALUE = 1e6
 SLICE_WINDOWS = 4  # windows per channel coded at a time
 SLICE_SAMPLES = 4 * 2048  # samples per channel of a chunk fed to the coders at a time
-FRAME_SLACK_BYTES = 4096  # a decoded chunk's message beyond its samples
 WORKER = f"{socket.gethostname()}/{os.getpid()}"  # this process, in EncodeStarted.worker
-# A caller's own codebook (a .sanc header's, e.g. --adapt's blocks of 8 model blocks) names no
-# block length: its blocks may hold this many samples, and this many values over all channels.
-MAX_CUSTOM_BLOCK, MAX_CUSTOM_BLOCK_VALUES = 1 << 16, 1 << 22
 RATE_TOLERANCE = 0.005  # relative: 360 Hz models take 358.2 to 361.8 Hz
 
 
@@ -88,10 +84,7 @@ class EncodeSession:
                 f"model {m.name}/{m.version} codes {m.sample_rate_hz:g} Hz signals; the stream says "
                 f"{config.sample_rate_hz:g} Hz (resample it, or pick a model for that rate)"
             )
-        if not 0 < config.channel_count <= MAX_CHANNELS:
-            raise InvalidConfigError(
-                f"channel count must be 1..{MAX_CHANNELS}, got {config.channel_count}"
-            )
+        check_channel_count(config.channel_count)
         try:
             self.dtype = SampleDtype.from_proto(config.dtype)
         except CorruptCodeError:
@@ -333,88 +326,3 @@ class EncodeSession:
         self.summary.sample_count = coded.start + coded.sample_count
         self.summary.code_bytes += size
         return codec_pb2.EncodeResponse(block=message, quality=quality)
-
-
-class DecodeSession:
-    """Decodes one stream's blocks; each block is bounded by the model's block length and
-    painting work before anything is allocated, and its samples leave in chunks under the
-    send limit."""
-
-    def __init__(self, config: codec_pb2.DecodeConfig, repository: ModelRepository,
-                 telemetry: Telemetry, settings: ServerConfig) -> None:  # fmt: skip
-        if not 0 < config.channel_count <= MAX_CHANNELS:
-            raise InvalidConfigError(
-                f"channel count must be 1..{MAX_CHANNELS}, got {config.channel_count}"
-            )
-        scale: float | None
-        if config.HasField("codebook"):
-            codebook, units, scale = (
-                _custom_codebook(config.codebook, repository.models()),
-                "",
-                None,
-            )
-            self.key = ("custom", "0")
-            self.max_block = min(MAX_CUSTOM_BLOCK, MAX_CUSTOM_BLOCK_VALUES // config.channel_count)
-        else:
-            model = repository.get(config.model, config.model_version)
-            m = model.manifest
-            codebook, units, scale = m.codebook, m.normalization.units, m.normalization.scale
-            self.key, self.max_block = model.key, m.block_length
-        self.channels = output_channels(config.channels, config.channel_count, units, scale)
-        self.decoder = StreamingDecoder(codebook, config.channel_count)
-        self.telemetry = telemetry
-        frame_bytes = 4 * config.channel_count
-        self.frames_per_chunk = max(
-            1, (settings.max_message_bytes - FRAME_SLACK_BYTES) // frame_bytes
-        )
-
-    def push(self, message: codes_pb2.EncodedBlock) -> list[codec_pb2.DecodeResponse]:
-        """Decode one block; CorruptCodeError names what is wrong with it."""
-        started = time.perf_counter()
-        if message.sample_count > self.max_block:
-            raise CorruptCodeError(
-                f"{message.sample_count} samples, more than the block length {self.max_block} "
-                "this stream allows (the model's, or the bound for a codebook of its own)"
-            )
-        block = decode_block(message, self.decoder.codebook)
-        start, samples = self.decoder.push(block)
-        self.telemetry.observe_decoded_block(
-            *self.key, block.sample_count, time.perf_counter() - started
-        )
-        return self._chunks(start, samples)
-
-    def finish(self) -> list[codec_pb2.DecodeResponse]:
-        return self._chunks(*self.decoder.finish())
-
-    def _chunks(
-        self, start: int, samples: npt.NDArray[np.float64]
-    ) -> list[codec_pb2.DecodeResponse]:
-        physical = np.stack(
-            [c.to_physical(row) for c, row in zip(self.channels, samples, strict=True)]
-        ).astype("<f4")
-        if not np.all(np.isfinite(physical)):
-            raise CorruptCodeError("the block decodes to samples beyond float32 range")
-        out = []
-        step = self.frames_per_chunk
-        for lo in range(0, max(physical.shape[1], 1), step):
-            part = physical[:, lo : lo + step]
-            out.append(codec_pb2.DecodeResponse(chunk=codec_pb2.DecodedChunk(
-                start_sample=start + lo, sample_count=part.shape[1], samples=part.T.tobytes()
-            )))  # fmt: skip
-        return out
-
-
-def _custom_codebook(message: codes_pb2.Codebook, models: list[LoadedModel]) -> Codebook:
-    """A caller's codebook, whose kernels may be no longer than any loaded bundle's."""
-    try:
-        codebook = Codebook.from_proto(message)
-    except CorruptCodeError as exc:
-        raise InvalidConfigError(f"the config's codebook is invalid: {exc}") from None
-    allowed = max((w.size for m in models for w in m.manifest.codebook.kernels), default=1)
-    longest = max(w.size for w in codebook.kernels)
-    if longest > allowed:
-        raise InvalidConfigError(
-            f"the config's codebook has a kernel of {longest} taps; this server's models "
-            f"allow at most {allowed}"
-        )
-    return codebook
