@@ -54,7 +54,7 @@ class BlockCoder:
         self.plan, self.channel = plan, channel
         self._tables = plan.codebook.tables
         self._transform = transform_for(plan.codebook.residual) if plan.codebook.residual else None
-        self._step_exp = plan.residual_step_exp if plan.residual_step_exp is not None else 0
+        self._step_exp = plan.residual_step_exp  # None exactly when there is no transform
         self._chosen: dict[int, _Alternative] = {}  # by block start: `choose`'s, for `code`
 
     def _sizes(self, count: int) -> tuple[int, ...]:
@@ -78,8 +78,9 @@ class BlockCoder:
 
     def choose(self, x: Samples, layer: Layer, start: int) -> Layer:
         """The block's layer: its spikes where they pay, else none. The alternative chosen is
-        kept for the block's final code, which codes exactly it where no neighbour's spikes
-        paint into the block."""
+        kept for the block's final code, which codes exactly it where it would code the same
+        afresh: no neighbour's spikes paint into the block, and the block is coded at the plan's
+        residual step (no bit budget, PRDN cap or steered step other than it)."""
         gain, alternatives = self._weigh(x, layer, start)
         keep = gain > 0
         if alternatives:
@@ -96,6 +97,7 @@ class BlockCoder:
         bits = spike_bits(san, self._tables, len(codebook.kernels), start)
         without = self._alternative(x, np.zeros(x.size), san.step_exp)
         with_spikes = self._alternative(x, self._paint([layer], start, x.size), san.step_exp)
+        assert self._step_exp is not None  # a transform has its step (CodingPlan checks)
         lam = rd_lambda(2.0 ** (self._step_exp / 8))
         return without.cost - (with_spikes.cost + lam * bits), (without, with_spikes)
 
@@ -104,6 +106,7 @@ class BlockCoder:
         offset_level = int(quantizer.quantize([np.mean(x - painted)])[0])
         base = painted + offset_level * quantizer.step  # as _with_offset adds it
         assert self._transform is not None
+        assert self._step_exp is not None
         estimate, cost = residual_cost(x - base, self._transform, self._step_exp, self._tables,
                                        self._sizes(x.size))  # fmt: skip
         return _Alternative(offset_level, estimate, cost)
@@ -122,15 +125,17 @@ class BlockCoder:
             else plan.max_prdn_percent or plan.stream_prdn_percent
         )
         if (chosen is not None and cap is None and step == self._step_exp
-                and np.abs(chosen.estimate.levels).max(initial=0) < LEVEL_LIMIT
+                and chosen.estimate.levels.min(initial=0) > -LEVEL_LIMIT
+                and chosen.estimate.levels.max(initial=0) < LEVEL_LIMIT  # else: the fresh error
                 and not self._paint(neighbours, start, x.size).any()):  # fmt: skip
             return self._code_chosen(index, start, x, layer, chosen)
         san, base = self._with_offset(x, layer, neighbours, start)
         codebook, missed = layer[1], ""
-        if self._transform is None or plan.residual_step_exp is None or step is None:
+        if self._transform is None or plan.residual_step_exp is None:
             code = ChannelCode(self.channel, san)
             payload = self._payload(code, start, x.size, codebook)
             return CodedChannel(index, start, code, payload, x, base)
+        assert step is not None  # the plan's step, or one steered from it
         if cap is not None:
             step = coarsest_meeting_prdn(x, base, self._transform, plan.residual_step_exp, cap)
         residual, reconstruction = self._residual(x, base, step)

@@ -39,8 +39,12 @@ class _Samples:
         self._tail += x.size
 
     def between(self, lo: int, hi: int) -> Samples:
-        """Samples lo..hi-1 (absolute), as far as they are held."""
-        return self._buf[self._head + lo - self.start : self._head + hi - self.start]
+        """Samples lo..hi-1 (absolute; lo still held), up to the last one received."""
+        if lo < self.start:
+            raise ProtocolError(f"sample {lo} is no longer held (from {self.start} on)")
+        return self._buf[
+            self._head + lo - self.start : min(self._head + hi - self.start, self._tail)
+        ]
 
     def drop_before(self, sample: int) -> None:
         """Forget samples before `sample` (at most all of them)."""

@@ -18,7 +18,7 @@ point of the coder's final interval (`Encoder.finish`): every such point decodes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
 import constriction
@@ -86,11 +86,6 @@ class SymbolRow:
         out[2 * MAGNITUDES + 1] = out[2 * MAGNITUDES + 2] = (1.0 - p0) * r**MAGNITUDES / 2.0
         return out
 
-    @cached_property
-    def model(self) -> Any:
-        """constriction's model of the row (built once per row)."""
-        return _model.Categorical(self.probabilities(), perfect=False)
-
 
 @dataclass(frozen=True)
 class ClassTable:
@@ -112,20 +107,23 @@ class ClassTable:
             out[self.first + i] = 2.0 ** (w // 2) * (np.sqrt(2.0) if w % 2 else 1.0)
         return out
 
-    @cached_property
-    def model(self) -> Any:
-        """constriction's model of the classes (built once per table)."""
-        return _model.Categorical(self.probabilities(), perfect=False)
-
-    @cached_property
-    def _costs(self) -> list[float]:
-        p = self.probabilities()
-        return [float(c) for c in -np.log2(np.maximum(p / p.sum(), 2.0**-24))]
-
     def bits(self, values: npt.ArrayLike) -> float:
         """Ideal code length of the values under this table, in bits (rate estimates)."""
-        costs = self._costs
+        costs = _class_costs(self)
         return sum(costs[c] + max(c - 1, 0) for c in _bit_lengths(values))
+
+
+# built once per row or table, kept beside them (not in them: they stay plain values)
+@lru_cache(maxsize=65536)
+def _categorical(key: SymbolRow | ClassTable) -> Any:
+    """constriction's model of a row or a class table."""
+    return _model.Categorical(key.probabilities(), perfect=False)
+
+
+@lru_cache(maxsize=4096)
+def _class_costs(table: ClassTable) -> list[float]:
+    p = table.probabilities()
+    return [float(c) for c in -np.log2(np.maximum(p / p.sum(), 2.0**-24))]
 
 
 @lru_cache(maxsize=65536)
@@ -173,7 +171,7 @@ class Encoder:
 
     def symbols(self, symbols: npt.NDArray[np.int32], row: SymbolRow) -> None:
         if symbols.size:
-            self._coder.encode(symbols, row.model)
+            self._coder.encode(symbols, _categorical(row))
 
     def integers(self, values: npt.ArrayLike, table: ClassTable) -> None:
         """Non-negative integers below 2^32 (a side field's few: coded with Python ints)."""
@@ -183,7 +181,7 @@ class Encoder:
         if min(v) < 0 or max(v) > MAX_VALUE:
             raise InvalidInputError(f"a value to code is outside 0..{MAX_VALUE}")
         classes = [x.bit_length() for x in v]
-        self._coder.encode(np.array(classes, dtype=np.int32), table.model)
+        self._coder.encode(np.array(classes, dtype=np.int32), _categorical(table))
         below = [(x - (1 << (c - 1)), c - 1) for x, c in zip(v, classes, strict=True) if c > 1]
         if below:  # each value's bits below its leading one, as _piece_sizes orders them
             low = (1 << PIECE_BITS) - 1
@@ -246,12 +244,12 @@ class Decoder:
     def symbols(self, count: int, row: SymbolRow) -> npt.NDArray[np.int64]:
         if count <= 0:
             return np.zeros(0, dtype=np.int64)
-        return np.asarray(self._coder.decode(row.model, count), dtype=np.int64)
+        return np.asarray(self._coder.decode(_categorical(row), count), dtype=np.int64)
 
     def integers(self, count: int, table: ClassTable) -> Ints:
         if count <= 0:
             return np.zeros(0, dtype=np.int64)
-        classes = self._coder.decode(table.model, count).tolist()
+        classes = self._coder.decode(_categorical(table), count).tolist()
         sizes = _piece_sizes(classes)
         pieces = (
             self._coder.decode(_UNIFORM, np.array(sizes, dtype=np.int32)).tolist() if sizes else []

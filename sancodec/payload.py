@@ -86,8 +86,8 @@ def _put_side(out: _Fields, code: ChannelCode, kernel_count: int, start: int) ->
 
 
 def spike_bits(san: SanLayer, tables: CodingTables, kernel_count: int, start: int) -> float:
-    """The ideal code length of a SAN layer's spikes beyond that of no spikes at all (the other
-    side information is the same either way): what the layer choice charges spikes with."""
+    """The ideal code length of a SAN layer's spikes beyond that of no spikes at all: what the
+    layer choice charges spikes with (the block offset, a few bits either way, is not charged)."""
     out = _Fields(None, tables)
     _encode_spikes(out, san, kernel_count, start)
     none = tables.table("spike_count").bits(np.zeros(kernel_count, dtype=np.int64))

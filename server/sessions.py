@@ -41,7 +41,7 @@ from server.config import ServerConfig
 from server.repository import LoadedModel, ModelRepository
 from server.telemetry import Telemetry
 
-__all__ = ["EncodeSession"]
+__all__ = ["EncodeSession", "check_outcome"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -71,6 +71,25 @@ def _beat_agreement(parts: tuple[CodedChannel, ...], sample_rate_hz: float) -> f
     found = [kept_beats(p.signal, p.reconstruction, sample_rate_hz) for p in parts]
     beats = sum(n for n, _ in found)
     return sum(kept for _, kept in found) / beats if beats else None
+
+
+async def check_outcome(
+    check: asyncio.Future[Kernels | None], model: str
+) -> tuple[Kernels | None, str]:
+    """A check's kernels (None: keep them) and its outcome: updated, kept, skipped (the threads
+    dropped it, having had no room for it in time) or failed (logged: a fit gone wrong costs the
+    stream its new kernels, not its codes). A cancellation of the stream itself goes on up."""
+    try:
+        kernels = await check
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # the stream is cancelled, not just the check
+            raise
+        return None, "skipped"
+    except Exception:
+        log.exception("a check of the kernels of a stream of %s failed; it keeps them", model)
+        return None, "failed"
+    return kernels, "kept" if kernels is None else "updated"
 
 
 class EncodeSession:
@@ -176,18 +195,7 @@ class EncodeSession:
             if not (wait or self._check.done()):
                 return out
             check, self._check = self._check, None
-            try:
-                kernels = await check
-                outcome = "kept" if kernels is None else "updated"
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():  # the stream is, not just the check
-                    raise
-                kernels, outcome = None, "skipped"  # the threads had no room for it in time
-            except Exception:  # a fit gone wrong costs the stream its new kernels, not its codes
-                log.exception("a check of the kernels of a stream of %s/%s failed; it keeps them",
-                              m.name, m.version)  # fmt: skip
-                kernels, outcome = None, "failed"
+            kernels, outcome = await check_outcome(check, f"{m.name}/{m.version}")
             self.telemetry.observe_check(m.name, m.version, outcome)
             windows = await self._off_loop(background, self.coder.update, kernels)
             out += await self._code(windows, started, background)

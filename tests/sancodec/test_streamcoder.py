@@ -94,7 +94,7 @@ def test_a_block_coded_as_its_layer_choice_weighed_it_is_coded_afresh_alike(
 ) -> None:
     """Where no neighbour paints into a block, its code is the layer choice's alternative (not
     transformed and estimated again); that code equals coding the block afresh."""
-    x = mitdb100[:30000]
+    x = mitdb100
     plans = [_plan(x), _plan(x, residual_step_exp=_plan(x).residual_step_exp + 12)]
     reused = {"blocks": 0}
     code_chosen = BlockCoder._code_chosen

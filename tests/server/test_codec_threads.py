@@ -4,6 +4,7 @@ errors and cancellation handed to the caller. Real threads; jobs are held by eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -11,6 +12,7 @@ import pytest
 
 from server import codec_threads
 from server.codec_threads import CodecThreads
+from server.sessions import check_outcome
 
 
 def _burn(seconds: float) -> None:
@@ -155,3 +157,31 @@ def test_optional_work_not_started_in_time_is_dropped() -> None:
         return late.cancelled(), started, result
 
     assert asyncio.run(main()) == (True, ["held"], 5)
+
+
+def test_a_check_outcome_tells_a_dropped_check_from_a_cancelled_stream() -> None:
+    """A check the threads cancelled is skipped; the stream's own cancellation, while it waits
+    for a check, goes on up (and is not counted as a skipped check); a failed one is failed."""
+
+    async def main() -> tuple[tuple[object, str], tuple[object, str], bool, tuple[object, str]]:
+        loop = asyncio.get_running_loop()
+        dropped = loop.create_future()
+        dropped.cancel()
+        done = loop.create_future()
+        done.set_result(None)
+        pending = loop.create_future()
+        stream = asyncio.ensure_future(check_outcome(pending, "ecg/1"))
+        await asyncio.sleep(0)
+        stream.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stream
+        failed = loop.create_future()
+        failed.set_exception(RuntimeError("ONNX Runtime fell over"))
+        return (
+            await check_outcome(dropped, "ecg/1"),
+            await check_outcome(done, "ecg/1"),
+            stream.cancelled(),
+            await check_outcome(failed, "ecg/1"),
+        )
+
+    assert asyncio.run(main()) == ((None, "skipped"), (None, "kept"), True, (None, "failed"))
