@@ -14,7 +14,7 @@ from sancodec.coefficients import ResidualEstimate
 from sancodec.decoder import paint_spikes
 from sancodec.payload import encode_channel, spike_bits
 from sancodec.plan import CodedChannel, CodingPlan
-from sancodec.quantization import LEVEL_LIMIT, Quantizer
+from sancodec.quantization import Quantizer
 from sancodec.ratecontrol import (
     STEP_SEARCH,
     coarsest_meeting_prdn,
@@ -35,9 +35,10 @@ SAFETY_BITS = 40  # a residual's step and the range coder's last word, beyond th
 @dataclass(frozen=True, eq=False)
 class _Alternative:
     """A block coded with its own spikes (or none) and no neighbour's, at the plan's step: its
-    block offset and residual estimate, and the residual's distortion + λ·bits."""
+    SAN layer (with the block offset), base, residual estimate and distortion + λ·bits."""
 
-    offset_level: int
+    san: SanLayer
+    base: Samples
     estimate: ResidualEstimate
     cost: float
 
@@ -54,7 +55,6 @@ class BlockCoder:
         self.plan, self.channel = plan, channel
         self._tables = plan.codebook.tables
         self._transform = transform_for(plan.codebook.residual) if plan.codebook.residual else None
-        self._step_exp = plan.residual_step_exp  # None exactly when there is no transform
         self._chosen: dict[int, _Alternative] = {}  # by block start: `choose`'s, for `code`
 
     def _sizes(self, count: int) -> tuple[int, ...]:
@@ -82,10 +82,10 @@ class BlockCoder:
         afresh: no neighbour's spikes paint into the block, and the block is coded at the plan's
         residual step (no bit budget, PRDN cap or steered step other than it)."""
         gain, alternatives = self._weigh(x, layer, start)
-        keep = gain > 0
-        if alternatives:
-            self._chosen[start] = alternatives[keep]
-        return layer if keep else (layer[0].without_spikes(), layer[1])
+        if not alternatives:
+            return layer
+        self._chosen[start] = chosen = alternatives[gain > 0]
+        return chosen.san, layer[1]
 
     def _weigh(
         self, x: Samples, layer: Layer, start: int
@@ -95,21 +95,23 @@ class BlockCoder:
             return math.inf, ()
         san, codebook = layer
         bits = spike_bits(san, self._tables, len(codebook.kernels), start)
-        without = self._alternative(x, np.zeros(x.size), san.step_exp)
-        with_spikes = self._alternative(x, self._paint([layer], start, x.size), san.step_exp)
-        assert self._step_exp is not None  # a transform has its step (CodingPlan checks)
-        lam = rd_lambda(2.0 ** (self._step_exp / 8))
-        return without.cost - (with_spikes.cost + lam * bits), (without, with_spikes)
+        without = self._alternative(x, (san.without_spikes(), codebook), start)
+        with_spikes = self._alternative(x, layer, start)
+        step = Quantizer(self._step_exp).step
+        return without.cost - (with_spikes.cost + rd_lambda(step) * bits), (without, with_spikes)
 
-    def _alternative(self, x: Samples, painted: Samples, san_step_exp: int) -> _Alternative:
-        quantizer = Quantizer(san_step_exp)
-        offset_level = int(quantizer.quantize([np.mean(x - painted)])[0])
-        base = painted + offset_level * quantizer.step  # as _with_offset adds it
+    @property
+    def _step_exp(self) -> int:
+        """The plan's residual step (a plan with a transform has one: CodingPlan checks)."""
+        assert self.plan.residual_step_exp is not None
+        return self.plan.residual_step_exp
+
+    def _alternative(self, x: Samples, layer: Layer, start: int) -> _Alternative:
         assert self._transform is not None
-        assert self._step_exp is not None
+        san, base = self._with_offset(x, layer, [], start)
         estimate, cost = residual_cost(x - base, self._transform, self._step_exp, self._tables,
                                        self._sizes(x.size))  # fmt: skip
-        return _Alternative(offset_level, estimate, cost)
+        return _Alternative(san, base, estimate, cost)
 
     def code(self, index: int, start: int, x: Samples, layer: Layer,
              neighbours: list[Layer], step_exp: int | None) -> CodedChannel:  # fmt: skip
@@ -124,11 +126,9 @@ class BlockCoder:
             if index > 0
             else plan.max_prdn_percent or plan.stream_prdn_percent
         )
-        if (chosen is not None and cap is None and step == self._step_exp
-                and chosen.estimate.levels.min(initial=0) > -LEVEL_LIMIT
-                and chosen.estimate.levels.max(initial=0) < LEVEL_LIMIT  # else: the fresh error
+        if (chosen is not None and cap is None and step == plan.residual_step_exp
                 and not self._paint(neighbours, start, x.size).any()):  # fmt: skip
-            return self._code_chosen(index, start, x, layer, chosen)
+            return self._code_chosen(index, start, x, layer[1], chosen)
         san, base = self._with_offset(x, layer, neighbours, start)
         codebook, missed = layer[1], ""
         if self._transform is None or plan.residual_step_exp is None:
@@ -145,23 +145,16 @@ class BlockCoder:
         return CodedChannel(index, start, code, self._payload(code, start, x.size, codebook), x,
                             reconstruction, missed)  # fmt: skip
 
-    def _code_chosen(self, index: int, start: int, x: Samples, layer: Layer,
+    def _code_chosen(self, index: int, start: int, x: Samples, codebook: Codebook,
                      chosen: _Alternative) -> CodedChannel:  # fmt: skip
         """The block as `choose` weighed it (no neighbour paints into it): the same base and
         levels as coding it afresh would give, without transforming and estimating it again."""
         assert self._transform is not None
-        own, codebook = layer
-        san = SanLayer(own.step_exp, own.kernel_ids, own.positions, own.levels, chosen.offset_level)
-        base = self._paint([layer], start, x.size) + san.offset
-        levels = chosen.estimate.levels
-        (indices,) = np.nonzero(levels)
-        residual = ResidualLayer(
-            chosen.estimate.step_exp, indices, levels[indices].astype(np.int32)
-        )
-        code = ChannelCode(self.channel, san, residual)
+        residual = ResidualLayer.from_levels(chosen.estimate.step_exp, chosen.estimate.levels)
+        code = ChannelCode(self.channel, chosen.san, residual)
         payload = encode_channel(code, self._tables, len(codebook.kernels), start,
                                  self._sizes(x.size), estimate=chosen.estimate)  # fmt: skip
-        reconstruction = base + self._transform.decode_layer(residual, x.size)
+        reconstruction = chosen.base + self._transform.decode_layer(residual, x.size)
         return CodedChannel(index, start, code, payload, x, reconstruction)
 
     def _with_offset(self, x: Samples, own: Layer, neighbours: list[Layer],

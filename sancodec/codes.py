@@ -153,6 +153,16 @@ class ResidualLayer(_ArrayValue):
         object.__setattr__(self, "indices", indices)
         object.__setattr__(self, "levels", levels)
 
+    @classmethod
+    def from_levels(cls, step_exp: int, dense: npt.ArrayLike) -> ResidualLayer:
+        """The layer of a block's dense quantized coefficients (its non-zero ones kept)."""
+        levels = np.asarray(dense)
+        (indices,) = np.nonzero(levels)
+        kept = levels[indices]
+        if kept.size and (kept.min() <= -LEVEL_LIMIT or kept.max() >= LEVEL_LIMIT):
+            raise InvalidInputError(f"residual layer has a level beyond ±{LEVEL_LIMIT}")
+        return cls(step_exp, indices, kept)
+
     def coefficients(self) -> npt.NDArray[np.float64]:
         return Quantizer(self.step_exp).dequantize(self.levels)
 

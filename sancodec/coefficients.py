@@ -98,7 +98,7 @@ class ResidualEstimate:
     bits: float
 
 
-def estimate_residual(dense: Ints, sizes: tuple[int, ...], tables: CodingTables,
+def estimate_residual(dense: npt.ArrayLike, sizes: tuple[int, ...], tables: CodingTables,
                       step_exp: int) -> ResidualEstimate:  # fmt: skip
     levels = np.asarray(dense, dtype=np.int64)
     coefficients = Coefficients(levels, sizes)

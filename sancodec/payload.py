@@ -245,9 +245,9 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
         band = np.empty(size, dtype=np.int64)
         band[0::2], band[1::2] = signed[: evens.size], signed[evens.size :]
         bands.append(band)
-    dense = np.concatenate([np.zeros(0, dtype=np.int64), *bands])
-    (indices,) = np.nonzero(dense)
-    return ResidualLayer(step_exp, indices, dense[indices].astype(np.int32))
+    return ResidualLayer.from_levels(
+        step_exp, np.concatenate([np.zeros(0, dtype=np.int64), *bands])
+    )
 
 
 def _sizes(codebook: Codebook, count: int) -> tuple[int, ...]:

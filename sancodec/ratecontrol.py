@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from sancodec.coefficients import ResidualEstimate, estimate_residual, residual_bits
 from sancodec.metrics import prdn
+from sancodec.quantization import Quantizer
 from sancodec.residual import WaveletTransform
 from sancodec.tables import CodingTables
 
@@ -102,10 +103,11 @@ class Steering:
 
 def residual_cost(residual: Samples, transform: WaveletTransform, step_exp: int,
                   tables: CodingTables, sizes: tuple[int, ...]) -> tuple[ResidualEstimate, float]:  # fmt: skip
-    """A block's residual at this step: its estimate (the levels the coder would code), and its
-    distortion + λ·bits (squared model units), what the layer choice weighs."""
+    """A block's residual at this step: its estimate (the levels the coder codes: its own
+    quantizer's, which refuses levels beyond 31 bits), and its distortion + λ·bits (squared model
+    units), what the layer choice weighs."""
     c = transform.forward(residual)
-    levels = _levels(c, step_exp)
-    step = 2.0 ** (step_exp / 8)
+    quantizer = Quantizer(step_exp)
+    levels, step = quantizer.quantize(c), quantizer.step
     estimate = estimate_residual(levels, sizes, tables, step_exp)
     return estimate, float(np.sum((c - levels * step) ** 2)) + rd_lambda(step) * estimate.bits

@@ -107,6 +107,6 @@ def encode_residual(
     quantizer: Quantizer,
 ) -> ResidualLayer:
     """Transform a block's residual and keep its non-zero quantized coefficients."""
-    levels = quantizer.quantize(transform.forward(residual))
-    (indices,) = np.nonzero(levels)
-    return ResidualLayer(step_exp=quantizer.step_exp, indices=indices, levels=levels[indices])
+    return ResidualLayer.from_levels(
+        quantizer.step_exp, quantizer.quantize(transform.forward(residual))
+    )
