@@ -46,6 +46,11 @@ class _Samples:
             self._head + lo - self.start : min(self._head + hi - self.start, self._tail)
         ]
 
+    @property
+    def end(self) -> int:
+        """One past the last sample received."""
+        return self.start + self._tail - self._head
+
     def drop_before(self, sample: int) -> None:
         """Forget samples before `sample` (at most all of them)."""
         drop = min(max(sample - self.start, 0), self._tail - self._head)
@@ -58,7 +63,6 @@ class ChannelCoder:
         self.plan = plan
         self.channel = channel
         self._samples = _Samples()  # model-domain samples
-        self._received = 0
         self._ended = False
         self._next_window = 0  # index of the next block to hand out
         self.hold: int | None = None  # no window of this block or later is handed out yet
@@ -82,7 +86,6 @@ class ChannelCoder:
         if x.ndim != 1 or not np.all(np.isfinite(x)):
             raise InvalidInputError("samples must be a 1-D array of finite values")
         self._samples.append(x / self.plan.scale)
-        self._received += x.size
         return self.windows()
 
     def finish(self) -> list[Window]:
@@ -109,12 +112,12 @@ class ChannelCoder:
         n, ctx = self.plan.block_length, self.plan.context
         while True:
             start = self._next_window * n
-            if start >= self._received or (not self._ended and start + n + ctx > self._received):
+            if start >= self.received or (not self._ended and start + n + ctx > self.received):
                 return out
             if self.hold is not None and self._next_window >= self.hold:
                 return out
-            count = min(n, self._received - start)
-            lo, hi = max(start - ctx, 0), min(start + count + ctx, self._received)
+            count = min(n, self.received - start)
+            lo, hi = max(start - ctx, 0), min(start + count + ctx, self.received)
             part = self._samples.between(lo, hi)
             out.append(Window(self._next_window, start, count, lo,
                               (part - part.mean()).astype(np.float32),
@@ -162,13 +165,13 @@ class ChannelCoder:
 
     def samples(self, lo: int, hi: int) -> Samples:
         """Model-domain samples [lo, hi) (kept: see `retain_from`)."""
-        if lo < self._samples.start or hi > self._received:
+        if lo < self._samples.start or hi > self.received:
             raise ProtocolError(f"samples [{lo}, {hi}) are no longer kept")
         return self._samples.between(lo, hi)
 
     @property
     def received(self) -> int:
-        return self._received
+        return self._samples.end
 
     @property
     def ended(self) -> bool:
@@ -177,7 +180,7 @@ class ChannelCoder:
     @property
     def _all_out(self) -> bool:
         """The stream ended and every window of it was handed out."""
-        return self._ended and self._next_window * self.plan.block_length >= self._received
+        return self._ended and self._next_window * self.plan.block_length >= self.received
 
     @property
     def done(self) -> bool:
@@ -187,7 +190,7 @@ class ChannelCoder:
     def _finalize(self, index: int) -> CodedChannel:
         n = self.plan.block_length
         start = index * n
-        count = min(n, self._received - start)
+        count = min(n, self.received - start)
         x = self._samples.between(start, start + count)
         neighbours = [self._layers[b] for b in (index - 1, index + 1) if b in self._layers]
         step = self._steering.step_exp if self._steering is not None else None
