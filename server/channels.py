@@ -17,7 +17,6 @@ from sancodec.units import UnitConversion, canonical_units, conversion
 from sancodec.v1 import codec_pb2, codes_pb2
 
 __all__ = [
-    "MAX_CHANNELS",
     "InputChannel",
     "check_channel_count",
     "input_channels",

@@ -61,14 +61,15 @@ class CodecThreads:
         return await self._submit(call, args, owner, background)
 
     def run_spare(self, call: Callable[..., T], *args: Any, owner: object = None,
-                  start_within: float) -> asyncio.Future[T] | None:  # fmt: skip
-        """Optional work: `call(*args)` queued at once as background work if the threads have
-        room for it now (`spare`), its future; None if they have not. Queued before this returns,
-        so a second caller in the same turn of the loop finds no room. Work not started within
-        `start_within` seconds (live work took the room back) is dropped: its future is
-        cancelled."""
+                  start_within: float) -> asyncio.Future[T]:  # fmt: skip
+        """Optional work: `call(*args)` queued at once as background work, its future; cancelled
+        at once if the threads have no room for it now (`spare`), or when it has not started
+        within `start_within` seconds (live work took the room back). Queued before this returns,
+        so a second caller in the same turn of the loop finds no room."""
         if not self.spare:
-            return None
+            dropped: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            dropped.cancel()
+            return dropped
         future = self._submit(call, args, owner, True)
         future.get_loop().call_later(start_within, self._drop_unstarted, future)
         return future

@@ -183,8 +183,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
             async with contextlib.aclosing(self._arrivals(session, requests)) as arrivals:
                 async for request in arrivals:
                     if request is None:  # a check of its kernels is done: its held blocks go
-                        bulk = session.ahead_s() >= BULK_AHEAD_S
-                        for response in await session.answer_check(background=bulk):
+                        for response in await self._coded(session, session.answer_check):
                             yield response
                         continue
                     if not request.HasField("chunk"):
@@ -234,10 +233,7 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
         )
         await self.budget.acquire(size)  # waiting here holds the sender back (flow control)
         try:
-            if session.ahead_s(len(data)) < BULK_AHEAD_S:
-                return await session.push(data)
-            async with self.bulk:  # faster than real time: one such stream codes at a time
-                return await session.push(data, background=True)
+            return await self._coded(session, lambda bulk: session.push(data, bulk), len(data))
         except InvalidSignalError as exc:  # the chunk is refused whole; the stream goes on
             self.telemetry.observe_error("Encode", grpc_code(exc).name)
             session.summary.rejected_chunk_count += 1
@@ -245,6 +241,16 @@ class CodecService(codec_pb2_grpc.CodecServiceServicer):
             return [codec_pb2.EncodeResponse(status=message_status(index, named))]
         finally:
             await self.budget.release(size)
+
+    async def _coded(self, session: EncodeSession,
+                     work: Callable[[bool], Awaitable[list[codec_pb2.EncodeResponse]]],
+                     chunk_bytes: int = 0) -> list[codec_pb2.EncodeResponse]:  # fmt: skip
+        """`work(background)` for the stream (with a chunk of `chunk_bytes`): live; or, for a
+        stream faster than real time, as background work, one such stream at a time."""
+        if session.ahead_s(chunk_bytes) < BULK_AHEAD_S:
+            return await work(False)
+        async with self.bulk:
+            return await work(True)
 
     async def _decode(
         self, requests: AsyncIterator[codec_pb2.DecodeRequest]

@@ -173,9 +173,10 @@ class EncodeSession:
     async def _adapt(
         self, started: float, background: bool = False, wait: bool = False
     ) -> list[codec_pb2.EncodeResponse]:
-        """Start a check of the stream's kernels that fell due, off the loop as background work,
-        or skip it (keep the kernels) when the codec threads have no room for it; answer one that
-        is done (with `wait`, wait for it), and code the windows its answer lets out."""
+        """Start a check of the stream's kernels that fell due, off the loop as background work
+        (the threads drop it, and the stream keeps its kernels, when they have no room for it);
+        answer one that is done (with `wait`, wait for it), and code the windows its answer lets
+        out."""
         out: list[codec_pb2.EncodeResponse] = []
         m = self.model.manifest
         while self.adapter is not None:
@@ -187,11 +188,6 @@ class EncodeSession:
                 # later, in real time) before it holds a block: half a block to start
                 self._check = self.pool.run_spare(self.adapter.refit, request, owner=self,
                                                   start_within=self._block_s / 2)  # fmt: skip
-                if self._check is None:  # busy: the stream keeps its kernels, checks later
-                    self.telemetry.observe_check(m.name, m.version, "skipped")
-                    windows = await self._off_loop(background, self.coder.update, None)
-                    out += await self._code(windows, started, background)
-                    continue
             if not (wait or self._check.done()):
                 return out
             check, self._check = self._check, None

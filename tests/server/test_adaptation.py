@@ -5,6 +5,7 @@ decode it alike; a damaged update is DATA_LOSS naming its block."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from sancodec.sancfile import SancWriter, decode_file
 from sancodec.streamcoder import StreamCoder, code_stream
 from sancodec.v1 import codec_pb2, codec_pb2_grpc, codes_pb2
 from server.codec_threads import CodecThreads
+from server.sessions import check_outcome
 
 REPO = Path(__file__).resolve().parents[2]
 FIRST_UPDATE = 4  # ecg's adapt_after_samples / block_length
@@ -218,3 +220,31 @@ def test_blocks_held_for_a_check_leave_when_it_is_done_not_with_the_next_chunk(
                 arrivals[response.block.start_sample // 4096] = time.monotonic()
     assert sorted(arrivals) == list(range(6))
     assert arrivals[FIRST_UPDATE - 1] - done_sending[0] < pause_s / 2
+
+
+def test_a_check_outcome_tells_a_dropped_check_from_a_cancelled_stream() -> None:
+    """A check the threads cancelled is skipped; the stream's own cancellation, while it waits
+    for a check, goes on up (and is not counted as a skipped check); a failed one is failed."""
+
+    async def main() -> tuple[tuple[object, str], tuple[object, str], bool, tuple[object, str]]:
+        loop = asyncio.get_running_loop()
+        dropped = loop.create_future()
+        dropped.cancel()
+        done = loop.create_future()
+        done.set_result(None)
+        pending = loop.create_future()
+        stream = asyncio.ensure_future(check_outcome(pending, "ecg/1"))
+        await asyncio.sleep(0)
+        stream.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stream
+        failed = loop.create_future()
+        failed.set_exception(RuntimeError("ONNX Runtime fell over"))
+        return (
+            await check_outcome(dropped, "ecg/1"),
+            await check_outcome(done, "ecg/1"),
+            stream.cancelled(),
+            await check_outcome(failed, "ecg/1"),
+        )
+
+    assert asyncio.run(main()) == ((None, "skipped"), (None, "kept"), True, (None, "failed"))
