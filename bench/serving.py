@@ -91,8 +91,7 @@ def compute_limit(source: Source, args: argparse.Namespace) -> tuple[Compute, in
     x = source.frames[: args.compute_blocks * model.manifest.block_length]
     runs = []
     for _ in range(args.repeats):
-        config = _config().config
-        config.fixed_kernels = True  # coding alone: a check of the stream's kernels is not coding
+        config = _config(fixed_kernels=True).config  # coding alone: a check is not coding
         # no batcher and no codec threads: the steps are called here, one after the other
         session = EncodeSession(config, repository, ServerConfig(), cast(Any, None), Telemetry(),
                                 cast(Any, None))  # fmt: skip
@@ -217,6 +216,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     add("--variant-workers", type=int, default=2,
         help="every level also against a server with this many --workers; 1: skip")  # fmt: skip
     add("--top-repeats", type=int, default=2, help="real-time runs of the largest level")
+    add("--fixed-kernels", action="store_true",
+        help="the load's streams keep the model's kernels (no stream adapts): a control")  # fmt: skip
     add("--models", type=Path, default=REPO / "models")
     add("--data", type=Path, default=REPO.parent / "shared" / "data")
     add("--write-docs", action="store_true", help="append the results to docs/benchmarks.md")

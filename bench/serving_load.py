@@ -214,6 +214,7 @@ class Phase:
     blocks: int = 0
     frames: int = 0  # frames of the blocks received
     errors: Counter[str] = field(default_factory=Counter)
+    fixed_kernels: bool = False  # the streams keep the model's kernels (no checks)
     wall_s: float = math.nan
     server_cpu_s: float = math.nan
     loop_cpu_s: float = math.nan  # the server's main thread: event loop, sessions and coding
@@ -250,9 +251,10 @@ class Source:
         return self if need <= self.frames.shape[0] else Source(np.resize(self.frames, (need, 2)))
 
 
-def _config() -> codec_pb2.EncodeRequest:
+def _config(fixed_kernels: bool = False) -> codec_pb2.EncodeRequest:
     config = codec_pb2.EncodeConfig(model="ecg", sample_rate_hz=RATE_HZ, channel_count=CHANNELS,
-                                    dtype=codes_pb2.SAMPLE_DTYPE_FLOAT32)  # fmt: skip
+                                    dtype=codes_pb2.SAMPLE_DTYPE_FLOAT32,
+                                    fixed_kernels=fixed_kernels)  # fmt: skip
     return codec_pb2.EncodeRequest(config=config)
 
 
@@ -287,7 +289,7 @@ async def _realtime_stream(stub: Any, source: Source, stream: int, t0: float, fr
     sends = [t0 + (k + 1) * RT_CHUNK / RATE_HZ for k in range(math.ceil(frames / RT_CHUNK))]
 
     async def requests() -> AsyncIterator[codec_pb2.EncodeRequest]:
-        yield _config()
+        yield _config(phase.fixed_kernels)
         for k, due in enumerate(sends):
             await asyncio.sleep(due - loop.time())
             phase.lags.append(loop.time() - due)
@@ -304,7 +306,7 @@ async def _full_stream(stub: Any, source: Source, stream: int, phase: Phase) -> 
     """The whole excerpt in FULL_CHUNK-frame chunks, as fast as flow control lets them go."""
 
     async def requests() -> AsyncIterator[codec_pb2.EncodeRequest]:
-        yield _config()
+        yield _config(phase.fixed_kernels)
         for lo in range(0, phase.per_stream, FULL_CHUNK):
             yield _chunk(source.chunk(stream, lo, min(lo + FULL_CHUNK, phase.per_stream)))
 
@@ -343,7 +345,7 @@ async def realtime(proc: Proc, source: Source, n: int, args: argparse.Namespace)
     starts = [0.2 + stagger * i / n for i in range(n)]
     frames = [int((0.2 + stagger + args.duration - s) * RATE_HZ) // RT_CHUNK * RT_CHUNK for s in starts]  # fmt: skip
     blocks = [math.ceil(f / args.block_length) for f in frames]
-    phase = Phase(n, max(frames), sum(blocks))
+    phase = Phase(n, max(frames), sum(blocks), fixed_kernels=args.fixed_kernels)
     reach = 2 * args.block_length + args.context - 1  # block b is final with window b+1
 
     def run(stub: Any, i: int, t0: float) -> Coroutine[Any, Any, None]:
@@ -355,7 +357,8 @@ async def realtime(proc: Proc, source: Source, n: int, args: argparse.Namespace)
 async def full_speed(proc: Proc, source: Source, n: int, args: argparse.Namespace) -> Phase:
     """n streams at full speed, each at least --full-frames, all at least --full-total frames."""
     frames = max(args.full_frames, math.ceil(args.full_total / n / FULL_CHUNK) * FULL_CHUNK)
-    phase = Phase(n, frames, n * math.ceil(frames / args.block_length))
+    phase = Phase(n, frames, n * math.ceil(frames / args.block_length),
+                  fixed_kernels=args.fixed_kernels)  # fmt: skip
     source = source.fit(frames)
     return await _drive(proc, phase, lambda stub, i, _: _full_stream(stub, source, i, phase))
 
