@@ -18,7 +18,7 @@ from sancodec.bundle import load_bundle
 from sancodec.encodergraph import kernel_swapper
 from sancodec.kernelupdates import Adapter
 from sancodec.plan import CodingPlan
-from sancodec.streamcoder import FitRequest
+from sancodec.streamcoder import StreamCoder
 
 REPO = Path(__file__).resolve().parents[1]
 MITDB = REPO.parent / "shared" / "data" / "wfdb" / "mitdb"
@@ -36,8 +36,12 @@ def main() -> int:
     swapper = kernel_swapper(bundle, threads=1)
     print("| record | seconds per check (median) | update sent |\n|---|---|---|")
     for record in args.records.split(","):
-        x = read_recording(MITDB / f"{record}.hea", sampfrom=START, sampto=START + n).samples[:1]
-        request = FitRequest(n // plan.block_length, plan.codebook, 0, x / plan.scale)
+        # the stream coder asks for its first check once a sample of the next block is in
+        x = read_recording(MITDB / f"{record}.hea", sampfrom=START, sampto=START + n + 1)
+        coder = StreamCoder([plan], n)
+        coder.push(x.samples[:1])
+        request = coder.fit_due()
+        assert request is not None
         times, sent = [], False
         for _ in range(args.repeats):
             adapter = Adapter(plan, swapper)
