@@ -110,7 +110,7 @@ class ClassTable:
     def bits(self, values: npt.ArrayLike) -> float:
         """Ideal code length of the values under this table, in bits (rate estimates)."""
         costs = _class_costs(self)
-        return float(sum(costs[c] + max(c - 1, 0) for c in bit_lengths(values).tolist()))
+        return sum(costs[c] + max(c - 1, 0) for c in _bit_lengths(values))
 
 
 # built once per row or table, kept beside them (not in them: they stay plain values)
@@ -133,10 +133,15 @@ def row_costs(row: SymbolRow) -> npt.NDArray[np.float64]:
     return np.asarray(-np.log2(np.maximum(p / p.sum(), 2.0**-24)), dtype=np.float64)
 
 
-def bit_lengths(values: npt.ArrayLike) -> Ints:
+def bit_lengths(values: Ints) -> Ints:
     """Bit length of each non-negative value below 2^53 (0 for 0): frexp's exponent, exact for
     integers a float64 holds exactly."""
     return np.frexp(np.asarray(values, dtype=np.float64))[1].astype(np.int64)
+
+
+def _bit_lengths(values: npt.ArrayLike) -> list[int]:
+    """Bit lengths of a few non-negative integers (a side field's), as Python ints."""
+    return [int(v).bit_length() for v in np.asarray(values, dtype=np.int64).ravel().tolist()]
 
 
 def _piece_sizes(classes: list[int]) -> list[int]:
