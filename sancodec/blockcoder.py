@@ -35,12 +35,20 @@ SAFETY_BITS = 40  # a residual's step and the range coder's last word, beyond th
 @dataclass(frozen=True, eq=False)
 class _Alternative:
     """A block coded with its own spikes (or none) and no neighbour's, at the plan's step: its
-    SAN layer (with the block offset), base, residual estimate and distortion + λ·bits."""
+    block offset, base, residual estimate and distortion + λ·bits."""
 
-    san: SanLayer
+    offset_level: int
     base: Samples
     estimate: ResidualEstimate
     cost: float
+
+
+def _offset(x: Samples, painted: Samples, san_step_exp: int) -> tuple[int, Samples]:
+    """The block offset's level (what centres the samples the spikes leave) and the block's
+    base: the painted spikes plus the offset."""
+    quantizer = Quantizer(san_step_exp)
+    offset_level = int(quantizer.quantize([np.mean(x - painted)])[0])
+    return offset_level, painted + offset_level * quantizer.step
 
 
 def _varint_bytes(value: int) -> int:
@@ -82,10 +90,10 @@ class BlockCoder:
         afresh: no neighbour's spikes paint into the block, and the block is coded at the plan's
         residual step (no bit budget, PRDN cap or steered step other than it)."""
         gain, alternatives = self._weigh(x, layer, start)
-        if not alternatives:
-            return layer
-        self._chosen[start] = chosen = alternatives[gain > 0]
-        return chosen.san, layer[1]
+        keep = gain > 0
+        if alternatives:
+            self._chosen[start] = alternatives[keep]
+        return layer if keep else (layer[0].without_spikes(), layer[1])
 
     def _weigh(
         self, x: Samples, layer: Layer, start: int
@@ -95,8 +103,8 @@ class BlockCoder:
             return math.inf, ()
         san, codebook = layer
         bits = spike_bits(san, self._tables, len(codebook.kernels), start)
-        without = self._alternative(x, (san.without_spikes(), codebook), start)
-        with_spikes = self._alternative(x, layer, start)
+        without = self._alternative(x, np.zeros(x.size), san.step_exp)
+        with_spikes = self._alternative(x, self._paint([layer], start, x.size), san.step_exp)
         step = Quantizer(self._step_exp).step
         return without.cost - (with_spikes.cost + rd_lambda(step) * bits), (without, with_spikes)
 
@@ -106,12 +114,12 @@ class BlockCoder:
         assert self.plan.residual_step_exp is not None
         return self.plan.residual_step_exp
 
-    def _alternative(self, x: Samples, layer: Layer, start: int) -> _Alternative:
+    def _alternative(self, x: Samples, painted: Samples, san_step_exp: int) -> _Alternative:
         assert self._transform is not None
-        san, base = self._with_offset(x, layer, [], start)
+        offset_level, base = _offset(x, painted, san_step_exp)
         estimate, cost = residual_cost(x - base, self._transform, self._step_exp, self._tables,
                                        self._sizes(x.size))  # fmt: skip
-        return _Alternative(san, base, estimate, cost)
+        return _Alternative(offset_level, base, estimate, cost)
 
     def code(self, index: int, start: int, x: Samples, layer: Layer,
              neighbours: list[Layer], step_exp: int | None) -> CodedChannel:  # fmt: skip
@@ -128,7 +136,7 @@ class BlockCoder:
         )
         if (chosen is not None and cap is None and step == plan.residual_step_exp
                 and not self._paint(neighbours, start, x.size).any()):  # fmt: skip
-            return self._code_chosen(index, start, x, layer[1], chosen)
+            return self._code_chosen(index, start, x, layer, chosen)
         san, base = self._with_offset(x, layer, neighbours, start)
         codebook, missed = layer[1], ""
         if self._transform is None or plan.residual_step_exp is None:
@@ -145,13 +153,15 @@ class BlockCoder:
         return CodedChannel(index, start, code, self._payload(code, start, x.size, codebook), x,
                             reconstruction, missed)  # fmt: skip
 
-    def _code_chosen(self, index: int, start: int, x: Samples, codebook: Codebook,
+    def _code_chosen(self, index: int, start: int, x: Samples, layer: Layer,
                      chosen: _Alternative) -> CodedChannel:  # fmt: skip
         """The block as `choose` weighed it (no neighbour paints into it): the same base and
         levels as coding it afresh would give, without transforming and estimating it again."""
         assert self._transform is not None
+        own, codebook = layer
+        san = SanLayer(own.step_exp, own.kernel_ids, own.positions, own.levels, chosen.offset_level)
         residual = ResidualLayer.from_levels(chosen.estimate.step_exp, chosen.estimate.levels)
-        code = ChannelCode(self.channel, chosen.san, residual)
+        code = ChannelCode(self.channel, san, residual)
         payload = encode_channel(code, self._tables, len(codebook.kernels), start,
                                  self._sizes(x.size), estimate=chosen.estimate)  # fmt: skip
         reconstruction = chosen.base + self._transform.decode_layer(residual, x.size)
@@ -159,14 +169,13 @@ class BlockCoder:
 
     def _with_offset(self, x: Samples, own: Layer, neighbours: list[Layer],
                      start: int) -> tuple[SanLayer, Samples]:  # fmt: skip
-        painted = self._paint([*neighbours, own], start, x.size)
         layer = own[0]
-        quantizer = Quantizer(layer.step_exp)
-        offset_level = int(quantizer.quantize([np.mean(x - painted)])[0])
+        offset_level, base = _offset(x, self._paint([*neighbours, own], start, x.size),
+                                     layer.step_exp)  # fmt: skip
         san = SanLayer(
             layer.step_exp, layer.kernel_ids, layer.positions, layer.levels, offset_level
         )
-        return san, painted + san.offset
+        return san, base
 
     def _residual(self, x: Samples, base: Samples, step_exp: int) -> tuple[ResidualLayer, Samples]:
         assert self._transform is not None

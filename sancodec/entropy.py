@@ -140,7 +140,8 @@ def bit_lengths(values: Ints) -> Ints:
 
 
 def _bit_lengths(values: npt.ArrayLike) -> list[int]:
-    """Bit lengths of a few non-negative integers (a side field's), as Python ints."""
+    """Bit lengths of a few non-negative integers (a side field's), as Python ints: for so few,
+    faster than `bit_lengths`, whose one NumPy call pays off on the arrays training counts."""
     return [int(v).bit_length() for v in np.asarray(values, dtype=np.int64).ravel().tolist()]
 
 
