@@ -15,8 +15,8 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.bandlayout import band_layout
-from sancodec.entropy import MAGNITUDES, SYMBOLS, ClassTable, symbols_of, zigzag
+from sancodec.bandcontexts import code_order
+from sancodec.entropy import ClassTable, zigzag
 from sancodec.tables import CONTEXTS, CodingTables, band_class
 
 __all__ = ["SHIFTS", "SHIFT_STEP", "Coefficients", "ResidualEstimate", "estimate_residual",
@@ -29,41 +29,33 @@ SHIFT_STEP = 4  # eighths of an octave per shift
 
 
 class Coefficients:
-    """A block's quantized coefficients in coding order (`bandlayout`), with their contexts,
-    symbols and escapes, each found once for all of them."""
+    """A block's quantized coefficients as the coder codes them (`bandcontexts.code_order`):
+    grouped by band, pass and context, with their escapes and symbol counts, found once."""
 
     def __init__(self, dense: Ints, sizes: tuple[int, ...]) -> None:
-        self.layout = layout = band_layout(sizes)
-        self.values = dense[layout.order]
-        self.contexts = layout.contexts(dense)
-        self.symbols, self.excess = symbols_of(self.values)
+        self.sizes = sizes
+        (self._symbols, self._values, self._ends, self.excess, self._escape_ends,
+         self._counts) = code_order(np.asarray(dense, dtype=np.int64),
+                                    np.array(sizes, dtype=np.int64))  # fmt: skip
 
     def counts(self) -> Ints:
         """How often each (band, context, symbol) occurs, flat: (bands x CONTEXTS x SYMBOLS)."""
-        bands = len(self.layout.sizes)
-        key = (self.layout.band * CONTEXTS + self.contexts) * SYMBOLS + self.symbols
-        return np.bincount(key, minlength=bands * CONTEXTS * SYMBOLS)
+        return self._counts
 
     def bands(self) -> Iterator[tuple[int, list[tuple[int, Symbols, Ints]], Ints]]:
         """Band by band: (its class, its groups of (context, symbols, values) in coding
         order, even pass before odd, contexts ascending in each, its escapes' excess)."""
-        layout = self.layout
-        key = (2 * layout.band + layout.odd) * CONTEXTS + self.contexts
-        order = np.argsort(key, kind="stable")
-        ends = np.cumsum(np.bincount(key, minlength=2 * len(layout.sizes) * CONTEXTS)).tolist()
-        symbols, values = self.symbols[order], self.values[order]
-        escaped = np.flatnonzero(self.symbols > 2 * MAGNITUDES)  # escape symbols, in coding order
-        escape_ends = np.searchsorted(layout.band[escaped], np.arange(len(layout.sizes)), "right")
+        ends, escape_ends = self._ends.tolist(), self._escape_ends.tolist()
         lo, first = 0, 0
-        for i in range(len(layout.sizes)):
+        for i in range(len(self.sizes)):
             groups = []
             for g in range(2 * CONTEXTS * i, 2 * CONTEXTS * (i + 1)):
                 hi = ends[g]
                 if hi > lo:
-                    groups.append((g % CONTEXTS, symbols[lo:hi], values[lo:hi]))
+                    groups.append((g % CONTEXTS, self._symbols[lo:hi], self._values[lo:hi]))
                 lo = hi
-            last = int(escape_ends[i])
-            yield band_class(i, len(layout.sizes)), groups, self.excess[first:last]
+            last = escape_ends[i]
+            yield band_class(i, len(self.sizes)), groups, self.excess[first:last]
             first = last
 
 
@@ -72,7 +64,7 @@ def best_shift(
 ) -> tuple[int, float]:
     """The row shift (SHIFTS) that codes the coefficients in the fewest ideal bits, its own
     field and the escapes counted; 0 on a tie, then -1. Returns (shift, bits)."""
-    bands, counts = len(coefficients.layout.sizes), coefficients.counts().astype(np.float64)
+    bands, counts = len(coefficients.sizes), coefficients.counts().astype(np.float64)
     own = _shift_bits(tables.table("row_shift"))
     bits = [own[i] + tables.band_costs(step_exp + SHIFT_STEP * shift, bands).ravel() @ counts
             for i, shift in enumerate(SHIFTS)]  # fmt: skip

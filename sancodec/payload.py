@@ -17,6 +17,14 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
+from sancodec.bandcontexts import (
+    band_contexts,
+    band_levels,
+    escape_count,
+    odd_contexts,
+    pass_counts,
+    scatter,
+)
 from sancodec.codebook import Codebook, kernels_from_proto, kernels_to_proto
 from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
 from sancodec.coefficients import SHIFT_STEP, SHIFTS, ResidualEstimate, estimate_residual
@@ -32,7 +40,7 @@ from sancodec.entropy import (
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT
 from sancodec.residual import band_sizes
-from sancodec.tables import CONTEXTS, CodingTables, band_class, contexts, odd_contexts
+from sancodec.tables import CodingTables, band_class
 from sancodec.v1 import codes_pb2
 
 __all__ = [
@@ -47,13 +55,6 @@ __all__ = [
 ]
 
 Ints = npt.NDArray[np.int64]
-Symbols = npt.NDArray[np.int32]
-
-
-def _parent_contexts(bands: list[Ints], i: int, size: int) -> Ints:
-    if i == 0:
-        return np.zeros(size, dtype=np.int64)
-    return contexts(bands[i - 1], size, parent_is_approximation=i == 1)
 
 
 class _Fields:
@@ -215,36 +216,27 @@ def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start:
 def _decode_pass(dec: Decoder, rows: tuple[SymbolRow, ...], ctx: Ints) -> Ints:
     """A pass's symbols: those of context 0 in order, then of context 1, ... (as encoded),
     put back in place."""
-    counts = np.bincount(ctx, minlength=CONTEXTS)
-    decoded = [dec.symbols(n, rows[c]) for c, n in enumerate(counts.tolist()) if n]
-    out = np.zeros(ctx.size, dtype=np.int64)
-    out[np.argsort(ctx, kind="stable")] = np.concatenate([out[:0], *decoded])
-    return out
+    counts = pass_counts(ctx)
+    grouped = [dec.symbols(n, rows[c]) for c, n in enumerate(counts.tolist()) if n]
+    if not grouped:
+        return np.zeros(ctx.size, dtype=np.int64)
+    return scatter(ctx, counts, grouped[0] if len(grouped) == 1 else np.concatenate(grouped))
 
 
 def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int,
                      row_step: int) -> ResidualLayer:  # fmt: skip
-    bands: list[Ints] = []
+    bands, parent = [], np.zeros(0, dtype=np.int64)
     for i, size in enumerate(sizes):
-        klass = band_class(i, len(sizes))
-        rows = tables.step_rows(row_step, klass)
-        parent = _parent_contexts(bands, i, size)
-        evens = _decode_pass(dec, rows, parent[0::2])
-        # an escape's symbol reads as magnitude K + 1: the context classes end at 12
-        odds = _decode_pass(
-            dec, rows, odd_contexts((evens + 1) // 2, None if i == 0 else parent[1::2], size // 2)
-        )
-        symbols = np.concatenate([evens, odds])  # pass order: escapes come in it
-        magnitude = (symbols + 1) // 2
-        escape = np.flatnonzero(magnitude > MAGNITUDES)
-        if escape.size:
-            magnitude[escape] = MAGNITUDES + 1 + dec.integers(escape.size, tables.table("escape"))
-            if magnitude.max() >= LEVEL_LIMIT:
-                raise CorruptCodeError(f"a residual level is beyond ±{LEVEL_LIMIT}")
-        signed = np.where(symbols % 2 == 1, magnitude, -magnitude)
-        band = np.empty(size, dtype=np.int64)
-        band[0::2], band[1::2] = signed[: evens.size], signed[evens.size :]
-        bands.append(band)
+        rows = tables.step_rows(row_step, band_class(i, len(sizes)))
+        even_contexts, odd_parents = band_contexts(parent, size, i == 1)
+        evens = _decode_pass(dec, rows, even_contexts)
+        odds = _decode_pass(dec, rows, odd_contexts(evens, odd_parents, i == 0))
+        escapes = escape_count(evens, odds)
+        excess = dec.integers(escapes, tables.table("escape"))
+        if escapes and excess.max() >= LEVEL_LIMIT - MAGNITUDES - 1:
+            raise CorruptCodeError(f"a residual level is beyond ±{LEVEL_LIMIT}")
+        parent = band_levels(evens, odds, excess)
+        bands.append(parent)
     return ResidualLayer.from_levels(
         step_exp, np.concatenate([np.zeros(0, dtype=np.int64), *bands])
     )

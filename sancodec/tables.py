@@ -5,9 +5,9 @@ class and context at the channel's row step (its residual step moved by its row 
 the step classes around it interpolated: `CodingTables.step_row`). The band class of the approximation is 0 and of detail level j (1 = finest) is
 j. Each band is coded in two passes: its even-indexed coefficients, then its odd-indexed ones. An
 even coefficient's context comes from already decoded coefficients at its place one level coarser
-(`contexts`; the approximation's are all 0), so a whole pass's contexts are known before it is
-decoded; an odd coefficient's context is its parent context moved by its two even neighbours in
-the same band, decoded in the first pass (`odd_contexts`). Every other
+(`bandcontexts.band_contexts`; the approximation's are all 0), so a whole pass's contexts are known
+before it is decoded; an odd coefficient's context is its parent context moved by its two even
+neighbours in the same band, decoded in the first pass (`bandcontexts.odd_contexts`). Every other
 value of a channel code (steps, offset, spike counts, positions and levels, escapes) is an
 integer under one of the named class tables (`FIELDS`).
 """
@@ -33,16 +33,11 @@ __all__ = [
     "STEP_CLASSES",
     "CodingTables",
     "band_class",
-    "context_class",
-    "contexts",
-    "odd_contexts",
 ]
 
 CONTEXTS = 5
 # a residual step's class: its octave relative to the tables' reference, -4..+3 octaves
 STEP_CLASSES = 8
-# parent magnitude m (2|p| + |p_left| + |p_right|, in steps) -> context: 0 | 1-2 | 3-5 | 6-11 | 12+
-_BOUNDS = np.array([1, 3, 6, 12])
 FIELDS = (
     "layers",  # 1 when the channel has a residual layer
     "offset",  # zigzag(offset level), in SAN steps
@@ -62,54 +57,6 @@ MAX_ROWS = STEP_CLASSES * MAX_BAND_CLASSES * CONTEXTS
 # a fallback class table: small values likelier, every class possible
 _FALLBACK = ClassTable(0, tuple(max(1, 40 - 2 * c) for c in range(CLASSES)))
 _FALLBACK_ROW = SymbolRow(45875, 32768)  # P(0) = 0.7, decay 0.5
-
-
-_CLASS = np.searchsorted(_BOUNDS, np.arange(_BOUNDS[-1] + 1), side="right")
-
-
-def context_class(magnitude: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """A magnitude's class by the parent bounds (0 | 1-2 | 3-5 | 6-11 | 12+): a table lookup."""
-    return np.asarray(_CLASS[np.minimum(magnitude, _BOUNDS[-1])], dtype=np.int64)
-
-
-def contexts(
-    parent: npt.NDArray[np.int64], size: int, parent_is_approximation: bool
-) -> npt.NDArray[np.int64]:
-    """Context of each of `size` detail coefficients from the levels of the band one coarser."""
-    if size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if parent.size == 0:
-        return np.zeros(size, dtype=np.int64)
-    if parent_is_approximation:  # the local slope of the approximation predicts detail
-        padded = np.concatenate([parent[:1], parent, parent[-1:]])
-        magnitude = np.abs(padded[2:] - padded[:-2])
-    else:
-        a = np.abs(parent)
-        padded = np.concatenate([a[:1], a, a[-1:]])
-        magnitude = 2 * a + padded[:-2] + padded[2:]
-    index = np.minimum(np.arange(size) * parent.size // size, parent.size - 1)
-    return context_class(magnitude[index])
-
-
-def odd_contexts(evens: npt.NDArray[np.int64], parent_contexts: npt.NDArray[np.int64] | None,
-                 size: int) -> npt.NDArray[np.int64]:  # fmt: skip
-    """Contexts of a band's `size` odd-indexed coefficients from its even-indexed levels.
-
-    Odd coefficient j lies between evens j and j + 1 (the last even twice at the band's end);
-    n = |even j| + |even j+1|. In the approximation (`parent_contexts` None) the context is n's
-    class by the parent bounds (0 | 1-2 | 3-5 | 6-11 | 12+); in a detail band it is the odd
-    coefficient's own parent context, one lower when n is 0 and one higher when n is 3 or more.
-    """
-    if size == 0:
-        return np.zeros(0, dtype=np.int64)
-    a = np.abs(evens)
-    n = (a + np.concatenate([a[1:], a[-1:]]))[:size]
-    if parent_contexts is None:
-        return context_class(n)
-    c = np.asarray(parent_contexts, dtype=np.int64)
-    return np.where(
-        n == 0, np.maximum(c - 1, 0), np.where(n >= 3, np.minimum(c + 1, CONTEXTS - 1), c)
-    )
 
 
 def band_class(i: int, band_count: int) -> int:

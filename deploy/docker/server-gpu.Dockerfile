@@ -12,7 +12,8 @@ FROM nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04 AS runtime-base
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    MPLCONFIGDIR=/tmp/matplotlib
+    MPLCONFIGDIR=/tmp/matplotlib \
+    NUMBA_CACHE_DIR=/tmp/numba
 # The distribution's Python follows the pinned base tag; its security updates should still apply.
 # hadolint ignore=DL3008
 RUN apt-get update \

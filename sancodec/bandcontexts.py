@@ -1,0 +1,206 @@
+"""The residual's per-coefficient loops, compiled with numba: contexts, symbols, coding groups.
+
+A band's contexts follow the rules of docs/sanc-format.md (`band_contexts`, `odd_contexts`). The
+decoder applies them band by band, pass by pass, since they depend on what it decoded before;
+the encoder, which knows every coefficient, applies the very same functions to a whole block in
+one call (`code_order`). Every loop here runs per coefficient, where NumPy would take dozens of
+calls per band (`compiled`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from sancodec.compiled import compiled
+from sancodec.entropy import MAGNITUDES, SYMBOLS
+from sancodec.tables import CONTEXTS
+
+__all__ = [
+    "band_contexts",
+    "band_levels",
+    "code_order",
+    "escape_count",
+    "odd_contexts",
+    "pass_counts",
+    "scatter",
+]
+
+Ints = npt.NDArray[np.int64]
+
+_ESCAPE = 2 * MAGNITUDES + 1  # +escape; -escape is one more
+
+
+@compiled
+def _context_class(magnitude: int) -> int:
+    """0 | 1-2 | 3-5 | 6-11 | 12+"""
+    if magnitude < 1:
+        return 0
+    if magnitude < 3:
+        return 1
+    if magnitude < 6:
+        return 2
+    if magnitude < 12:
+        return 3
+    return 4
+
+
+@compiled
+def _symbol(value: int) -> int:
+    m = abs(value)
+    if m > MAGNITUDES:
+        return _ESCAPE if value > 0 else _ESCAPE + 1
+    return 2 * m - 1 if value > 0 else 2 * m
+
+
+@compiled
+def band_contexts(parent: Ints, size: int, parent_is_approximation: bool) -> tuple[Ints, Ints]:
+    """The parent contexts of a band of `size` coefficients, (its evens', its odds'), from the
+    levels of the band one coarser (none for the approximation: all 0). Coefficient j's parent
+    is p = min(j * P // size, P - 1) of the P parent levels; its magnitude 2|p| + |p-1| + |p+1|
+    (neighbours clamped), or |p+1 - p-1| where the parent is the approximation."""
+    evens = np.zeros((size + 1) // 2, dtype=np.int64)
+    odds = np.zeros(size // 2, dtype=np.int64)
+    count = parent.size
+    if count == 0:
+        return evens, odds
+    for j in range(size):
+        p = min(j * count // size, count - 1)
+        left, right = parent[max(p - 1, 0)], parent[min(p + 1, count - 1)]
+        if parent_is_approximation:
+            magnitude = abs(right - left)
+        else:
+            magnitude = 2 * abs(parent[p]) + abs(left) + abs(right)
+        if j % 2 == 0:
+            evens[j // 2] = _context_class(magnitude)
+        else:
+            odds[j // 2] = _context_class(magnitude)
+    return evens, odds
+
+
+@compiled
+def odd_contexts(even_symbols: Ints, parent_contexts: Ints, approximation: bool) -> Ints:
+    """The contexts of a band's odd coefficients from its even ones' symbols: odd j lies between
+    evens j and j + 1 (the last even twice), n = their magnitudes' sum (an escape's is K + 1). In
+    the approximation its context is n's class; in a detail band its parent context, one lower
+    when n is 0 and one higher when n is 3 or more."""
+    count, evens = parent_contexts.size, even_symbols.size
+    out = np.empty(count, dtype=np.int64)
+    for j in range(count):
+        n = (even_symbols[j] + 1) // 2 + (even_symbols[min(j + 1, evens - 1)] + 1) // 2
+        if approximation:
+            out[j] = _context_class(n)
+        elif n == 0:
+            out[j] = max(parent_contexts[j] - 1, 0)
+        elif n >= 3:
+            out[j] = min(parent_contexts[j] + 1, CONTEXTS - 1)
+        else:
+            out[j] = parent_contexts[j]
+    return out
+
+
+@compiled
+def pass_counts(contexts: Ints) -> Ints:
+    """How many of a pass's coefficients have each context."""
+    counts = np.zeros(CONTEXTS, dtype=np.int64)
+    for c in contexts:
+        counts[c] += 1
+    return counts
+
+
+@compiled
+def scatter(contexts: Ints, counts: Ints, grouped: Ints) -> Ints:
+    """A pass's symbols in place from their groups (context 0's in order, then 1's, ...)."""
+    next_of = np.zeros(CONTEXTS, dtype=np.int64)
+    for c in range(1, CONTEXTS):
+        next_of[c] = next_of[c - 1] + counts[c - 1]
+    out = np.empty(contexts.size, dtype=np.int64)
+    for i in range(contexts.size):
+        c = contexts[i]
+        out[i] = grouped[next_of[c]]
+        next_of[c] += 1
+    return out
+
+
+@compiled
+def escape_count(evens: Ints, odds: Ints) -> int:
+    """How many of a band's symbols are escapes."""
+    n = 0
+    for s in evens:
+        n += s >= _ESCAPE
+    for s in odds:
+        n += s >= _ESCAPE
+    return n
+
+
+@compiled
+def band_levels(evens: Ints, odds: Ints, excess: Ints) -> Ints:
+    """A band's signed levels from its two passes' symbols and its escapes' excess (in pass
+    order: |v| = K + 1 + excess)."""
+    band = np.empty(evens.size + odds.size, dtype=np.int64)
+    e = 0
+    for k in range(band.size):
+        s = evens[k] if k < evens.size else odds[k - evens.size]
+        m = (s + 1) // 2
+        if s >= _ESCAPE:
+            m = MAGNITUDES + 1 + excess[e]
+            e += 1
+        where = 2 * k if k < evens.size else 2 * (k - evens.size) + 1
+        band[where] = m if s % 2 == 1 else -m
+    return band
+
+
+@compiled
+def code_order(
+    dense: Ints, sizes: Ints
+) -> tuple[npt.NDArray[np.int32], Ints, Ints, Ints, Ints, Ints]:
+    """A block's coefficients (flat, coarsest band first) as the coder codes them, under the
+    decoder's own context rules: (symbols and values grouped by band, pass and context, each
+    group in coding order; the groups' ends, (bands x 2 x CONTEXTS) flat; the escapes' excess
+    in coding order; each band's end in it; how often each (band, context, symbol) occurs,
+    (bands x CONTEXTS x SYMBOLS) flat)."""
+    bands, n = sizes.size, dense.size
+    key = np.empty(n, dtype=np.int64)  # (2 band + pass) CONTEXTS + context, in coding order
+    symbol = np.empty(n, dtype=np.int32)
+    value = np.empty(n, dtype=np.int64)
+    counts = np.zeros(bands * CONTEXTS * SYMBOLS, dtype=np.int64)
+    excess = np.empty(n, dtype=np.int64)
+    escape_ends = np.empty(bands, dtype=np.int64)
+    at, start, escapes = 0, 0, 0
+    for i in range(bands):
+        size = sizes[i]
+        band = dense[start : start + size]
+        parent = dense[start - sizes[i - 1] : start] if i > 0 else dense[:0]
+        evens, odds = band_contexts(parent, size, i == 1)
+        even_symbols = np.empty(evens.size, dtype=np.int64)
+        for k in range(evens.size):
+            even_symbols[k] = _symbol(band[2 * k])
+        odd = odd_contexts(even_symbols, odds, i == 0)
+        for k in range(size):
+            first = k < evens.size
+            v = band[2 * k] if first else band[2 * (k - evens.size) + 1]
+            c = evens[k] if first else odd[k - evens.size]
+            s = _symbol(v)
+            key[at], symbol[at], value[at] = (2 * i + (0 if first else 1)) * CONTEXTS + c, s, v
+            counts[(i * CONTEXTS + c) * SYMBOLS + s] += 1
+            if s >= _ESCAPE:
+                excess[escapes] = abs(v) - MAGNITUDES - 1
+                escapes += 1
+            at += 1
+        escape_ends[i] = escapes
+        start += size
+    ends = np.zeros(2 * bands * CONTEXTS, dtype=np.int64)
+    for group in key:
+        ends[group] += 1
+    for g in range(1, ends.size):
+        ends[g] += ends[g - 1]
+    place = np.empty(ends.size, dtype=np.int64)  # a stable counting sort by key
+    for g in range(ends.size):
+        place[g] = ends[g - 1] if g > 0 else 0
+    grouped_symbols = np.empty(n, dtype=np.int32)
+    grouped_values = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        p = place[key[j]]
+        grouped_symbols[p], grouped_values[p] = symbol[j], value[j]
+        place[key[j]] = p + 1
+    return grouped_symbols, grouped_values, ends, excess[:escapes], escape_ends, counts

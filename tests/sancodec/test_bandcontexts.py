@@ -1,0 +1,116 @@
+"""The compiled context loops follow the rules of docs/sanc-format.md, written here once more in
+plain NumPy as the reference, for every block length: the encoder's whole-block `code_order`
+and the decoder's band-by-band functions alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sancodec import ResidualSpec
+from sancodec.bandcontexts import band_contexts, band_levels, code_order, odd_contexts
+from sancodec.entropy import MAGNITUDES, SYMBOLS
+from sancodec.residual import band_sizes
+from sancodec.tables import CONTEXTS
+
+BOUNDS = np.array([1, 3, 6, 12])  # parent magnitude -> context: 0 | 1-2 | 3-5 | 6-11 | 12+
+
+
+def _class(magnitude: np.ndarray) -> np.ndarray:
+    return np.searchsorted(BOUNDS, magnitude, side="right").astype(np.int64)
+
+
+def _parent(parent: np.ndarray, size: int, approximation: bool) -> np.ndarray:
+    if parent.size == 0:
+        return np.zeros(size, dtype=np.int64)
+    padded = np.concatenate([parent[:1], parent, parent[-1:]])
+    if approximation:  # the local slope of the approximation predicts detail
+        magnitude = np.abs(padded[2:] - padded[:-2])
+    else:
+        a = np.abs(padded)
+        magnitude = 2 * a[1:-1] + a[:-2] + a[2:]
+    return _class(magnitude[np.minimum(np.arange(size) * parent.size // size, parent.size - 1)])
+
+
+def _odd(evens: np.ndarray, parent: np.ndarray | None, size: int) -> np.ndarray:
+    a = np.minimum(np.abs(evens), MAGNITUDES + 1)  # an escape's magnitude is K + 1
+    n = (a + np.concatenate([a[1:], a[-1:]]))[:size]
+    if parent is None:
+        return _class(n)
+    return np.where(n == 0, np.maximum(parent - 1, 0),
+                    np.where(n >= 3, np.minimum(parent + 1, CONTEXTS - 1), parent))  # fmt: skip
+
+
+def _symbols(values: np.ndarray) -> np.ndarray:
+    m = np.abs(values)
+    s = np.where(values > 0, 2 * m - 1, 2 * m)
+    return np.where(m > MAGNITUDES, np.where(values > 0, 2 * MAGNITUDES + 1, 2 * MAGNITUDES + 2), s)
+
+
+def _reference(dense: np.ndarray, sizes: tuple[int, ...]) -> dict[str, np.ndarray]:
+    bands = np.split(dense, np.cumsum(sizes)[:-1]) if sizes else []
+    values, ctx, key = [], [], []
+    for i, band in enumerate(bands):
+        parent = _parent(bands[i - 1] if i else band[:0], band.size, i == 1)
+        evens, odds = band[0::2], band[1::2]
+        for p, (v, c) in enumerate([(evens, parent[0::2]),
+                                    (odds, _odd(evens, None if i == 0 else parent[1::2], odds.size))]):  # fmt: skip
+            values.append(v)
+            ctx.append(c)
+            key.append((2 * i + p) * CONTEXTS + c)
+    v = np.concatenate([np.zeros(0, dtype=np.int64), *values])
+    c = np.concatenate([np.zeros(0, dtype=np.int64), *ctx])
+    k = np.concatenate([np.zeros(0, dtype=np.int64), *key])
+    s = _symbols(v)
+    band = np.repeat(np.arange(len(sizes)), sizes)
+    order = np.argsort(k, kind="stable")
+    escaped = np.abs(v) > MAGNITUDES
+    return {
+        "symbols": s[order],
+        "values": v[order],
+        "ends": np.cumsum(np.bincount(k, minlength=2 * len(sizes) * CONTEXTS)),
+        "excess": np.abs(v[escaped]) - MAGNITUDES - 1,
+        "escape_ends": np.searchsorted(band[escaped], np.arange(len(sizes)), "right"),
+        "counts": np.bincount(
+            (band * CONTEXTS + c) * SYMBOLS + s, minlength=len(sizes) * CONTEXTS * SYMBOLS
+        ),
+    }
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 33, 100, 1023, 2048, 4096])
+@pytest.mark.parametrize("wavelet", ["bior4.4", "haar"])
+def test_a_whole_block_is_ordered_by_the_per_band_rules(count: int, wavelet: str) -> None:
+    sizes = band_sizes(ResidualSpec(wavelet, 5), count)
+    rng = np.random.default_rng(count)
+    for scale in (0.3, 2.0, 40.0):  # mostly zeros, small, escapes
+        dense = np.rint(rng.laplace(0, scale, sum(sizes))).astype(np.int64)
+        got = dict(zip(["symbols", "values", "ends", "excess", "escape_ends", "counts"],
+                       code_order(dense, np.array(sizes, dtype=np.int64)), strict=True))  # fmt: skip
+        for name, expected in _reference(dense, sizes).items():
+            assert np.array_equal(got[name], expected), name
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 100, 4096])
+def test_the_decoder_finds_each_band_from_the_one_before(count: int) -> None:
+    """band_contexts, odd_contexts and band_levels, one band at a time, as the decoder calls them."""
+    sizes = band_sizes(ResidualSpec("bior4.4", 5), count)
+    dense = np.rint(np.random.default_rng(1).laplace(0, 20.0, sum(sizes))).astype(np.int64)
+    bands = np.split(dense, np.cumsum(sizes)[:-1])
+    for i, band in enumerate(bands):
+        parent = bands[i - 1] if i else band[:0]
+        evens, odd_parents = band_contexts(parent, band.size, i == 1)
+        reference = _parent(parent, band.size, i == 1)
+        assert np.array_equal(evens, reference[0::2])
+        even_symbols = _symbols(band[0::2])
+        expected = _odd(band[0::2], None if i == 0 else reference[1::2], band.size // 2)
+        assert np.array_equal(odd_contexts(even_symbols, odd_parents, i == 0), expected)
+        escaped = np.abs(np.concatenate([band[0::2], band[1::2]])) > MAGNITUDES
+        excess = np.abs(np.concatenate([band[0::2], band[1::2]])[escaped]) - MAGNITUDES - 1
+        assert np.array_equal(band_levels(even_symbols, _symbols(band[1::2]), excess), band)
+
+
+def test_an_empty_block() -> None:
+    symbols, values, ends, excess, _, counts = code_order(
+        np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    )
+    assert symbols.size == values.size == ends.size == excess.size == counts.size == 0
