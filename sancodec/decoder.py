@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 from sancodec.codebook import Codebook
 from sancodec.codes import BlockCode, ChannelCode
+from sancodec.compiled import compiled
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.residual import transform_for
 
@@ -30,17 +31,28 @@ def paint_spikes(
 ) -> None:
     """Add each spike's painted kernel into `out`, which holds samples from out_start on;
     footprints are clipped to out's range."""
-    for kid in np.unique(kernel_ids):
+    for kid in np.unique(kernel_ids).tolist():
         mine = kernel_ids == kid
-        values, left = codebook.painted(int(kid))
-        taps = np.arange(values.size)[None, :]
-        where, scale = positions[mine] - left - out_start, amplitudes[mine]
-        step = max(1, PAINT_CHUNK_WEIGHTS // values.size)
-        for lo in range(0, where.size, step):
-            index = where[lo : lo + step, None] + taps  # (S, m) sample of every weight
-            weight = scale[lo : lo + step, None] * values[None, :].astype(np.float64)  # (S, m)
-            inside = (index >= 0) & (index < out.size)
-            out += np.bincount(index[inside], weights=weight[inside], minlength=out.size)
+        values, left = codebook.painted(kid)
+        _paint(out, positions[mine] - left - out_start, amplitudes[mine], values,
+               max(1, PAINT_CHUNK_WEIGHTS // values.size))  # fmt: skip
+
+
+@compiled
+def _paint(out: Samples, where: npt.NDArray[np.int64], scale: Samples,
+           values: npt.NDArray[np.float32], chunk: int) -> None:  # fmt: skip
+    """One kernel's spikes (first samples `where`, amplitudes `scale`), `chunk` spikes at a time:
+    each chunk summed on its own, spike by spike and tap by tap, then added to `out` (so the
+    sums are the same whatever the machine: the order is fixed)."""
+    painted = np.zeros(out.size)
+    for lo in range(0, where.size, chunk):
+        painted[:] = 0.0
+        for s in range(lo, min(lo + chunk, where.size)):
+            for t in range(values.size):
+                i = where[s] + t
+                if 0 <= i < out.size:
+                    painted[i] += scale[s] * np.float64(values[t])
+        out += painted
 
 
 def check_block(block: BlockCode, codebook: Codebook, channel_count: int) -> None:
