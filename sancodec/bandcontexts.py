@@ -19,11 +19,11 @@ from sancodec.tables import CONTEXTS
 __all__ = [
     "band_contexts",
     "band_levels",
+    "band_symbols",
     "code_order",
-    "escape_count",
+    "even_pass",
     "odd_contexts",
-    "pass_counts",
-    "scatter",
+    "odd_pass",
 ]
 
 Ints = npt.NDArray[np.int64]
@@ -64,8 +64,13 @@ def band_contexts(parent: Ints, size: int, parent_is_approximation: bool) -> tup
     count = parent.size
     if count == 0:
         return evens, odds
+    below, over = 0, 0  # j * count // size and the remainder, kept without a division
     for j in range(size):
-        p = min(j * count // size, count - 1)
+        p = min(below, count - 1)
+        over += count
+        while over >= size:
+            over -= size
+            below += 1
         left, right = parent[max(p - 1, 0)], parent[min(p + 1, count - 1)]
         if parent_is_approximation:
             magnitude = abs(right - left)
@@ -100,8 +105,7 @@ def odd_contexts(even_symbols: Ints, parent_contexts: Ints, approximation: bool)
 
 
 @compiled
-def pass_counts(contexts: Ints) -> Ints:
-    """How many of a pass's coefficients have each context."""
+def _counts(contexts: Ints) -> Ints:
     counts = np.zeros(CONTEXTS, dtype=np.int64)
     for c in contexts:
         counts[c] += 1
@@ -109,8 +113,9 @@ def pass_counts(contexts: Ints) -> Ints:
 
 
 @compiled
-def scatter(contexts: Ints, counts: Ints, grouped: Ints) -> Ints:
+def _scatter(contexts: Ints, grouped: Ints) -> Ints:
     """A pass's symbols in place from their groups (context 0's in order, then 1's, ...)."""
+    counts = _counts(contexts)
     next_of = np.zeros(CONTEXTS, dtype=np.int64)
     for c in range(1, CONTEXTS):
         next_of[c] = next_of[c - 1] + counts[c - 1]
@@ -123,14 +128,33 @@ def scatter(contexts: Ints, counts: Ints, grouped: Ints) -> Ints:
 
 
 @compiled
-def escape_count(evens: Ints, odds: Ints) -> int:
-    """How many of a band's symbols are escapes."""
+def even_pass(parent: Ints, size: int, parent_is_approximation: bool) -> tuple[Ints, Ints, Ints]:
+    """The decoder's first pass of a band, before it is decoded: (its contexts, how many have
+    each, the odd coefficients' parent contexts), from the levels of the band one coarser."""
+    evens, odd_parents = band_contexts(parent, size, parent_is_approximation)
+    return evens, _counts(evens), odd_parents
+
+
+@compiled
+def odd_pass(even_contexts: Ints, even_groups: Ints, odd_parents: Ints,
+             approximation: bool) -> tuple[Ints, Ints, Ints]:  # fmt: skip
+    """The first pass decoded (`even_groups`: its symbols group by group, as coded), and the
+    second one before it is: (the even symbols in place, the odd contexts, how many have each)."""
+    evens = _scatter(even_contexts, even_groups)
+    odds = odd_contexts(evens, odd_parents, approximation)
+    return evens, odds, _counts(odds)
+
+
+@compiled
+def band_symbols(odd_contexts: Ints, odd_groups: Ints, evens: Ints) -> tuple[Ints, int]:
+    """The second pass decoded: (the odd symbols in place, the band's escape count)."""
+    odds = _scatter(odd_contexts, odd_groups)
     n = 0
     for s in evens:
         n += s >= _ESCAPE
     for s in odds:
         n += s >= _ESCAPE
-    return n
+    return odds, n
 
 
 @compiled

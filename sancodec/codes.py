@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sancodec.compiled import compiled
 from sancodec.errors import InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT, Quantizer
 
@@ -48,11 +49,57 @@ class _ArrayValue:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _check_levels(levels: npt.NDArray[np.int32], name: str) -> None:
-    if levels.size and int(np.max(np.abs(levels.astype(np.int64)))) >= LEVEL_LIMIT:
-        raise InvalidInputError(f"{name} has a level beyond ±{LEVEL_LIMIT}")
-    if np.any(levels == 0):
-        raise InvalidInputError(f"{name} has a zero level: a zero codes nothing, leave it out")
+_NEGATIVE, _BEYOND, _ZERO, _TWICE, _UNSORTED, _DESCENDING = 1, 2, 3, 4, 5, 6
+
+
+@compiled
+def _level_problem(levels: npt.NDArray[np.int32]) -> int:
+    for v in levels:
+        if v == 0:
+            return _ZERO
+        if abs(np.int64(v)) >= LEVEL_LIMIT:
+            return _BEYOND
+    return 0
+
+
+@compiled
+def _spike_problem(kernel_ids: npt.NDArray[np.int32], positions: npt.NDArray[np.int64],
+                   levels: npt.NDArray[np.int32]) -> int:  # fmt: skip
+    """What is wrong with these spikes (0: nothing, and they are sorted by kernel and position;
+    _UNSORTED: nothing found, but they are not sorted, so a repeat is not looked for)."""
+    problem = _level_problem(levels)
+    for i in range(kernel_ids.size):
+        if kernel_ids[i] < 0 or positions[i] < 0:
+            return _NEGATIVE
+        if problem == 0 and i > 0:
+            if kernel_ids[i] == kernel_ids[i - 1] and positions[i] == positions[i - 1]:
+                problem = _TWICE
+            elif kernel_ids[i] < kernel_ids[i - 1] or (
+                kernel_ids[i] == kernel_ids[i - 1] and positions[i] < positions[i - 1]
+            ):
+                problem = _UNSORTED
+    return problem
+
+
+@compiled
+def _residual_problem(indices: npt.NDArray[np.int64], levels: npt.NDArray[np.int32]) -> int:
+    for i in range(indices.size):
+        if indices[i] < 0 or (i > 0 and indices[i] <= indices[i - 1]):
+            return _DESCENDING
+    return _level_problem(levels)
+
+
+def _raise(problem: int, layer: str) -> None:
+    if problem == _NEGATIVE:
+        raise InvalidInputError("kernel ids and positions must be non-negative")
+    if problem == _BEYOND:
+        raise InvalidInputError(f"{layer} has a level beyond ±{LEVEL_LIMIT}")
+    if problem == _ZERO:
+        raise InvalidInputError(f"{layer} has a zero level: a zero codes nothing, leave it out")
+    if problem == _TWICE:
+        raise InvalidInputError("a kernel spikes twice at the same position")
+    if problem == _DESCENDING:
+        raise InvalidInputError("residual indices must be non-negative and strictly ascending")
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,16 +122,14 @@ class SanLayer(_ArrayValue):
         levels = _frozen_array(self.levels, np.int32, "levels")
         if not kernel_ids.size == positions.size == levels.size:
             raise InvalidInputError("kernel_ids, positions and levels differ in length")
-        if kernel_ids.size and (kernel_ids.min() < 0 or positions.min() < 0):
-            raise InvalidInputError("kernel ids and positions must be non-negative")
-        _check_levels(levels, "SAN layer")
         if abs(self.offset_level) >= LEVEL_LIMIT:
             raise InvalidInputError(f"offset_level {self.offset_level} is out of range")
-        order = np.lexsort((positions, kernel_ids))
-        kernel_ids, positions, levels = kernel_ids[order], positions[order], levels[order]
-        same = (np.diff(kernel_ids) == 0) & (np.diff(positions) == 0)
-        if np.any(same):
-            raise InvalidInputError("a kernel spikes twice at the same position")
+        problem = _spike_problem(kernel_ids, positions, levels)
+        if problem == _UNSORTED:
+            order = np.lexsort((positions, kernel_ids))
+            kernel_ids, positions, levels = kernel_ids[order], positions[order], levels[order]
+            problem = _spike_problem(kernel_ids, positions, levels)
+        _raise(problem, "SAN layer")
         for name, value in (
             ("kernel_ids", kernel_ids),
             ("positions", positions),
@@ -147,9 +192,7 @@ class ResidualLayer(_ArrayValue):
         levels = _frozen_array(self.levels, np.int32, "levels")
         if indices.size != levels.size:
             raise InvalidInputError("residual indices and levels differ in length")
-        if indices.size and (indices.min() < 0 or np.any(np.diff(indices) <= 0)):
-            raise InvalidInputError("residual indices must be non-negative and strictly ascending")
-        _check_levels(levels, "residual layer")
+        _raise(_residual_problem(indices, levels), "residual layer")
         object.__setattr__(self, "indices", indices)
         object.__setattr__(self, "levels", levels)
 

@@ -17,14 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
-from sancodec.bandcontexts import (
-    band_contexts,
-    band_levels,
-    escape_count,
-    odd_contexts,
-    pass_counts,
-    scatter,
-)
+from sancodec.bandcontexts import band_levels, band_symbols, even_pass, odd_pass
 from sancodec.codebook import Codebook, kernels_from_proto, kernels_to_proto
 from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
 from sancodec.coefficients import SHIFT_STEP, SHIFTS, ResidualEstimate, estimate_residual
@@ -213,14 +206,12 @@ def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start:
     return SanLayer(step_exp, ids, p, lev.astype(np.int32), offset)
 
 
-def _decode_pass(dec: Decoder, rows: tuple[SymbolRow, ...], ctx: Ints) -> Ints:
-    """A pass's symbols: those of context 0 in order, then of context 1, ... (as encoded),
-    put back in place."""
-    counts = pass_counts(ctx)
+def _groups(dec: Decoder, rows: tuple[SymbolRow, ...], counts: Ints) -> Ints:
+    """A pass's symbols as coded: those of context 0 in order, then of context 1, ..."""
     grouped = [dec.symbols(n, rows[c]) for c, n in enumerate(counts.tolist()) if n]
-    if not grouped:
-        return np.zeros(ctx.size, dtype=np.int64)
-    return scatter(ctx, counts, grouped[0] if len(grouped) == 1 else np.concatenate(grouped))
+    if len(grouped) == 1:
+        return grouped[0]
+    return np.concatenate([np.zeros(0, dtype=np.int64), *grouped])
 
 
 def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int,
@@ -228,10 +219,11 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
     bands, parent = [], np.zeros(0, dtype=np.int64)
     for i, size in enumerate(sizes):
         rows = tables.step_rows(row_step, band_class(i, len(sizes)))
-        even_contexts, odd_parents = band_contexts(parent, size, i == 1)
-        evens = _decode_pass(dec, rows, even_contexts)
-        odds = _decode_pass(dec, rows, odd_contexts(evens, odd_parents, i == 0))
-        escapes = escape_count(evens, odds)
+        even_contexts, even_counts, odd_parents = even_pass(parent, size, i == 1)
+        evens, odd_contexts, odd_counts = odd_pass(
+            even_contexts, _groups(dec, rows, even_counts), odd_parents, i == 0
+        )
+        odds, escapes = band_symbols(odd_contexts, _groups(dec, rows, odd_counts), evens)
         excess = dec.integers(escapes, tables.table("escape"))
         if escapes and excess.max() >= LEVEL_LIMIT - MAGNITUDES - 1:
             raise CorruptCodeError(f"a residual level is beyond ±{LEVEL_LIMIT}")
