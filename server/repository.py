@@ -13,9 +13,12 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from sancodec.bundle import NAME, Bundle, Manifest, load_bundle, version_key
+from sancodec.decoder import decode
 from sancodec.encodergraph import DetectorFactory, kernel_swapper, spikes_by_row
-from sancodec.errors import BundleError, InvalidConfigError, NotFoundError
-from sancodec.streamcoder import Spikes
+from sancodec.errors import BundleError, InvalidConfigError, NotFoundError, SancodecError
+from sancodec.payload import parse_block
+from sancodec.plan import CodingPlan
+from sancodec.streamcoder import Spikes, StreamCoder, code_stream
 from sancodec.v1 import codes_pb2
 
 __all__ = ["LoadedModel", "ModelRepository", "session_providers"]
@@ -91,6 +94,18 @@ class LoadedModel:
         return spikes_by_row(positions, amplitudes, batch.shape[0])
 
 
+def _warm_coder(model: LoadedModel, x: npt.NDArray[np.float64]) -> None:
+    """Code two blocks of `x` under the model's plan and decode them: the coder's compiled loops
+    are built (or loaded from numba's cache) before the model serves, not in a stream's first
+    block."""
+    plan = CodingPlan.from_manifest(model.manifest)
+    blocks = code_stream(
+        StreamCoder([plan], 0), x[None, :], lambda w: model.detect(w.samples[None, None, :])[0]
+    )
+    codes = [parse_block(b.message().SerializeToString(), plan.codebook) for b in blocks]
+    decode(codes, plan.codebook, 1)
+
+
 class ModelRepository:
     def __init__(self, root: Path, providers: str = "auto", threads: int = 0) -> None:
         self.root = root
@@ -138,6 +153,10 @@ class ModelRepository:
             model.detect(warm.astype(np.float32))
         except Exception as exc:  # ORT raises its own types; any failure here means a broken bundle
             raise BundleError(f"{directory}: the encoder does not run: {exc}") from None
+        try:
+            _warm_coder(model, warm[0, 0])
+        except SancodecError as exc:
+            raise BundleError(f"{directory}: the coder does not run: {exc}") from None
         return model
 
     def models(self) -> list[LoadedModel]:
