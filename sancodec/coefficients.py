@@ -68,7 +68,7 @@ def best_shift(
     own = _shift_bits(tables.table("row_shift"))
     bits = [own[i] + tables.band_costs(step_exp + SHIFT_STEP * shift, bands).ravel() @ counts
             for i, shift in enumerate(SHIFTS)]  # fmt: skip
-    best = int(np.argmin(bits))  # the first of the fewest: SHIFTS lists 0, then -1
+    best = min(range(len(SHIFTS)), key=bits.__getitem__)  # the first of the fewest: 0, then -1
     return SHIFTS[best], float(bits[best]) + tables.table("escape").bits(coefficients.excess)
 
 

@@ -21,6 +21,7 @@ from sancodec.bandcontexts import band_levels, band_symbols, even_pass, odd_pass
 from sancodec.codebook import Codebook, kernels_from_proto, kernels_to_proto
 from sancodec.codes import MAX_SAMPLE, BlockCode, ChannelCode, ResidualLayer, SanLayer
 from sancodec.coefficients import SHIFT_STEP, SHIFTS, ResidualEstimate, estimate_residual
+from sancodec.compiled import compiled
 from sancodec.entropy import (
     CODER_ERRORS,
     MAGNITUDES,
@@ -127,18 +128,54 @@ def _encode_spikes(out: _Fields, san: SanLayer, kernel_count: int, start: int) -
         raise InvalidInputError(
             f"kernel id {int(san.kernel_ids.max())} is not in a codebook of {kernel_count}"
         )
-    counts = np.bincount(san.kernel_ids, minlength=kernel_count)
-    out.put("spike_count", counts)
-    # spikes are sorted by (kernel, position): each kernel's spikes are one run
-    firsts = (np.cumsum(counts) - counts)[counts > 0]
-    positions, levels = san.positions.astype(np.int64), san.levels.astype(np.int64)
-    same = san.kernel_ids[1:] == san.kernel_ids[:-1]  # consecutive spikes of one kernel
-    intervals = np.diff(positions)
-    out.put("spike_first", positions[firsts] - start)
-    out.put("spike_interval", intervals[firsts[counts[counts > 0] >= 2]] - 1)
-    out.put("spike_interval_delta", zigzag(np.diff(intervals)[same[1:] & same[:-1]]))
-    out.put("spike_level", zigzag(levels[firsts]))
-    out.put("spike_level_delta", zigzag(np.diff(levels)[same]))
+    fields = _spike_fields(san.kernel_ids, san.positions, san.levels, kernel_count, start)
+    for name, values in zip(SPIKE_FIELDS, fields, strict=True):
+        out.put(name, values)
+
+
+SPIKE_FIELDS = ("spike_count", "spike_first", "spike_interval", "spike_interval_delta",
+                "spike_level", "spike_level_delta")  # fmt: skip
+
+
+@compiled
+def _spike_fields(kernel_ids: npt.NDArray[np.int32], positions: Ints, levels: npt.NDArray[np.int32],
+                  kernel_count: int, start: int) -> tuple[Ints, Ints, Ints, Ints, Ints, Ints]:  # fmt: skip
+    """The spikes' fields, sorted by (kernel, position) as a SanLayer holds them, so each
+    kernel's spikes are one run: SPIKE_FIELDS' values in order."""
+    n = kernel_ids.size
+    counts = np.zeros(kernel_count, dtype=np.int64)
+    for k in kernel_ids:
+        counts[k] += 1
+    present = 0
+    for c in counts:
+        present += int(c > 0)
+    first = np.empty(present, dtype=np.int64)
+    level = np.empty(present, dtype=np.int64)
+    interval = np.empty(present, dtype=np.int64)
+    interval_delta = np.empty(n, dtype=np.int64)
+    level_delta = np.empty(n, dtype=np.int64)
+    runs, seconds, deltas, changes = 0, 0, 0, 0
+    for i in range(n):
+        if i == 0 or kernel_ids[i] != kernel_ids[i - 1]:  # a kernel's first spike
+            first[runs], level[runs] = positions[i] - start, _zigzag(np.int64(levels[i]))
+            runs += 1
+            continue
+        level_delta[changes] = _zigzag(np.int64(levels[i]) - levels[i - 1])
+        changes += 1
+        gap = positions[i] - positions[i - 1]
+        if i == 1 or kernel_ids[i - 2] != kernel_ids[i]:  # its second
+            interval[seconds] = gap - 1
+            seconds += 1
+        else:
+            interval_delta[deltas] = _zigzag(gap - (positions[i - 1] - positions[i - 2]))
+            deltas += 1
+    return (counts, first, interval[:seconds], interval_delta[:deltas], level,
+            level_delta[:changes])  # fmt: skip
+
+
+@compiled
+def _zigzag(v: np.int64) -> np.int64:
+    return (v << 1) ^ (v >> 63)
 
 
 def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count: int,
