@@ -64,22 +64,24 @@ def band_contexts(parent: Ints, size: int, parent_is_approximation: bool) -> tup
     count = parent.size
     if count == 0:
         return evens, odds
+    classes = np.empty(count, dtype=np.int64)  # each parent's, found once for its children
+    for p in range(count):
+        left, right = parent[max(p - 1, 0)], parent[min(p + 1, count - 1)]
+        if parent_is_approximation:
+            classes[p] = _context_class(abs(right - left))
+        else:
+            classes[p] = _context_class(2 * abs(parent[p]) + abs(left) + abs(right))
     below, over = 0, 0  # j * count // size and the remainder, kept without a division
     for j in range(size):
-        p = min(below, count - 1)
+        c = classes[min(below, count - 1)]
+        if j % 2 == 0:
+            evens[j // 2] = c
+        else:
+            odds[j // 2] = c
         over += count
         while over >= size:
             over -= size
             below += 1
-        left, right = parent[max(p - 1, 0)], parent[min(p + 1, count - 1)]
-        if parent_is_approximation:
-            magnitude = abs(right - left)
-        else:
-            magnitude = 2 * abs(parent[p]) + abs(left) + abs(right)
-        if j % 2 == 0:
-            evens[j // 2] = _context_class(magnitude)
-        else:
-            odds[j // 2] = _context_class(magnitude)
     return evens, odds
 
 
