@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import constriction
 import numpy as np
 import numpy.typing as npt
 
+from sancodec.compiled import compiled
 from sancodec.errors import CorruptCodeError, InvalidInputError
 
 __all__ = [
@@ -37,7 +38,9 @@ __all__ = [
     "Encoder",
     "SymbolRow",
     "unzigzag",
+    "unzigzag_one",
     "zigzag",
+    "zigzag_one",
 ]
 
 # what constriction raises for data no model can have written (it says so with an assertion)
@@ -52,15 +55,28 @@ _model = constriction.stream.model
 _UNIFORM = _model.Uniform()
 
 
+Z = TypeVar("Z", np.int64, Ints)
+
+
+def _zigzag(v: Z) -> Z:
+    return (v << 1) ^ (v >> 63)
+
+
+def _unzigzag(u: Z) -> Z:
+    return (u >> 1) ^ -(u & 1)
+
+
+# one formula each, for compiled loops (one value) and arrays alike
+zigzag_one = compiled(_zigzag)  # 0, -1, 1, -2, ... to 0, 1, 2, 3, ... (2v, or -2v - 1 below 0)
+unzigzag_one = compiled(_unzigzag)
+
+
 def zigzag(values: npt.ArrayLike) -> Ints:
-    """0, -1, 1, -2, ... to 0, 1, 2, 3, ... (2v for v >= 0, -2v - 1 below)."""
-    v = np.asarray(values, dtype=np.int64)
-    return np.asarray((v << 1) ^ (v >> 63), dtype=np.int64)
+    return _zigzag(np.asarray(values, dtype=np.int64))
 
 
 def unzigzag(values: npt.ArrayLike) -> Ints:
-    u = np.asarray(values, dtype=np.int64)
-    return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
+    return _unzigzag(np.asarray(values, dtype=np.int64))
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from sancodec.entropy import (
     Decoder,
     Encoder,
     SymbolRow,
-    unzigzag,
+    unzigzag_one,
     zigzag,
+    zigzag_one,
 )
 from sancodec.errors import CorruptCodeError, InvalidInputError
 from sancodec.quantization import LEVEL_LIMIT
@@ -157,25 +158,20 @@ def _spike_fields(kernel_ids: npt.NDArray[np.int32], positions: Ints, levels: np
     runs, seconds, deltas, changes = 0, 0, 0, 0
     for i in range(n):
         if i == 0 or kernel_ids[i] != kernel_ids[i - 1]:  # a kernel's first spike
-            first[runs], level[runs] = positions[i] - start, _zigzag(np.int64(levels[i]))
+            first[runs], level[runs] = positions[i] - start, zigzag_one(np.int64(levels[i]))
             runs += 1
             continue
-        level_delta[changes] = _zigzag(np.int64(levels[i]) - levels[i - 1])
+        level_delta[changes] = zigzag_one(np.int64(levels[i]) - levels[i - 1])
         changes += 1
         gap = positions[i] - positions[i - 1]
         if i == 1 or kernel_ids[i - 2] != kernel_ids[i]:  # its second
             interval[seconds] = gap - 1
             seconds += 1
         else:
-            interval_delta[deltas] = _zigzag(gap - (positions[i - 1] - positions[i - 2]))
+            interval_delta[deltas] = zigzag_one(gap - (positions[i - 1] - positions[i - 2]))
             deltas += 1
     return (counts, first, interval[:seconds], interval_delta[:deltas], level,
             level_delta[:changes])  # fmt: skip
-
-
-@compiled
-def _zigzag(v: np.int64) -> np.int64:
-    return (v << 1) ^ (v >> 63)
 
 
 def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count: int,
@@ -205,9 +201,8 @@ def decode_channel(data: bytes, channel: int, tables: CodingTables, kernel_count
 
 
 def _signed(dec: Decoder, tables: CodingTables, name: str) -> int:
-    """One zigzag-coded field (`unzigzag` of one value), as a Python int."""
-    u = int(dec.integers(1, tables.table(name))[0])
-    return u // 2 if u % 2 == 0 else -(u + 1) // 2
+    """One zigzag-coded field, as a Python int."""
+    return int(unzigzag_one(dec.integers(1, tables.table(name))[0]))
 
 
 def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start: int,
@@ -216,31 +211,45 @@ def _decode_spikes(dec: Decoder, tables: CodingTables, kernel_count: int, start:
     if counts.sum() > count * kernel_count:
         raise CorruptCodeError(f"{int(counts.sum())} spikes in a block of {count} samples")
     present = np.flatnonzero(counts)
-    many = counts[present]
-    first = dec.integers(present.size, tables.table("spike_first")) + start
-    interval = dec.integers(int(np.sum(many >= 2)), tables.table("spike_interval")) + 1
-    deltas = unzigzag(
-        dec.integers(int(np.sum(np.maximum(many - 2, 0))), tables.table("spike_interval_delta"))
-    )
-    level0 = unzigzag(dec.integers(present.size, tables.table("spike_level")))
-    level_deltas = unzigzag(dec.integers(int(np.sum(many - 1)), tables.table("spike_level_delta")))
-    positions, levels, iv, lv, dv = [], [], 0, 0, 0
-    for k, n in enumerate(many):
-        steps = np.zeros(n, dtype=np.int64)
-        if n >= 2:
-            steps[1:] = np.cumsum(np.concatenate([[interval[iv]], deltas[dv : dv + n - 2]]))
-            iv, dv = iv + 1, dv + n - 2
-        positions.append(first[k] + np.cumsum(steps))
-        levels.append(level0[k] + np.concatenate([[0], np.cumsum(level_deltas[lv : lv + n - 1])]))
-        lv += n - 1
-    p = np.concatenate([np.zeros(0, dtype=np.int64), *positions])
-    lev = np.concatenate([np.zeros(0, dtype=np.int64), *levels])
-    if p.size and (p.min() < start or p.max() >= start + count):
+    many = [n for n in counts.tolist() if n]
+    fields = [
+        dec.integers(n, tables.table(name))
+        for name, n in zip(SPIKE_FIELDS[1:], (len(many), sum(n >= 2 for n in many),
+                           sum(max(n - 2, 0) for n in many), len(many), sum(many) - len(many)),
+                           strict=True)
+    ]  # fmt: skip
+    positions, levels = _spike_runs(counts[present], start, *fields)
+    if positions.size and (positions.min() < start or positions.max() >= start + count):
         raise CorruptCodeError("a spike lies outside its block")
-    if lev.size and np.abs(lev).max() >= LEVEL_LIMIT:
+    if levels.size and np.abs(levels).max() >= LEVEL_LIMIT:
         raise CorruptCodeError(f"a spike level is beyond ±{LEVEL_LIMIT}")
     ids = np.repeat(present, many).astype(np.int32)
-    return SanLayer(step_exp, ids, p, lev.astype(np.int32), offset)
+    return SanLayer(step_exp, ids, positions, levels.astype(np.int32), offset)
+
+
+@compiled
+def _spike_runs(many: Ints, start: int, first: Ints, interval: Ints, interval_delta: Ints,
+                level: Ints, level_delta: Ints) -> tuple[Ints, Ints]:  # fmt: skip
+    """The inverse of _spike_fields: each present kernel's run of positions and levels."""
+    positions = np.empty(np.sum(many), dtype=np.int64)
+    levels = np.empty(positions.size, dtype=np.int64)
+    at, seconds, deltas, changes = 0, 0, 0, 0
+    for k in range(many.size):
+        p, v, gap = first[k] + start, unzigzag_one(level[k]), np.int64(0)
+        for i in range(many[k]):
+            if i == 1:
+                gap = interval[seconds] + 1
+                seconds += 1
+            elif i > 1:
+                gap += unzigzag_one(interval_delta[deltas])
+                deltas += 1
+            if i > 0:
+                p += gap
+                v += unzigzag_one(level_delta[changes])
+                changes += 1
+            positions[at], levels[at] = p, v
+            at += 1
+    return positions, levels
 
 
 def _groups(dec: Decoder, rows: tuple[SymbolRow, ...], counts: Ints) -> Ints:
