@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 Ints = npt.NDArray[np.int64]
+Symbols = npt.NDArray[np.int32]
 
 _ESCAPE = 2 * MAGNITUDES + 1  # +escape; -escape is one more
 
@@ -115,7 +116,7 @@ def _counts(contexts: Ints) -> Ints:
 
 
 @compiled
-def _scatter(contexts: Ints, grouped: Ints) -> Ints:
+def _scatter(contexts: Ints, grouped: Symbols) -> Ints:
     """A pass's symbols in place from their groups (context 0's in order, then 1's, ...)."""
     counts = _counts(contexts)
     next_of = np.zeros(CONTEXTS, dtype=np.int64)
@@ -138,7 +139,7 @@ def even_pass(parent: Ints, size: int, parent_is_approximation: bool) -> tuple[I
 
 
 @compiled
-def odd_pass(even_contexts: Ints, even_groups: Ints, odd_parents: Ints,
+def odd_pass(even_contexts: Ints, even_groups: Symbols, odd_parents: Ints,
              approximation: bool) -> tuple[Ints, Ints, Ints]:  # fmt: skip
     """The first pass decoded (`even_groups`: its symbols group by group, as coded), and the
     second one before it is: (the even symbols in place, the odd contexts, how many have each)."""
@@ -148,7 +149,7 @@ def odd_pass(even_contexts: Ints, even_groups: Ints, odd_parents: Ints,
 
 
 @compiled
-def band_symbols(odd_contexts: Ints, odd_groups: Ints, evens: Ints) -> tuple[Ints, int]:
+def band_symbols(odd_contexts: Ints, odd_groups: Symbols, evens: Ints) -> tuple[Ints, int]:
     """The second pass decoded: (the odd symbols in place, the band's escape count)."""
     odds = _scatter(odd_contexts, odd_groups)
     n = 0

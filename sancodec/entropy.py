@@ -258,10 +258,10 @@ class Decoder:
             np.frombuffer(padded, dtype=">u4").astype(np.uint32)
         )
 
-    def symbols(self, count: int, row: SymbolRow) -> npt.NDArray[np.int64]:
+    def symbols(self, count: int, row: SymbolRow) -> npt.NDArray[np.int32]:
         if count <= 0:
-            return np.zeros(0, dtype=np.int64)
-        return np.asarray(self._coder.decode(_categorical(row), count), dtype=np.int64)
+            return np.zeros(0, dtype=np.int32)
+        return np.asarray(self._coder.decode(_categorical(row), count), dtype=np.int32)
 
     def integers(self, count: int, table: ClassTable) -> Ints:
         if count <= 0:

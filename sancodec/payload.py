@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 Ints = npt.NDArray[np.int64]
+Symbols = npt.NDArray[np.int32]
 
 
 class _Fields:
@@ -252,12 +253,12 @@ def _spike_runs(many: Ints, start: int, first: Ints, interval: Ints, interval_de
     return positions, levels
 
 
-def _groups(dec: Decoder, rows: tuple[SymbolRow, ...], counts: Ints) -> Ints:
+def _groups(dec: Decoder, rows: tuple[SymbolRow, ...], counts: Ints) -> Symbols:
     """A pass's symbols as coded: those of context 0 in order, then of context 1, ..."""
     grouped = [dec.symbols(n, rows[c]) for c, n in enumerate(counts.tolist()) if n]
     if len(grouped) == 1:
         return grouped[0]
-    return np.concatenate([np.zeros(0, dtype=np.int64), *grouped])
+    return np.concatenate(grouped) if grouped else np.zeros(0, dtype=np.int32)
 
 
 def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...], step_exp: int,

@@ -60,8 +60,7 @@ class WaveletTransform:
         sizes = band_sizes(self.spec, sample_count)
         if flat.size != sum(sizes):
             raise InvalidInputError(f"expected {sum(sizes)} coefficients, got {flat.size}")
-        parts = np.split(flat, np.cumsum(sizes)[:-1])
-        x = pywt.waverec(parts, self._wavelet, mode=MODE)
+        x = pywt.waverec([flat[a:b] for a, b in _band_bounds(sizes)], self._wavelet, mode=MODE)
         return np.asarray(x[:sample_count], dtype=np.float64)
 
     def check_layer(self, layer: ResidualLayer, sample_count: int) -> int:
@@ -99,6 +98,12 @@ def band_sizes(spec: ResidualSpec, sample_count: int) -> tuple[int, ...]:
         level=transform.level_for(sample_count),
     )
     return tuple(len(c) for c in probe)
+
+
+@lru_cache(maxsize=256)
+def _band_bounds(sizes: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    ends = np.cumsum(sizes).tolist()
+    return tuple(zip([0, *ends[:-1]], ends, strict=True))
 
 
 def encode_residual(
