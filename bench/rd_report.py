@@ -259,7 +259,7 @@ def report(results: Results, write_docs: bool, t_start: float) -> int:
         "### Speed on one core (mean over the records)\n",
         "ecg: detection is the encoder in ONNX Runtime; encode is everything after it (layers, "
         "rate control, range coding, block messages); decode parses the bytes, range-decodes, "
-        "paints and inverts. bioleptic: its option nearest PRDN 9%, best of 5.\n",
+        "paints and inverts; best of 5. bioleptic: its option nearest PRDN 9%, best of 5.\n",
         "\n".join(_speed(results)),
     ])  # fmt: skip
     per_record = "\n".join([

@@ -128,24 +128,27 @@ def adapted_sweep(
     return points
 
 
-def coder_speed(bundle_dir: Path, x_mv: np.ndarray) -> dict[str, float]:
-    """Samples/s on one thread at the shipped steps: detection (the encoder in ONNX Runtime, every
-    window of the record); coding after detection (layers, rate control, payloads and block
-    messages); decoding the block bytes (parse, range-decode, paint and invert)."""
+def coder_speed(bundle_dir: Path, x_mv: np.ndarray, repeats: int = 5) -> dict[str, float]:
+    """Samples/s on one thread at the shipped steps, best of `repeats` (as bioleptic's are):
+    detection (the encoder in ONNX Runtime, every window of the record); coding after detection
+    (layers, rate control, payloads and block messages); decoding the block bytes (parse,
+    range-decode, paint and invert)."""
     bundle, detect = _shipped(bundle_dir)
     plan = CodingPlan.from_manifest(bundle.manifest)
     coder = ChannelCoder(plan)
     windows = coder.push(x_mv) + coder.finish()
-    t0 = time.perf_counter()
-    found = {w.index: detect(w) for w in windows}
-    t1 = time.perf_counter()
-    coded = code_signal(plan, x_mv, lambda w: found[w.index])
-    data = [
-        block_message(c.start, c.signal.size, [(0, c.payload)]).SerializeToString() for c in coded
-    ]
-    t2 = time.perf_counter()
-    blocks = [parse_block(d, plan.codebook) for d in data]
-    decode(blocks, plan.codebook, 1)
-    t3 = time.perf_counter()
-    n = x_mv.size
-    return {"detect": n / (t1 - t0), "encode": n / (t2 - t1), "decode": n / (t3 - t2)}
+    best = {"detect": math.inf, "encode": math.inf, "decode": math.inf}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        found = {w.index: detect(w) for w in windows}
+        t1 = time.perf_counter()
+        coded = code_signal(plan, x_mv, lambda w, found=found: found[w.index])
+        data = [block_message(c.start, c.signal.size, [(0, c.payload)]).SerializeToString()
+                for c in coded]  # fmt: skip
+        t2 = time.perf_counter()
+        blocks = [parse_block(d, plan.codebook) for d in data]
+        decode(blocks, plan.codebook, 1)
+        t3 = time.perf_counter()
+        for name, seconds in (("detect", t1 - t0), ("encode", t2 - t1), ("decode", t3 - t2)):
+            best[name] = min(best[name], seconds)
+    return {name: x_mv.size / seconds for name, seconds in best.items()}
