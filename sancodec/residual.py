@@ -41,16 +41,21 @@ class WaveletTransform:
         self._wavelet = pywt.Wavelet(spec.wavelet)
 
     def level_for(self, sample_count: int) -> int:
-        return min(self.spec.level, int(pywt.dwt_max_level(sample_count, self._wavelet.dec_len)))
+        return _level(self.spec, sample_count)
 
     def forward(self, block: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """pywt.wavedec's bands, coarsest first, flat (its dwt steps, without its checks of the
+        level for every block)."""
         x = np.asarray(block, dtype=np.float64)
         if x.ndim != 1 or x.size == 0:
             raise InvalidInputError(
                 f"a residual block must be a non-empty 1-D array, got {x.shape}"
             )
-        coeffs = pywt.wavedec(x, self._wavelet, mode=MODE, level=self.level_for(x.size))
-        return np.concatenate(coeffs)
+        details = []
+        for _ in range(self.level_for(x.size)):
+            x, detail = pywt.dwt(x, self._wavelet, mode=MODE)
+            details.append(detail)
+        return np.concatenate([x, *reversed(details)])
 
     def coefficient_count(self, sample_count: int) -> int:
         return sum(band_sizes(self.spec, sample_count))
@@ -79,6 +84,12 @@ class WaveletTransform:
         flat = np.zeros(count, dtype=np.float64)
         flat[layer.indices] = layer.coefficients()
         return self.inverse(flat, sample_count)
+
+
+@lru_cache(maxsize=256)
+def _level(spec: ResidualSpec, sample_count: int) -> int:
+    dec_len = pywt.Wavelet(spec.wavelet).dec_len
+    return min(spec.level, int(pywt.dwt_max_level(sample_count, dec_len)))
 
 
 @lru_cache(maxsize=64)
