@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sancodec.compiled import compiled
 from sancodec.errors import InvalidInputError
 
 __all__ = ["LEVEL_LIMIT", "STEPS_PER_OCTAVE", "Quantizer"]
@@ -16,6 +17,26 @@ STEPS_PER_OCTAVE = 8
 # Levels travel as sint32; keep a margin so sums of levels never overflow either.
 LEVEL_LIMIT = 2**30
 STEP_EXP_LIMIT = 2048  # 2^(+-256): far beyond any float32 amplitude
+
+
+_NOT_FINITE, _BEYOND = 1, 2
+
+
+@compiled
+def _levels(values: npt.NDArray[np.float64], step: float) -> tuple[npt.NDArray[np.int32], int]:
+    """rint(values / step) as int32, and what refuses them: _NOT_FINITE (any NaN or Inf) before
+    _BEYOND (a level of LEVEL_LIMIT or more), else 0."""
+    levels = np.empty(values.size, dtype=np.int32)
+    problem = 0
+    for i in range(values.size):
+        if not np.isfinite(values[i]):
+            return levels, _NOT_FINITE
+        level = np.rint(values[i] / step)
+        if abs(level) >= LEVEL_LIMIT:
+            problem = _BEYOND
+        else:
+            levels[i] = np.int32(level)
+    return levels, problem
 
 
 @dataclass(frozen=True)
@@ -60,15 +81,15 @@ class Quantizer:
     def quantize(self, amplitudes: npt.ArrayLike) -> npt.NDArray[np.int32]:
         """Round each amplitude to the nearest level (half away from zero is not needed: rint)."""
         values = np.asarray(amplitudes, dtype=np.float64)
-        if not np.all(np.isfinite(values)):
+        levels, problem = _levels(values.ravel(), self.step)
+        if problem == _NOT_FINITE:
             raise InvalidInputError("cannot quantize NaN or Inf amplitudes")
-        levels = np.rint(values / self.step)
-        if levels.size and np.max(np.abs(levels)) >= LEVEL_LIMIT:
+        if problem == _BEYOND:
             raise InvalidInputError(
                 f"amplitude {np.max(np.abs(values)):.3g} needs more than 31 bits at step "
                 f"{self.step:.3g}; use a coarser step"
             )
-        return levels.astype(np.int32)
+        return levels.reshape(values.shape)
 
     def level(self, amplitude: float) -> int:
         """`quantize` of one amplitude (the same rounding and checks, without arrays)."""
