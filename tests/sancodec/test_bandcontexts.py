@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sancodec import ResidualSpec
-from sancodec.bandcontexts import band_contexts, band_levels, code_order, odd_contexts
+from sancodec.bandcontexts import band_levels, band_symbols, code_order, even_pass, odd_pass
 from sancodec.entropy import MAGNITUDES, SYMBOLS
 from sancodec.residual import band_sizes
 from sancodec.tables import CONTEXTS
@@ -90,23 +90,38 @@ def test_a_whole_block_is_ordered_by_the_per_band_rules(count: int, wavelet: str
             assert np.array_equal(got[name], expected), name
 
 
+def _grouped(symbols: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+    """A pass's symbols as the coder sends them: context 0's in order, then 1's, ..."""
+    return symbols[np.argsort(contexts, kind="stable")].astype(np.int32)
+
+
 @pytest.mark.parametrize("count", [1, 2, 7, 100, 4096])
 def test_the_decoder_finds_each_band_from_the_one_before(count: int) -> None:
-    """band_contexts, odd_contexts and band_levels, one band at a time, as the decoder calls them."""
+    """even_pass, odd_pass, band_symbols and band_levels, one band at a time, as the decoder
+    calls them, against the reference rules."""
     sizes = band_sizes(ResidualSpec("bior4.4", 5), count)
     dense = np.rint(np.random.default_rng(1).laplace(0, 20.0, sum(sizes))).astype(np.int64)
     bands = np.split(dense, np.cumsum(sizes)[:-1])
     for i, band in enumerate(bands):
         parent = bands[i - 1] if i else band[:0]
-        evens, odd_parents = band_contexts(parent, band.size, i == 1)
         reference = _parent(parent, band.size, i == 1)
-        assert np.array_equal(evens, reference[0::2])
-        even_symbols = _symbols(band[0::2])
+        even_contexts, counts, odd_parents = even_pass(parent, band.size, i == 1)
+        assert np.array_equal(even_contexts, reference[0::2])
+        assert np.array_equal(counts, np.bincount(even_contexts, minlength=CONTEXTS))
+        evens, odds = _symbols(band[0::2]), _symbols(band[1::2])
+        got_evens, odd_contexts, odd_counts = odd_pass(
+            even_contexts, _grouped(evens, even_contexts), odd_parents, i == 0
+        )
         expected = _odd(band[0::2], None if i == 0 else reference[1::2], band.size // 2)
-        assert np.array_equal(odd_contexts(even_symbols, odd_parents, i == 0), expected)
-        escaped = np.abs(np.concatenate([band[0::2], band[1::2]])) > MAGNITUDES
-        excess = np.abs(np.concatenate([band[0::2], band[1::2]])[escaped]) - MAGNITUDES - 1
-        assert np.array_equal(band_levels(even_symbols, _symbols(band[1::2]), excess), band)
+        assert np.array_equal(got_evens, evens)
+        assert np.array_equal(odd_contexts, expected)
+        assert np.array_equal(odd_counts, np.bincount(expected, minlength=CONTEXTS))
+        got_odds, escapes = band_symbols(odd_contexts, _grouped(odds, odd_contexts), evens)
+        assert np.array_equal(got_odds, odds)
+        in_pass_order = np.concatenate([band[0::2], band[1::2]])
+        excess = np.abs(in_pass_order[np.abs(in_pass_order) > MAGNITUDES]) - MAGNITUDES - 1
+        assert escapes == excess.size
+        assert np.array_equal(band_levels(evens, odds, excess), band)
 
 
 def test_an_empty_block() -> None:
