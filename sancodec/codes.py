@@ -89,6 +89,26 @@ def _residual_problem(indices: npt.NDArray[np.int64], levels: npt.NDArray[np.int
     return _level_problem(levels)
 
 
+@compiled
+def _nonzero(
+    dense: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], bool]:
+    """The indices and levels of the non-zero values, and whether one is beyond ±LEVEL_LIMIT."""
+    count = 0
+    for v in dense:
+        count += int(v != 0)
+    indices = np.empty(count, dtype=np.int64)
+    levels = np.empty(count, dtype=np.int32)
+    at = 0
+    for i in range(dense.size):
+        if dense[i] != 0:
+            if dense[i] <= -LEVEL_LIMIT or dense[i] >= LEVEL_LIMIT:
+                return indices, levels, True
+            indices[at], levels[at] = i, dense[i]
+            at += 1
+    return indices, levels, False
+
+
 def _raise(problem: int, layer: str) -> None:
     if problem == _NEGATIVE:
         raise InvalidInputError("kernel ids and positions must be non-negative")
@@ -200,9 +220,10 @@ class ResidualLayer(_ArrayValue):
     def from_levels(cls, step_exp: int, dense: npt.ArrayLike) -> ResidualLayer:
         """The layer of a block's dense quantized coefficients (its non-zero ones kept)."""
         levels = np.asarray(dense)
-        (indices,) = np.nonzero(levels)
-        kept = levels[indices]
-        if kept.size and (kept.min() <= -LEVEL_LIMIT or kept.max() >= LEVEL_LIMIT):
+        if levels.ndim != 1 or levels.dtype.kind not in "iu":
+            raise InvalidInputError(f"dense levels must be 1-D integers, got {levels.dtype}")
+        indices, kept, beyond = _nonzero(levels.astype(np.int64, copy=False))
+        if beyond:
             raise InvalidInputError(f"residual layer has a level beyond ±{LEVEL_LIMIT}")
         return cls(step_exp, indices, kept)
 
