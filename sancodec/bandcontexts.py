@@ -216,18 +216,26 @@ def code_order(
             at += 1
         escape_ends[i] = escapes
         start += size
-    ends = np.zeros(2 * bands * CONTEXTS, dtype=np.int64)
+    grouped_symbols, grouped_values, ends = _grouped(key, symbol, value, 2 * bands * CONTEXTS)
+    return grouped_symbols, grouped_values, ends, excess[:escapes], escape_ends, counts
+
+
+@compiled
+def _grouped(key: Ints, symbol: Symbols, value: Ints,
+             groups: int) -> tuple[Symbols, Ints, Ints]:  # fmt: skip
+    """Symbols and values sorted by key, stably (a counting sort), and each key's end."""
+    ends = np.zeros(groups, dtype=np.int64)
     for group in key:
         ends[group] += 1
-    for g in range(1, ends.size):
+    for g in range(1, groups):
         ends[g] += ends[g - 1]
-    place = np.empty(ends.size, dtype=np.int64)  # a stable counting sort by key
-    for g in range(ends.size):
+    place = np.empty(groups, dtype=np.int64)
+    for g in range(groups):
         place[g] = ends[g - 1] if g > 0 else 0
-    grouped_symbols = np.empty(n, dtype=np.int32)
-    grouped_values = np.empty(n, dtype=np.int64)
-    for j in range(n):
+    grouped_symbols = np.empty(key.size, dtype=np.int32)
+    grouped_values = np.empty(key.size, dtype=np.int64)
+    for j in range(key.size):
         p = place[key[j]]
         grouped_symbols[p], grouped_values[p] = symbol[j], value[j]
         place[key[j]] = p + 1
-    return grouped_symbols, grouped_values, ends, excess[:escapes], escape_ends, counts
+    return grouped_symbols, grouped_values, ends

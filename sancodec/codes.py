@@ -54,12 +54,13 @@ _NEGATIVE, _BEYOND, _ZERO, _TWICE, _UNSORTED, _DESCENDING = 1, 2, 3, 4, 5, 6
 
 @compiled
 def _level_problem(levels: npt.NDArray[np.int32]) -> int:
+    """_BEYOND where a level is ±LEVEL_LIMIT or more, else _ZERO where one is 0, else 0."""
+    zero = False
     for v in levels:
-        if v == 0:
-            return _ZERO
         if abs(np.int64(v)) >= LEVEL_LIMIT:
             return _BEYOND
-    return 0
+        zero = zero or v == 0
+    return _ZERO if zero else 0
 
 
 @compiled
@@ -120,6 +121,7 @@ def _raise(problem: int, layer: str) -> None:
         raise InvalidInputError("a kernel spikes twice at the same position")
     if problem == _DESCENDING:
         raise InvalidInputError("residual indices must be non-negative and strictly ascending")
+    assert problem == 0, problem
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,9 +144,11 @@ class SanLayer(_ArrayValue):
         levels = _frozen_array(self.levels, np.int32, "levels")
         if not kernel_ids.size == positions.size == levels.size:
             raise InvalidInputError("kernel_ids, positions and levels differ in length")
+        problem = _spike_problem(kernel_ids, positions, levels)
+        if problem in (_NEGATIVE, _BEYOND, _ZERO):
+            _raise(problem, "SAN layer")
         if abs(self.offset_level) >= LEVEL_LIMIT:
             raise InvalidInputError(f"offset_level {self.offset_level} is out of range")
-        problem = _spike_problem(kernel_ids, positions, levels)
         if problem == _UNSORTED:
             order = np.lexsort((positions, kernel_ids))
             kernel_ids, positions, levels = kernel_ids[order], positions[order], levels[order]
@@ -221,9 +225,12 @@ class ResidualLayer(_ArrayValue):
         """The layer of a block's dense quantized coefficients (its non-zero ones kept)."""
         levels = np.asarray(dense)
         if levels.ndim != 1 or levels.dtype.kind not in "iu":
-            raise InvalidInputError(f"dense levels must be 1-D integers, got {levels.dtype}")
+            raise InvalidInputError(
+                f"dense levels must be 1-D integers, got {levels.ndim}-D {levels.dtype}"
+            )
+        unsigned_beyond = levels.dtype.kind == "u" and levels.size and levels.max() >= LEVEL_LIMIT
         indices, kept, beyond = _nonzero(levels.astype(np.int64, copy=False))
-        if beyond:
+        if beyond or unsigned_beyond:
             raise InvalidInputError(f"residual layer has a level beyond ±{LEVEL_LIMIT}")
         return cls(step_exp, indices, kept)
 

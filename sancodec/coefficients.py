@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from sancodec.bandcontexts import code_order
 from sancodec.entropy import ClassTable, zigzag
+from sancodec.errors import InvalidInputError
 from sancodec.tables import CONTEXTS, CodingTables, band_class
 
 __all__ = ["SHIFTS", "SHIFT_STEP", "Coefficients", "ResidualEstimate", "estimate_residual",
@@ -33,6 +34,10 @@ class Coefficients:
     grouped by band, pass and context, with their escapes and symbol counts, found once."""
 
     def __init__(self, dense: Ints, sizes: tuple[int, ...]) -> None:
+        if np.size(dense) != sum(sizes) or np.ndim(dense) != 1:
+            raise InvalidInputError(
+                f"{np.size(dense)} residual coefficients for bands of {sum(sizes)}"
+            )
         self.sizes = sizes
         (self._symbols, self._values, self._ends, self.excess, self._escape_ends,
          self._counts) = code_order(np.asarray(dense, dtype=np.int64),

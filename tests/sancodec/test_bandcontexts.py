@@ -9,7 +9,9 @@ import pytest
 
 from sancodec import ResidualSpec
 from sancodec.bandcontexts import band_levels, band_symbols, code_order, even_pass, odd_pass
+from sancodec.coefficients import Coefficients
 from sancodec.entropy import MAGNITUDES, SYMBOLS
+from sancodec.errors import InvalidInputError
 from sancodec.residual import band_sizes
 from sancodec.tables import CONTEXTS
 
@@ -122,6 +124,12 @@ def test_the_decoder_finds_each_band_from_the_one_before(count: int) -> None:
         excess = np.abs(in_pass_order[np.abs(in_pass_order) > MAGNITUDES]) - MAGNITUDES - 1
         assert escapes == excess.size
         assert np.array_equal(band_levels(evens, odds, excess), band)
+
+
+def test_coefficients_must_fill_their_bands() -> None:
+    """The compiled loops read the bands where the sizes say: a mismatch is refused first."""
+    with pytest.raises(InvalidInputError, match="2 residual coefficients for bands of 8"):
+        Coefficients(np.array([1, 2]), (4, 4))
 
 
 def test_an_empty_block() -> None:

@@ -76,6 +76,25 @@ def test_invalid_codes_are_refused() -> None:
         BlockCode(0, 10, (ChannelCode(1, empty), ChannelCode(1, empty)))
     with pytest.raises(InvalidInputError, match="not in a codebook of 2"):
         block_bytes(BlockCode(0, 10, (ChannelCode(0, SanLayer(0, [2], [3], [1])),)), CODEBOOK)
+    # a level beyond 31 bits is named before a zero level, a negative position before both
+    with pytest.raises(InvalidInputError, match="beyond"):
+        SanLayer(0, np.array([0, 0]), np.array([1, 2]), np.array([0, 2**30]))
+    with pytest.raises(InvalidInputError, match="non-negative"):
+        SanLayer(0, np.array([0, 0]), np.array([-1, 2]), np.array([0, 2**30]))
+    with pytest.raises(InvalidInputError, match="beyond"):
+        ResidualLayer(0, np.array([1, 2]), np.array([0, -(2**30)]))
+
+
+def test_dense_levels_are_checked_before_they_are_kept() -> None:
+    assert ResidualLayer.from_levels(0, np.array([0, 3, 0, -2])) == ResidualLayer(
+        0, np.array([1, 3]), np.array([3, -2])
+    )
+    for dense in (np.array([2**64 - 1], dtype=np.uint64), np.array([-(2**40)])):
+        with pytest.raises(InvalidInputError, match="beyond"):
+            ResidualLayer.from_levels(0, dense)
+    for dense in (np.array([1.5]), np.zeros((2, 2), dtype=int)):
+        with pytest.raises(InvalidInputError, match="1-D integers"):
+            ResidualLayer.from_levels(0, dense)
 
 
 def _payload_of(block: BlockCode) -> bytes:
