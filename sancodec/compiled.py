@@ -1,4 +1,4 @@
-"""numba's compiler as the core uses it: cached per version of the core, without the GIL, typed.
+"""numba's compiler as the core uses it: cached per version of the core, typed for mypy.
 
 numba's cache notices a change to the file of a function only, not to a constant or a compiled
 function it takes from another module. So the core's loops are cached in a folder named by a hash
@@ -48,13 +48,15 @@ def _cache_dir() -> str | None:
 
 
 def compiled(function: F) -> F:
-    """`function` compiled to machine code on its first call, or loaded from the cache. Codec
-    threads run it in parallel, since it holds no GIL; it keeps the signature mypy checked."""
+    """`function` compiled to machine code on its first call, or loaded from the cache; it keeps
+    the signature mypy checked. It keeps the GIL: each call lasts microseconds, and a thread that
+    lets the GIL go that often waits for it again behind the server's other threads (with
+    nogil=True, 1024 real-time streams had waited several times longer: docs/benchmarks.md)."""
     folder = _cache_dir()
     if folder is None:
-        return cast(F, numba.njit(nogil=True)(function))
+        return cast(F, numba.njit(function))
     was, _CONFIG.CACHE_DIR = _CONFIG.CACHE_DIR, folder
     try:  # numba's locator takes the folder when the function is decorated
-        return cast(F, numba.njit(cache=True, nogil=True)(function))
+        return cast(F, numba.njit(cache=True)(function))
     finally:
         _CONFIG.CACHE_DIR = was
