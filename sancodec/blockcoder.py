@@ -47,7 +47,7 @@ def _offset(x: Samples, painted: Samples, san_step_exp: int) -> tuple[int, Sampl
     """The block offset's level (what centres the samples the spikes leave) and the block's
     base: the painted spikes plus the offset."""
     quantizer = Quantizer(san_step_exp)
-    offset_level = quantizer.level(float(np.mean(x - painted)))
+    offset_level = int(quantizer.quantize([np.mean(x - painted)])[0])
     return offset_level, painted + offset_level * quantizer.step
 
 

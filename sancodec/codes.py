@@ -180,7 +180,7 @@ class SanLayer(_ArrayValue):
             kernel_ids=np.asarray(kernel_ids, dtype=np.int32)[keep],
             positions=np.asarray(positions, dtype=np.int64)[keep],
             levels=levels[keep],
-            offset_level=quantizer.level(offset),
+            offset_level=int(quantizer.quantize([offset])[0]),
         )
 
     @property

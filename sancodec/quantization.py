@@ -91,18 +91,5 @@ class Quantizer:
             )
         return levels.reshape(values.shape)
 
-    def level(self, amplitude: float) -> int:
-        """`quantize` of one amplitude (the same rounding and checks, without arrays)."""
-        value = float(amplitude)
-        if not math.isfinite(value):
-            raise InvalidInputError("cannot quantize NaN or Inf amplitudes")
-        scaled = value / self.step
-        if not abs(scaled) < LEVEL_LIMIT - 0.5:  # the level would be LEVEL_LIMIT or beyond
-            raise InvalidInputError(
-                f"amplitude {abs(value):.3g} needs more than 31 bits at step {self.step:.3g}; "
-                "use a coarser step"
-            )
-        return round(scaled)  # half to even, as np.rint
-
     def dequantize(self, levels: npt.ArrayLike) -> npt.NDArray[np.float64]:
         return np.asarray(levels, dtype=np.float64) * self.step
