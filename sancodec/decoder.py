@@ -17,8 +17,7 @@ __all__ = ["StreamingDecoder", "check_block", "decode", "paint_spikes"]
 
 Samples = npt.NDArray[np.float64]
 
-MAX_PAINT_WEIGHTS = 1 << 25  # spikes x kernel taps one block may paint (~0.3 s of work)
-PAINT_CHUNK_WEIGHTS = 1 << 20  # painted at a time, so memory stays ~25 MB whatever the block
+MAX_PAINT_WEIGHTS = 1 << 25  # spikes x kernel taps one block may paint (~0.02 s of work)
 
 
 def paint_spikes(
@@ -34,25 +33,22 @@ def paint_spikes(
     for kid in np.unique(kernel_ids).tolist():
         mine = kernel_ids == kid
         values, left = codebook.painted(kid)
-        _paint(out, positions[mine] - left - out_start, amplitudes[mine], values,
-               max(1, PAINT_CHUNK_WEIGHTS // values.size))  # fmt: skip
+        _paint(out, positions[mine] - left - out_start, amplitudes[mine], values)
 
 
 @compiled
 def _paint(out: Samples, where: npt.NDArray[np.int64], scale: Samples,
-           values: npt.NDArray[np.float32], chunk: int) -> None:  # fmt: skip
-    """One kernel's spikes (first samples `where`, amplitudes `scale`), `chunk` spikes at a time:
-    each chunk summed on its own, spike by spike and tap by tap, then added to `out` (so the
-    sums are the same whatever the machine: the order is fixed)."""
+           values: npt.NDArray[np.float32]) -> None:  # fmt: skip
+    """One kernel's spikes (first samples `where`, amplitudes `scale`) summed on their own,
+    spike by spike and tap by tap, then added to `out`: a fixed order, so the encoder's and
+    every decoder's sums agree bit for bit."""
     painted = np.zeros(out.size)
-    for lo in range(0, where.size, chunk):
-        painted[:] = 0.0
-        for s in range(lo, min(lo + chunk, where.size)):
-            for t in range(values.size):
-                i = where[s] + t
-                if 0 <= i < out.size:
-                    painted[i] += scale[s] * np.float64(values[t])
-        out += painted
+    for s in range(where.size):
+        for t in range(values.size):
+            i = where[s] + t
+            if 0 <= i < out.size:
+                painted[i] += scale[s] * np.float64(values[t])
+    out += painted
 
 
 def check_block(block: BlockCode, codebook: Codebook, channel_count: int) -> None:
