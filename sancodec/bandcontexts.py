@@ -116,9 +116,9 @@ def _counts(contexts: Ints) -> Ints:
 
 
 @compiled
-def _scatter(contexts: Ints, grouped: Symbols) -> Ints:
-    """A pass's symbols in place from their groups (context 0's in order, then 1's, ...)."""
-    counts = _counts(contexts)
+def _scatter(contexts: Ints, counts: Ints, grouped: Symbols) -> Ints:
+    """A pass's symbols in place from their groups (context 0's in order, then 1's, ...);
+    `counts`: how many of the contexts are each."""
     next_of = np.zeros(CONTEXTS, dtype=np.int64)
     for c in range(1, CONTEXTS):
         next_of[c] = next_of[c - 1] + counts[c - 1]
@@ -139,19 +139,20 @@ def even_pass(parent: Ints, size: int, parent_is_approximation: bool) -> tuple[I
 
 
 @compiled
-def odd_pass(even_contexts: Ints, even_groups: Symbols, odd_parents: Ints,
+def odd_pass(even_contexts: Ints, even_counts: Ints, even_groups: Symbols, odd_parents: Ints,
              approximation: bool) -> tuple[Ints, Ints, Ints]:  # fmt: skip
     """The first pass decoded (`even_groups`: its symbols group by group, as coded), and the
     second one before it is: (the even symbols in place, the odd contexts, how many have each)."""
-    evens = _scatter(even_contexts, even_groups)
+    evens = _scatter(even_contexts, even_counts, even_groups)
     odds = odd_contexts(evens, odd_parents, approximation)
     return evens, odds, _counts(odds)
 
 
 @compiled
-def band_symbols(odd_contexts: Ints, odd_groups: Symbols, evens: Ints) -> tuple[Ints, int]:
+def band_symbols(odd_contexts: Ints, odd_counts: Ints, odd_groups: Symbols,
+                 evens: Ints) -> tuple[Ints, int]:  # fmt: skip
     """The second pass decoded: (the odd symbols in place, the band's escape count)."""
-    odds = _scatter(odd_contexts, odd_groups)
+    odds = _scatter(odd_contexts, odd_counts, odd_groups)
     n = 0
     for s in evens:
         n += s >= _ESCAPE
@@ -207,7 +208,7 @@ def code_order(
             first = k < evens.size
             v = band[2 * k] if first else band[2 * (k - evens.size) + 1]
             c = evens[k] if first else odd[k - evens.size]
-            s = _symbol(v)
+            s = even_symbols[k] if first else _symbol(v)
             key[at], symbol[at], value[at] = (2 * i + (0 if first else 1)) * CONTEXTS + c, s, v
             counts[(i * CONTEXTS + c) * SYMBOLS + s] += 1
             if s >= _ESCAPE:

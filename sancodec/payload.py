@@ -51,6 +51,9 @@ __all__ = [
 
 Ints = npt.NDArray[np.int64]
 Symbols = npt.NDArray[np.int32]
+# a SAN layer's fields in coding order, after "layers", "san_step" and "offset"
+SPIKE_FIELDS = ("spike_count", "spike_first", "spike_interval", "spike_interval_delta",
+                "spike_level", "spike_level_delta")  # fmt: skip
 
 
 class _Fields:
@@ -133,10 +136,6 @@ def _encode_spikes(out: _Fields, san: SanLayer, kernel_count: int, start: int) -
     fields = _spike_fields(san.kernel_ids, san.positions, san.levels, kernel_count, start)
     for name, values in zip(SPIKE_FIELDS, fields, strict=True):
         out.put(name, values)
-
-
-SPIKE_FIELDS = ("spike_count", "spike_first", "spike_interval", "spike_interval_delta",
-                "spike_level", "spike_level_delta")  # fmt: skip
 
 
 @compiled
@@ -268,9 +267,11 @@ def _decode_residual(dec: Decoder, tables: CodingTables, sizes: tuple[int, ...],
         rows = tables.step_rows(row_step, band_class(i, len(sizes)))
         even_contexts, even_counts, odd_parents = even_pass(parent, size, i == 1)
         evens, odd_contexts, odd_counts = odd_pass(
-            even_contexts, _groups(dec, rows, even_counts), odd_parents, i == 0
+            even_contexts, even_counts, _groups(dec, rows, even_counts), odd_parents, i == 0
         )
-        odds, escapes = band_symbols(odd_contexts, _groups(dec, rows, odd_counts), evens)
+        odds, escapes = band_symbols(
+            odd_contexts, odd_counts, _groups(dec, rows, odd_counts), evens
+        )
         excess = dec.integers(escapes, tables.table("escape"))
         if escapes and excess.max() >= LEVEL_LIMIT - MAGNITUDES - 1:
             raise CorruptCodeError(f"a residual level is beyond ±{LEVEL_LIMIT}")

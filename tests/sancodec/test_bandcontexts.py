@@ -112,13 +112,15 @@ def test_the_decoder_finds_each_band_from_the_one_before(count: int) -> None:
         assert np.array_equal(counts, np.bincount(even_contexts, minlength=CONTEXTS))
         evens, odds = _symbols(band[0::2]), _symbols(band[1::2])
         got_evens, odd_contexts, odd_counts = odd_pass(
-            even_contexts, _grouped(evens, even_contexts), odd_parents, i == 0
+            even_contexts, counts, _grouped(evens, even_contexts), odd_parents, i == 0
         )
         expected = _odd(band[0::2], None if i == 0 else reference[1::2], band.size // 2)
         assert np.array_equal(got_evens, evens)
         assert np.array_equal(odd_contexts, expected)
         assert np.array_equal(odd_counts, np.bincount(expected, minlength=CONTEXTS))
-        got_odds, escapes = band_symbols(odd_contexts, _grouped(odds, odd_contexts), evens)
+        got_odds, escapes = band_symbols(
+            odd_contexts, odd_counts, _grouped(odds, odd_contexts), evens
+        )
         assert np.array_equal(got_odds, odds)
         in_pass_order = np.concatenate([band[0::2], band[1::2]])
         excess = np.abs(in_pass_order[np.abs(in_pass_order) > MAGNITUDES]) - MAGNITUDES - 1
