@@ -161,6 +161,8 @@ async def _measure(servers: dict[str, Proc], echo: Proc, source: Source, args: a
                 _say(f"{n} streams, server {name}: real time for {args.duration:g} s ...")
                 phase = await realtime(servers[label], source, n, args)
                 _say(f"  p99 {phase.ms(99, phase.live):.1f} ms, errors {_errors(phase)}")
+                for detail, count in phase.details.most_common():
+                    _say(f"    {count} x {detail}")
                 realtime_rows.append(Row(n, name, phase))
         echo_phase = await echo_speed(echo, source, n, args)
         for label in labels:
@@ -178,8 +180,9 @@ async def run(args: argparse.Namespace) -> str:
     source = _load(args.data)
     _say("in-process compute limit ...")
     compute, args.block_length, args.context = compute_limit(source, args)
-    with tempfile.TemporaryDirectory() as tmp:
-        logs = Path(tmp)
+    with contextlib.ExitStack() as keep:
+        logs = args.logs or Path(keep.enter_context(tempfile.TemporaryDirectory()))
+        logs.mkdir(parents=True, exist_ok=True)
         async with contextlib.AsyncExitStack() as stack:
             server = await _start(stack, _server_argv(args, 1), logs / "server.log")
             servers, rss = {"1 worker": server}, {"rss_start": server.rss_mib()}
@@ -221,6 +224,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     add("--models", type=Path, default=REPO / "models")
     add("--data", type=Path, default=REPO.parent / "shared" / "data")
     add("--write-docs", action="store_true", help="append the results to docs/benchmarks.md")
+    add("--logs", type=Path, default=None,
+        help="keep the servers' logs in this folder (default: a temporary one, deleted)")  # fmt: skip
     add("--echo-server", type=int, default=None, metavar="PORT", help="only run the echo server")
     add("--echo-response", type=Path, default=None, help="its block answer, serialized")
     add("--echo-bytes", type=int, default=1200, help="its stand-in block's size, without one")

@@ -214,6 +214,7 @@ class Phase:
     blocks: int = 0
     frames: int = 0  # frames of the blocks received
     errors: Counter[str] = field(default_factory=Counter)
+    details: Counter[str] = field(default_factory=Counter)  # each RPC error's code and message
     fixed_kernels: bool = False  # the streams keep the model's kernels (no checks)
     wall_s: float = math.nan
     server_cpu_s: float = math.nan
@@ -277,6 +278,7 @@ async def _blocks(phase: Phase, answers: AsyncIterator[codec_pb2.EncodeResponse]
                 yield response.block
     except grpc.aio.AioRpcError as exc:
         phase.errors[exc.code().name] += 1
+        phase.details[f"{exc.code().name}: {exc.details()}"] += 1
     phase.blocks += blocks
     if blocks != expected:
         phase.errors["wrong block count"] += 1
