@@ -1,6 +1,7 @@
 """Heartbeats in ECG: a QRS detector cheap enough for the server's block path, and beat matching.
 
-The detector is a Pan-Tompkins-style energy detector in plain NumPy: a band-pass made of two
+The detector is a Pan-Tompkins-style energy detector, compiled (`sancodec.compiled`: a block's
+NumPy calls cost more than its arithmetic): a band-pass made of two
 centred moving means (about 5-25 Hz), its squared slope integrated over 100 ms, a threshold at a
 share of each 4-second stretch's 90th percentile (the level of its typical beats, so that a few
 ectopic beats ten times larger do not hide the normal ones), one beat per run above it (at the band-passed
@@ -10,11 +11,10 @@ against wfdb's GQRS and the MIT-BIH reference annotations.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import numpy.typing as npt
 
+from sancodec.compiled import compiled
 from sancodec.errors import InvalidInputError
 
 __all__ = ["BEAT_TOLERANCE_S", "detect_beats", "kept_beats", "match_beats", "rr_errors_s"]
@@ -29,56 +29,93 @@ FLOOR_SHARE = 0.05  # a stretch far quieter than the loudest one holds noise, no
 Beats = npt.NDArray[np.int64]
 
 
+@compiled
 def _running_sums(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return np.concatenate(([0.0], np.cumsum(x)))
+    """0, then x's cumulative sums (np.cumsum's, added in the same order)."""
+    sums = np.empty(x.size + 1)
+    total = 0.0
+    sums[0] = total
+    for i in range(x.size):
+        total += x[i]
+        sums[i + 1] = total
+    return sums
 
 
+@compiled
 def _moving_mean(sums: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float64]:
     """np.convolve(x, ones(width) / width, "same") (zeros beyond the ends) from x's running sums
     (`_running_sums`): O(n) whatever the width. Sample i's window ends at running sum
-    min(i + 1 + (width - 1) // 2, n) and starts `width` before, at least at 0: the sums padded
-    with zeros before and their total after, so that both are slices."""
+    min(i + 1 + (width - 1) // 2, n) and starts `width` before it, at least at 0."""
     width = max(1, width)
-    n, after = sums.size - 1, (width - 1) // 2
-    before = width - 1 - after
-    padded = np.concatenate((np.zeros(before), sums, np.full(after, sums[-1])))
-    hi = before + 1 + after
-    mean: npt.NDArray[np.float64] = (
-        padded[hi : hi + n] - padded[hi - width : hi - width + n]
-    ) / width
+    n = sums.size - 1
+    before = width - 1 - (width - 1) // 2
+    mean = np.empty(n)
+    for i in range(n):
+        hi, lo = min(max(i + width - before, 0), n), min(max(i - before, 0), n)
+        mean[i] = (sums[hi] - sums[lo]) / width
     return mean
 
 
+@compiled
 def _percentile(x: npt.NDArray[np.float64], q: float) -> float:
     """np.percentile(x, q) (its linear method, the same float), from one partial sort."""
     index = q / 100 * (x.size - 1)
     below = int(index)
-    above = min(below + 1, x.size - 1)
-    part = np.partition(x, [below, above])
-    a, b, t = float(part[below]), float(part[above]), index - below
+    part = np.partition(x, below)
+    a = float(part[below])
+    b = float(np.min(part[below + 1 :])) if below + 1 < x.size else a
+    t = index - below
     return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
-def _energy(x: npt.NDArray[np.float64], fs: float) -> tuple[npt.NDArray[np.float64], ...]:
-    sums = _running_sums(x)
-    band = _moving_mean(sums, round(0.040 * fs)) - _moving_mean(sums, round(0.200 * fs))
-    slope = np.gradient(band)
-    return band, _moving_mean(_running_sums(slope * slope), round(0.100 * fs))
-
-
-def _thresholds(energy: npt.NDArray[np.float64], fs: float) -> npt.NDArray[np.float64]:
-    """One threshold per sample: a share of its stretch's 99th percentile, floored."""
-    stretch = max(1, round(STRETCH_S * fs))
-    count = max(1, energy.size // stretch)  # a short tail joins the stretch before it
-    edges = np.linspace(0, energy.size, count + 1).astype(np.int64)
-    levels = np.array(
-        [
-            _percentile(energy[a:b], STRETCH_PERCENTILE)
-            for a, b in itertools.pairwise(edges.tolist())
-        ]
-    )
-    levels = np.maximum(levels, FLOOR_SHARE * float(levels.max()))
-    return np.repeat(THRESHOLD_SHARE * levels, np.diff(edges))
+@compiled
+def _detect(signal: npt.NDArray[np.float64], widths: npt.NDArray[np.int64], stretch: int,
+            gap: int) -> Beats:  # fmt: skip
+    """The detector on a signal of at least 2 samples; `widths`: the band-pass's two moving
+    means and the integration's, in samples."""
+    n = signal.size
+    sums = _running_sums(signal)
+    band = _moving_mean(sums, widths[0]) - _moving_mean(sums, widths[1])
+    slope = np.empty(n)  # np.gradient's
+    slope[0], slope[n - 1] = band[1] - band[0], band[n - 1] - band[n - 2]
+    for i in range(1, n - 1):
+        slope[i] = (band[i + 1] - band[i - 1]) / 2.0
+    energy = _moving_mean(_running_sums(slope * slope), widths[2])
+    # one threshold per stretch (a short tail joins the one before it): a share of its
+    # STRETCH_PERCENTILE, floored; the stretches' edges as np.linspace(0, n, count + 1) has them
+    count = max(1, n // stretch)
+    edges = np.empty(count + 1, dtype=np.int64)
+    for k in range(count):
+        edges[k] = int(k * (n / count))
+    edges[count] = n
+    levels = np.empty(count)
+    for k in range(count):
+        levels[k] = _percentile(energy[edges[k] : edges[k + 1]], STRETCH_PERCENTILE)
+    levels = np.maximum(levels, FLOOR_SHARE * levels.max())
+    # one beat per run above the threshold, at the band's largest magnitude in it; of two
+    # beats closer than `gap`, the larger
+    beats = np.empty(n, dtype=np.int64)
+    found, k, i = 0, 0, 0
+    while i < n:
+        while edges[k + 1] <= i:
+            k += 1
+        if not energy[i] > THRESHOLD_SHARE * levels[k]:
+            i += 1
+            continue
+        peak = i
+        while i < n and energy[i] > THRESHOLD_SHARE * levels[k]:
+            if abs(band[i]) > abs(band[peak]):
+                peak = i
+            i += 1
+            while i < n and edges[k + 1] <= i:
+                k += 1
+        if found and peak - beats[found - 1] < gap:
+            if abs(band[peak]) > abs(band[beats[found - 1]]):
+                beats[found - 1] = peak
+            continue
+        beats[found] = peak
+        found += 1
+    return beats[:found]
 
 
 def detect_beats(x: npt.ArrayLike, sample_rate_hz: float) -> Beats:
@@ -88,31 +125,11 @@ def detect_beats(x: npt.ArrayLike, sample_rate_hz: float) -> Beats:
     signal = np.asarray(x, dtype=np.float64)
     if signal.ndim != 1:
         raise InvalidInputError(f"one lead at a time: got shape {signal.shape}")
-    if signal.size < round(0.5 * sample_rate_hz) or not np.all(np.isfinite(signal)):
+    if signal.size < max(2, round(0.5 * sample_rate_hz)) or not np.all(np.isfinite(signal)):
         return np.zeros(0, dtype=np.int64)
-    band, energy = _energy(signal, sample_rate_hz)
-    above = energy > _thresholds(energy, sample_rate_hz)
-    if not above.any():
-        return np.zeros(0, dtype=np.int64)
-    flips = np.flatnonzero(np.diff(np.concatenate(([0], above.view(np.int8), [0]))))
-    peaks = [
-        a + int(np.argmax(np.abs(band[a:b]))) for a, b in zip(flips[::2], flips[1::2], strict=True)
-    ]
-    return _refractory(
-        np.asarray(peaks, dtype=np.int64), band, round(REFRACTORY_S * sample_rate_hz)
-    )
-
-
-def _refractory(peaks: Beats, band: npt.NDArray[np.float64], gap: int) -> Beats:
-    """Of two peaks closer than `gap`, keep the larger."""
-    kept: list[int] = []
-    for p in peaks.tolist():
-        if kept and p - kept[-1] < gap:
-            if abs(band[p]) > abs(band[kept[-1]]):
-                kept[-1] = p
-            continue
-        kept.append(p)
-    return np.asarray(kept, dtype=np.int64)
+    fs = sample_rate_hz
+    widths = np.array([round(0.040 * fs), round(0.200 * fs), round(0.100 * fs)], dtype=np.int64)
+    return _detect(signal, widths, max(1, round(STRETCH_S * fs)), round(REFRACTORY_S * fs))
 
 
 def match_beats(

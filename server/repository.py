@@ -12,6 +12,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from sancodec.beats import kept_beats
 from sancodec.bundle import NAME, Bundle, Manifest, load_bundle, version_key
 from sancodec.decoder import decode
 from sancodec.encodergraph import DetectorFactory, kernel_swapper, spikes_by_row
@@ -95,15 +96,18 @@ class LoadedModel:
 
 
 def _warm_coder(model: LoadedModel, x: npt.NDArray[np.float64]) -> None:
-    """Code two blocks of `x` under the model's plan and decode them: the coder's compiled loops
-    are built (or loaded from numba's cache) before the model serves, not in a stream's first
-    block."""
+    """Code two blocks of `x` under the model's plan, decode them and find their beats: the
+    compiled loops are built (or loaded from numba's cache) before the model serves, not in a
+    stream's first block."""
     plan = CodingPlan.from_manifest(model.manifest)
     blocks = code_stream(
         StreamCoder([plan], 0), x[None, :], lambda w: model.detect(w.samples[None, None, :])[0]
     )
     codes = [parse_block(b.message().SerializeToString(), plan.codebook) for b in blocks]
     decode(codes, plan.codebook, 1)
+    if model.manifest.modality == "ecg":  # each block's beat agreement (server.sessions)
+        for b in blocks:
+            kept_beats(b.parts[0].signal, b.parts[0].reconstruction, model.manifest.sample_rate_hz)
 
 
 class ModelRepository:

@@ -3,6 +3,7 @@ cheap block-path detector (sancodec.beats) against the reference annotations and
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -176,3 +177,41 @@ def test_the_moving_mean_is_a_centred_box_filter(width: int) -> None:
         x = rng.normal(size=n)
         box = np.convolve(x, np.ones(width) / width, "same")
         assert np.allclose(_moving_mean(_running_sums(x), width), box, atol=1e-12)
+
+
+def _numpy_detector(x: np.ndarray, fs: float) -> np.ndarray:
+    """The detector as the module's docstring states it, in plain NumPy (the compiled one's
+    reference): np.gradient, np.percentile per stretch, runs above the threshold."""
+    sums = _running_sums(x)
+    band = _moving_mean(sums, round(0.040 * fs)) - _moving_mean(sums, round(0.200 * fs))
+    slope = np.gradient(band)
+    energy = _moving_mean(_running_sums(slope * slope), round(0.100 * fs))
+    count = max(1, energy.size // round(4.0 * fs))
+    edges = np.linspace(0, energy.size, count + 1).astype(np.int64)
+    levels = np.array([np.percentile(energy[a:b], 90) for a, b in itertools.pairwise(edges)])
+    levels = np.maximum(levels, 0.05 * levels.max())
+    above = energy > np.repeat(0.4 * levels, np.diff(edges))
+    flips = np.flatnonzero(np.diff(np.concatenate(([0], above.view(np.int8), [0]))))
+    kept: list[int] = []
+    for a, b in zip(flips[::2], flips[1::2], strict=True):
+        p = a + int(np.argmax(np.abs(band[a:b])))
+        if kept and p - kept[-1] < round(0.200 * fs):
+            if abs(band[p]) > abs(band[kept[-1]]):
+                kept[-1] = p
+            continue
+        kept.append(p)
+    return np.asarray(kept, dtype=np.int64)
+
+
+@pytest.mark.parametrize("record", ["100", "208", "233"])
+def test_the_compiled_detector_is_the_numpy_one(shared_data: Path, record: str) -> None:
+    """Same beats, blocks and whole excerpts, clean and noisy, at three sample rates."""
+    x = wfdb.rdrecord(str(shared_data / "wfdb" / "mitdb" / record), sampto=6 * 4096).p_signal
+    rng = np.random.default_rng(int(record))
+    for lead in x.T:
+        for lo, n in ((0, lead.size), (4096, 4096), (9000, 2048), (20000, 700)):
+            part = lead[lo : lo + n]
+            for y in (part, part + rng.normal(scale=0.05, size=part.size)):
+                for fs in (360.0, 250.0, 128.0):
+                    found = detect_beats(y, fs)
+                    assert np.array_equal(found, _numpy_detector(y, fs)), (lo, n, fs)
