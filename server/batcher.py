@@ -29,13 +29,15 @@ class _Request:
     results: list[Spikes | None] = field(default_factory=list)
     taken: int = 0  # windows handed to a batch
     left: int = 0  # windows without spikes yet
+    waits: bool = True  # the batch waits (at most max_wait_s) for company for it
     queued_at: float = field(default_factory=time.monotonic)
 
 
 class Batcher:
     """`detect` queues a stream's windows; a worker gathers up to `max_batch` windows (waiting at
-    most `max_wait_s` for company), runs one encoder call per (model, window length) in a thread,
-    and hands each stream its spikes. More than `queue_limit` waiting windows is an overload."""
+    most `max_wait_s` for company, unless a request that is not to wait is among them), runs one
+    encoder call per (model, window length) in a thread, and hands each stream its spikes. More
+    than `queue_limit` waiting windows is an overload."""
 
     def __init__(
         self, max_batch: int, max_wait_s: float, queue_limit: int, telemetry: Telemetry
@@ -66,7 +68,12 @@ class Batcher:
             return 0.0
         return time.monotonic() - min(r.queued_at for r in self._pending)
 
-    async def detect(self, model: LoadedModel, windows: list[Window]) -> list[Spikes]:
+    async def detect(
+        self, model: LoadedModel, windows: list[Window], wait: bool = True
+    ) -> list[Spikes]:
+        """The spikes of each window. `wait=False`: the next batch goes without waiting for
+        company (background work, which the service runs one stream at a time: no other
+        stream's windows would come in the meantime)."""
         if not windows:
             return []
         if self._task is None or self._task.done():
@@ -76,7 +83,8 @@ class Batcher:
                 f"the server is overloaded ({self._queued} windows waiting for the encoder); retry later"
             )
         future: asyncio.Future[list[Spikes]] = asyncio.get_running_loop().create_future()
-        request = _Request(model, windows, future, results=[None] * len(windows), left=len(windows))
+        request = _Request(model, windows, future, results=[None] * len(windows),
+                           left=len(windows), waits=wait)  # fmt: skip
         self._pending.append(request)
         self._queued += len(windows)
         self.telemetry.set_queue_depth(self._queued)
@@ -87,7 +95,8 @@ class Batcher:
         while True:
             await self._wake.wait()
             deadline = time.monotonic() + self.max_wait_s
-            while self._queued < self.max_batch and time.monotonic() < deadline:
+            while (self._queued < self.max_batch and time.monotonic() < deadline
+                   and all(r.waits for r in self._pending)):  # fmt: skip
                 await asyncio.sleep(min(self.max_wait_s, 0.0005))
             taken = self._take()
             if not self._pending:

@@ -279,7 +279,9 @@ class EncodeSession:
         """Spikes of each window: the model's kernels' through the shared, batched encoder; the
         stream's own kernels' through its own, in the codec threads."""
         shared = [w for w in windows if w.generation == 0]
-        found = iter(await self.batcher.detect(self.model, shared) if shared else [])
+        found = iter(
+            await self.batcher.detect(self.model, shared, not background) if shared else []
+        )
         own = [w for w in windows if w.generation]
         if own:
             assert self.adapter is not None
