@@ -9,8 +9,6 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from sancodec.errors import OverloadedError, UnavailableError
 from sancodec.streamcoder import Spikes, Window
 from server.repository import LoadedModel
@@ -29,15 +27,13 @@ class _Request:
     results: list[Spikes | None] = field(default_factory=list)
     taken: int = 0  # windows handed to a batch
     left: int = 0  # windows without spikes yet
-    waits: bool = True  # the batch waits (at most max_wait_s) for company for it
     queued_at: float = field(default_factory=time.monotonic)
 
 
 class Batcher:
     """`detect` queues a stream's windows; a worker gathers up to `max_batch` windows (waiting at
-    most `max_wait_s` for company, unless a request that is not to wait is among them), runs one
-    encoder call per (model, window length) in a thread, and hands each stream its spikes. More
-    than `queue_limit` waiting windows is an overload."""
+    most `max_wait_s` for company), runs one encoder call per (model, window length) in a thread,
+    and hands each stream its spikes. More than `queue_limit` waiting windows is an overload."""
 
     def __init__(
         self, max_batch: int, max_wait_s: float, queue_limit: int, telemetry: Telemetry
@@ -68,12 +64,7 @@ class Batcher:
             return 0.0
         return time.monotonic() - min(r.queued_at for r in self._pending)
 
-    async def detect(
-        self, model: LoadedModel, windows: list[Window], wait: bool = True
-    ) -> list[Spikes]:
-        """The spikes of each window. `wait=False`: the next batch goes without waiting for
-        company (background work, which the service runs one stream at a time: no other
-        stream's windows would come in the meantime)."""
+    async def detect(self, model: LoadedModel, windows: list[Window]) -> list[Spikes]:
         if not windows:
             return []
         if self._task is None or self._task.done():
@@ -83,8 +74,7 @@ class Batcher:
                 f"the server is overloaded ({self._queued} windows waiting for the encoder); retry later"
             )
         future: asyncio.Future[list[Spikes]] = asyncio.get_running_loop().create_future()
-        request = _Request(model, windows, future, results=[None] * len(windows),
-                           left=len(windows), waits=wait)  # fmt: skip
+        request = _Request(model, windows, future, results=[None] * len(windows), left=len(windows))
         self._pending.append(request)
         self._queued += len(windows)
         self.telemetry.set_queue_depth(self._queued)
@@ -95,8 +85,7 @@ class Batcher:
         while True:
             await self._wake.wait()
             deadline = time.monotonic() + self.max_wait_s
-            while (self._queued < self.max_batch and time.monotonic() < deadline
-                   and all(r.waits for r in self._pending)):  # fmt: skip
+            while self._queued < self.max_batch and time.monotonic() < deadline:
                 await asyncio.sleep(min(self.max_wait_s, 0.0005))
             taken = self._take()
             if not self._pending:
@@ -123,18 +112,16 @@ class Batcher:
         return taken
 
     async def _execute(self, taken: list[tuple[_Request, int]]) -> None:
-        groups: dict[tuple[tuple[str, str], int], list[tuple[_Request, int]]] = defaultdict(list)
+        groups: dict[tuple[str, str], list[tuple[_Request, int]]] = defaultdict(list)
         for request, index in taken:
-            groups[(request.model.key, request.windows[index].samples.size)].append(
-                (request, index)
-            )
+            groups[request.model.key].append((request, index))
         loop = asyncio.get_running_loop()
         for members in groups.values():
             model = members[0][0].model
-            batch = np.stack([r.windows[i].samples for r, i in members])[:, None, :]  # (B, 1, T)
             self.telemetry.observe_batch(len(members))
+            windows = [r.windows[i] for r, i in members]
             try:
-                spikes = await loop.run_in_executor(self._executor, model.detect, batch)
+                spikes = await loop.run_in_executor(self._executor, model.detect_windows, windows)
             except Exception as exc:
                 for request, _ in members:
                     if not request.future.done():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -19,7 +20,7 @@ from sancodec.encodergraph import DetectorFactory, kernel_swapper, spikes_by_row
 from sancodec.errors import BundleError, InvalidConfigError, NotFoundError, SancodecError
 from sancodec.payload import parse_block
 from sancodec.plan import CodingPlan
-from sancodec.streamcoder import Spikes, StreamCoder, code_stream
+from sancodec.streamcoder import Spikes, StreamCoder, Window, code_stream
 from sancodec.v1 import codes_pb2
 
 __all__ = ["LoadedModel", "ModelRepository", "session_providers"]
@@ -93,6 +94,16 @@ class LoadedModel:
         """Run the encoder on (B, 1, T) windows; the spikes of each row, positions in the row."""
         positions, amplitudes = self.encoder.run(["positions", "amplitudes"], {"signal": batch})
         return spikes_by_row(positions, amplitudes, batch.shape[0])
+
+    def detect_windows(self, windows: Sequence[Window]) -> list[Spikes]:
+        """The spikes of each window, in order: one encoder call per window length."""
+        found: list[Spikes | None] = [None] * len(windows)
+        for size in {w.samples.size for w in windows}:
+            rows = [i for i, w in enumerate(windows) if w.samples.size == size]
+            batch = np.stack([windows[i].samples for i in rows])[:, None, :]
+            for i, spikes in zip(rows, self.detect(batch), strict=True):
+                found[i] = spikes
+        return [s for s in found if s is not None]
 
 
 def _warm_coder(model: LoadedModel, x: npt.NDArray[np.float64]) -> None:

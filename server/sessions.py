@@ -159,6 +159,13 @@ class EncodeSession:
         # not pile up behind the windows the check holds (a live one's is answered by the
         # Encode loop as soon as it is done)
         out = await self._adapt(started, background, wait=True) if background else []
+        if background:  # as below, each slice windowed, detected and coded in its one trip
+            samples, coded = await self._off_loop(True, self._take_here, data, started)
+            out += coded
+            for lo in range(SLICE_SAMPLES, samples.shape[1], SLICE_SAMPLES):
+                part = samples[:, lo : lo + SLICE_SAMPLES]
+                out += await self._off_loop(True, self._code_here, part, started)
+            return out + await self._adapt(started, background)
         # the chunk is checked whole and its first slice windowed in one trip to the threads (a
         # real-time chunk is one slice); a larger one then goes on a slice a trip
         samples, windows = await self._off_loop(background, self._take, data)
@@ -169,6 +176,26 @@ class EncodeSession:
             )
             out += await self._code(windows, started, background)
         return out + await self._adapt(started, background)
+
+    def _take_here(
+        self, data: bytes, started: float
+    ) -> tuple[npt.NDArray[np.float64], list[codec_pb2.EncodeResponse]]:
+        samples = self._accepted_samples(data)
+        return samples, self._code_here(samples[:, :SLICE_SAMPLES], started)
+
+    def _code_here(
+        self, samples: npt.NDArray[np.float64], started: float
+    ) -> list[codec_pb2.EncodeResponse]:
+        """Background work, in a codec thread: a slice's windows detected here, not batched with
+        other streams' (the service codes one such stream at a time: a batch would wait for
+        company that cannot come), and coded."""
+        windows = self._windows(samples)
+        flat = self.coder.to_detect(windows)
+        shared = self.model.detect_windows([w for w in flat if w.generation == 0])
+        own = self._own_spikes([w for w in flat if w.generation]) if self.adapter else []
+        found, theirs = iter(shared), iter(own)
+        spikes = [next(theirs) if w.generation else next(found) for w in flat]
+        return self._accept(windows, spikes, started)
 
     async def _adapt(
         self, started: float, background: bool = False, wait: bool = False
@@ -279,9 +306,7 @@ class EncodeSession:
         """Spikes of each window: the model's kernels' through the shared, batched encoder; the
         stream's own kernels' through its own, in the codec threads."""
         shared = [w for w in windows if w.generation == 0]
-        found = iter(
-            await self.batcher.detect(self.model, shared, not background) if shared else []
-        )
+        found = iter(await self.batcher.detect(self.model, shared) if shared else [])
         own = [w for w in windows if w.generation]
         if own:
             assert self.adapter is not None

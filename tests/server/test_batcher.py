@@ -1,46 +1,32 @@
-"""The batcher: a batch waits for company for live work, not for background work."""
+"""Detection of many streams' windows in one call: the same spikes as one window at a time."""
 
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
 
 import numpy as np
-from prometheus_client import CollectorRegistry
+import wfdb
 from server_harness import REPO
 
 from sancodec.plan import Window
-from server.batcher import Batcher
 from server.repository import ModelRepository
-from server.telemetry import Telemetry
-
-WAIT_S = 30.0  # far longer than the test: a batch that waits for company waits it all
 
 
-def _window(model_samples: int) -> Window:
-    x = np.random.default_rng(0).normal(size=model_samples).astype(np.float32)
-    return Window(0, 0, model_samples, 0, x, 0)
-
-
-def test_background_windows_do_not_wait_for_company_and_live_ones_do() -> None:
+def test_windows_of_two_lengths_are_detected_as_one_at_a_time(shared_data: Path) -> None:
     repository = ModelRepository(REPO / "models")
     repository.load()
     model = repository.get("ecg")
-    windows = [_window(model.manifest.block_length)]
-
-    async def run() -> tuple[int, bool]:
-        batcher = Batcher(64, WAIT_S, 4096, Telemetry(CollectorRegistry()))
-        batcher.start()
-        try:
-            live = asyncio.ensure_future(batcher.detect(model, windows))
-            await asyncio.sleep(0.5)
-            waited = not live.done()  # alone, below a full batch: it waits for company
-            # background work goes at once, and takes the waiting live window along
-            spikes = await asyncio.wait_for(batcher.detect(model, windows, wait=False), 10)
-            await asyncio.wait_for(live, 10)
-            return len(spikes), waited
-        finally:
-            await batcher.stop()
-
-    count, waited = asyncio.run(run())
-    assert waited
-    assert count == 1
+    x = wfdb.rdrecord(str(shared_data / "wfdb/mitdb/208"), sampto=8 * 4096).p_signal[:, 0]
+    n = model.manifest.block_length
+    windows = [
+        Window(i, i * n, size, i * n, (x[i * n : i * n + size] - x.mean()).astype(np.float32), 0)
+        for i, size in enumerate([n, n - 1000, n, n - 1000, n])
+    ]
+    together = model.detect_windows(windows)
+    alone = [model.detect(w.samples[None, None, :])[0] for w in windows]
+    assert len(together) == len(windows)
+    for a, b in zip(together, alone, strict=True):
+        assert np.array_equal(a.positions, b.positions)
+        assert np.array_equal(a.kernel_ids, b.kernel_ids)
+        assert np.allclose(a.amplitudes, b.amplitudes, rtol=1e-5, atol=1e-6)
+        assert a.positions.size > 0
