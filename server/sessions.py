@@ -155,27 +155,31 @@ class EncodeSession:
                 f"chunk of {len(data)} bytes is over the {self.settings.max_chunk_bytes}-byte limit"
             )
         started = time.perf_counter()
-        # a stream ahead of real time waits for a check of its kernels, so that its samples do
-        # not pile up behind the windows the check holds (a live one's is answered by the
-        # Encode loop as soon as it is done)
-        out = await self._adapt(started, background, wait=True) if background else []
-        if background:  # as below, each slice windowed, detected and coded in its one trip
-            samples, coded = await self._off_loop(True, self._take_here, data, started)
-            out += coded
-            for lo in range(SLICE_SAMPLES, samples.shape[1], SLICE_SAMPLES):
-                part = samples[:, lo : lo + SLICE_SAMPLES]
-                out += await self._off_loop(True, self._code_here, part, started)
-            return out + await self._adapt(started, background)
+        if background:
+            return await self._push_bulk(data, started)
         # the chunk is checked whole and its first slice windowed in one trip to the threads (a
         # real-time chunk is one slice); a larger one then goes on a slice a trip
-        samples, windows = await self._off_loop(background, self._take, data)
-        out += await self._code(windows, started, background)
+        samples, windows = await self._off_loop(False, self._take, data)
+        out = await self._code(windows, started)
         for lo in range(SLICE_SAMPLES, samples.shape[1], SLICE_SAMPLES):
             windows = await self._off_loop(
-                background, self._windows, samples[:, lo : lo + SLICE_SAMPLES]
+                False, self._windows, samples[:, lo : lo + SLICE_SAMPLES]
             )
-            out += await self._code(windows, started, background)
-        return out + await self._adapt(started, background)
+            out += await self._code(windows, started)
+        return out + await self._adapt(started)
+
+    async def _push_bulk(self, data: bytes, started: float) -> list[codec_pb2.EncodeResponse]:
+        """A chunk of a stream far ahead of real time, as background work: the stream first waits
+        for a check of its kernels, so that its samples do not pile up behind the windows the
+        check holds (a live one's is answered by the Encode loop as soon as it is done); then each
+        slice is windowed, detected and coded in one trip to the threads."""
+        out = await self._adapt(started, True, wait=True)
+        samples, coded = await self._off_loop(True, self._take_here, data, started)
+        out += coded
+        for lo in range(SLICE_SAMPLES, samples.shape[1], SLICE_SAMPLES):
+            part = samples[:, lo : lo + SLICE_SAMPLES]
+            out += await self._off_loop(True, self._code_here, part, started)
+        return out + await self._adapt(started, True)
 
     def _take_here(
         self, data: bytes, started: float
