@@ -84,6 +84,11 @@ class LoadedModel:
     def key(self) -> tuple[str, str]:
         return self.manifest.name, self.manifest.version
 
+    @property
+    def measures_beats(self) -> bool:
+        """Whether its blocks' answers carry their beat agreement (an ECG model's do)."""
+        return self.manifest.modality == "ecg"
+
     @cached_property
     def detector_for(self) -> DetectorFactory:
         """Kernels -> the bundle's encoder with them in it, on the CPU, one thread (it runs in a
@@ -97,13 +102,12 @@ class LoadedModel:
 
     def detect_windows(self, windows: Sequence[Window]) -> list[Spikes]:
         """The spikes of each window, in order: one encoder call per window length."""
-        found: list[Spikes | None] = [None] * len(windows)
+        found: dict[int, Spikes] = {}
         for size in {w.samples.size for w in windows}:
             rows = [i for i, w in enumerate(windows) if w.samples.size == size]
             batch = np.stack([windows[i].samples for i in rows])[:, None, :]
-            for i, spikes in zip(rows, self.detect(batch), strict=True):
-                found[i] = spikes
-        return [s for s in found if s is not None]
+            found.update(zip(rows, self.detect(batch), strict=True))
+        return [found[i] for i in range(len(windows))]
 
 
 def _warm_coder(model: LoadedModel, x: npt.NDArray[np.float64]) -> None:
@@ -116,7 +120,7 @@ def _warm_coder(model: LoadedModel, x: npt.NDArray[np.float64]) -> None:
     )
     codes = [parse_block(b.message().SerializeToString(), plan.codebook) for b in blocks]
     decode(codes, plan.codebook, 1)
-    if model.manifest.modality == "ecg":  # each block's beat agreement (server.sessions)
+    if model.measures_beats:
         for b in blocks:
             kept_beats(b.parts[0].signal, b.parts[0].reconstruction, model.manifest.sample_rate_hz)
 
@@ -149,7 +153,7 @@ class ModelRepository:
                 continue
             self._models[model.key] = model
             modality = model.manifest.modality or "unknown"
-            beats = "beat agreement measured" if modality == "ecg" else "no beats to measure"
+            beats = "beat agreement measured" if model.measures_beats else "no beats to measure"
             log.info("loaded %s/%s on %s (%s: %s)", *model.key, model.provider, modality, beats)
 
     def _load_one(self, directory: Path) -> LoadedModel:

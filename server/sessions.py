@@ -73,6 +73,13 @@ def _beat_agreement(parts: tuple[CodedChannel, ...], sample_rate_hz: float) -> f
     return sum(kept for _, kept in found) / beats if beats else None
 
 
+def _in_order(windows: list[Window], shared: list[Spikes], own: list[Spikes]) -> list[Spikes]:
+    """The spikes of each window, from those of the model's kernels' windows (generation 0) and
+    those of the stream's own, each in order."""
+    found, theirs = iter(shared), iter(own)
+    return [next(theirs) if w.generation else next(found) for w in windows]
+
+
 async def check_outcome(
     check: asyncio.Future[Kernels | None], model: str
 ) -> tuple[Kernels | None, str]:
@@ -196,10 +203,8 @@ class EncodeSession:
         windows = self._windows(samples)
         flat = self.coder.to_detect(windows)
         shared = self.model.detect_windows([w for w in flat if w.generation == 0])
-        own = self._own_spikes([w for w in flat if w.generation]) if self.adapter else []
-        found, theirs = iter(shared), iter(own)
-        spikes = [next(theirs) if w.generation else next(found) for w in flat]
-        return self._accept(windows, spikes, started)
+        own = [w for w in flat if w.generation]
+        return self._accept(windows, _in_order(flat, shared, self._own_spikes(own)), started)
 
     async def _adapt(
         self, started: float, background: bool = False, wait: bool = False
@@ -310,15 +315,15 @@ class EncodeSession:
         """Spikes of each window: the model's kernels' through the shared, batched encoder; the
         stream's own kernels' through its own, in the codec threads."""
         shared = [w for w in windows if w.generation == 0]
-        found = iter(await self.batcher.detect(self.model, shared) if shared else [])
+        found = await self.batcher.detect(self.model, shared) if shared else []
         own = [w for w in windows if w.generation]
-        if own:
-            assert self.adapter is not None
-            theirs = iter(await self._off_loop(background, self._own_spikes, own))
-        return [next(theirs) if w.generation else next(found) for w in windows]
+        theirs = await self._off_loop(background, self._own_spikes, own) if own else []
+        return _in_order(windows, found, theirs)
 
     def _own_spikes(self, windows: list[Window]) -> list[Spikes]:
-        assert self.adapter is not None
+        if not windows:
+            return []
+        assert self.adapter is not None  # only a stream that adapts has windows of its own
         return [self.adapter.spikes(w) for w in windows]
 
     def ahead_s(self, chunk_bytes: int = 0) -> float:
@@ -355,7 +360,7 @@ class EncodeSession:
             m.name, m.version, compression_ratio=quality.compression_ratio, bits_per_sample=quality.bits_per_sample,
             normalized_loss=loss, prdn_percent=quality.prdn_percent, flithos=quality.flithos, samples=n,
             raw_bytes=int(raw), encoded_bytes=size, latency_s=time.perf_counter() - started,
-            beat_agreement_ratio=_beat_agreement(parts, m.sample_rate_hz) if m.modality == "ecg" else None,
+            beat_agreement_ratio=_beat_agreement(parts, m.sample_rate_hz) if self.model.measures_beats else None,
         )  # fmt: skip
         self.summary.block_count += 1
         self.summary.sample_count = coded.start + coded.sample_count
