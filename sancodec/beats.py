@@ -69,18 +69,17 @@ def _percentile(x: npt.NDArray[np.float64], q: float) -> float:
 
 
 @compiled
-def _detect(signal: npt.NDArray[np.float64], widths: npt.NDArray[np.int64], stretch: int,
-            gap: int) -> Beats:  # fmt: skip
-    """The detector on a signal of at least 2 samples; `widths`: the band-pass's two moving
-    means and the integration's, in samples."""
+def _detect(signal: npt.NDArray[np.float64], fs: float) -> Beats:
+    """The detector on a signal of at least 2 samples at `fs` Hz."""
     n = signal.size
+    stretch, gap = max(1, round(STRETCH_S * fs)), round(REFRACTORY_S * fs)
     sums = _running_sums(signal)
-    band = _moving_mean(sums, widths[0]) - _moving_mean(sums, widths[1])
+    band = _moving_mean(sums, round(0.040 * fs)) - _moving_mean(sums, round(0.200 * fs))
     slope = np.empty(n)  # np.gradient's
     slope[0], slope[n - 1] = band[1] - band[0], band[n - 1] - band[n - 2]
     for i in range(1, n - 1):
         slope[i] = (band[i + 1] - band[i - 1]) / 2.0
-    energy = _moving_mean(_running_sums(slope * slope), widths[2])
+    energy = _moving_mean(_running_sums(slope * slope), round(0.100 * fs))
     # one threshold per stretch (a short tail joins the one before it): a share of its
     # STRETCH_PERCENTILE, floored; the stretches' edges as np.linspace(0, n, count + 1) has them
     count = max(1, n // stretch)
@@ -127,9 +126,7 @@ def detect_beats(x: npt.ArrayLike, sample_rate_hz: float) -> Beats:
         raise InvalidInputError(f"one lead at a time: got shape {signal.shape}")
     if signal.size < max(2, round(0.5 * sample_rate_hz)) or not np.all(np.isfinite(signal)):
         return np.zeros(0, dtype=np.int64)
-    fs = sample_rate_hz
-    widths = np.array([round(0.040 * fs), round(0.200 * fs), round(0.100 * fs)], dtype=np.int64)
-    return _detect(signal, widths, max(1, round(STRETCH_S * fs)), round(REFRACTORY_S * fs))
+    return _detect(signal, float(sample_rate_hz))
 
 
 def match_beats(

@@ -181,11 +181,18 @@ def test_the_moving_mean_is_a_centred_box_filter(width: int) -> None:
 
 def _numpy_detector(x: np.ndarray, fs: float) -> np.ndarray:
     """The detector as the module's docstring states it, in plain NumPy (the compiled one's
-    reference): np.gradient, np.percentile per stretch, runs above the threshold."""
-    sums = _running_sums(x)
-    band = _moving_mean(sums, round(0.040 * fs)) - _moving_mean(sums, round(0.200 * fs))
+    reference): running sums by np.cumsum, moving means as slices of them, np.gradient,
+    np.percentile per stretch, runs above the threshold."""
+
+    def moving_mean(x: np.ndarray, width: int) -> np.ndarray:
+        sums = np.concatenate(([0.0], np.cumsum(x)))
+        before = width - 1 - (width - 1) // 2
+        ends = np.clip(np.arange(x.size) + width - before, 0, x.size)
+        return (sums[ends] - sums[np.clip(np.arange(x.size) - before, 0, x.size)]) / width
+
+    band = moving_mean(x, round(0.040 * fs)) - moving_mean(x, round(0.200 * fs))
     slope = np.gradient(band)
-    energy = _moving_mean(_running_sums(slope * slope), round(0.100 * fs))
+    energy = moving_mean(slope * slope, round(0.100 * fs))
     count = max(1, energy.size // round(4.0 * fs))
     edges = np.linspace(0, energy.size, count + 1).astype(np.int64)
     levels = np.array([np.percentile(energy[a:b], 90) for a, b in itertools.pairwise(edges)])
