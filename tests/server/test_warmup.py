@@ -43,6 +43,7 @@ with grpc.insecure_channel(running.address) as channel:
     requests += [codec_pb2.DecodeRequest(block=b) for b in blocks]
     decoded = sum(r.chunk.sample_count for r in stub.Decode(iter(requests)))
 running.stop()
+shutil.rmtree(models)
 after = signatures()
 updates = sum(len(b.kernels) > 0 for b in blocks)
 new = {k: sorted(set(v) - set(before.get(k, []))) for k, v in after.items()}
