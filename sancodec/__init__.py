@@ -2,6 +2,7 @@
 
 from sancodec.codebook import Codebook, DecoderMode
 from sancodec.codes import BlockCode, ChannelCode, ResidualLayer, SanLayer
+from sancodec.coefficients import encode_residual
 from sancodec.decoder import StreamingDecoder, check_block, decode
 from sancodec.errors import (
     CorruptCodeError,
@@ -13,7 +14,7 @@ from sancodec.errors import (
 from sancodec.header import ChannelInfo, ModelRef, StreamHeader
 from sancodec.payload import block_bytes, decode_block, encode_block, parse_block
 from sancodec.quantization import Quantizer
-from sancodec.residual import ResidualSpec, WaveletTransform, encode_residual
+from sancodec.residual import ResidualSpec, WaveletTransform
 from sancodec.samples import SampleDtype, pack_samples, unpack_samples
 from sancodec.sancfile import SancReader, SancWriter, decode_file, read_sanc
 from sancodec.tables import CodingTables

@@ -22,6 +22,7 @@ __all__ = [
     "band_symbols",
     "code_order",
     "even_pass",
+    "nearer_zero",
     "odd_contexts",
     "odd_pass",
 ]
@@ -176,6 +177,46 @@ def band_levels(evens: Ints, odds: Ints, excess: Ints) -> Ints:
         where = 2 * k if k < evens.size else 2 * (k - evens.size) + 1
         band[where] = m if s % 2 == 1 else -m
     return band
+
+
+@compiled
+def _cheaper(scaled: float, level: int, costs: npt.NDArray[np.float64], slope: float) -> int:
+    """level, or one nearer zero where that lowers (scaled - level)^2 + slope * bits (bits: its
+    symbol's under `costs`, one row); zero and escapes stay."""
+    if level == 0 or abs(level) > MAGNITUDES:
+        return level
+    nearer = level - 1 if level > 0 else level + 1
+    kept = (scaled - level) ** 2 + slope * costs[_symbol(level)]
+    moved = (scaled - nearer) ** 2 + slope * costs[_symbol(nearer)]
+    return nearer if moved < kept else level
+
+
+@compiled
+def nearer_zero(scaled: npt.NDArray[np.float64], rounded: Ints, sizes: Ints,
+                costs: npt.NDArray[np.float64], slope: float) -> Ints:  # fmt: skip
+    """Rate-distortion quantization of a block's coefficients (`scaled`: in steps, flat,
+    coarsest band first; `rounded`: their nearest levels): each level kept, or moved one nearer
+    zero where that lowers its squared error (in steps^2) + slope * its bits. Its bits are those
+    of its symbol under the row of its context (`costs`: CodingTables.band_costs, (bands, CONTEXTS,
+    SYMBOLS)), found in coding order from the levels chosen before it, as the decoder finds
+    them; what a level does to the contexts after it is not weighed."""
+    out = rounded.copy()
+    start = 0
+    for i in range(sizes.size):
+        size = sizes[i]
+        parent = out[start - sizes[i - 1] : start] if i > 0 else out[:0]
+        evens, odds = band_contexts(parent, size, i == 1)
+        even_symbols = np.empty(evens.size, dtype=np.int64)
+        for k in range(evens.size):
+            j = start + 2 * k
+            out[j] = _cheaper(scaled[j], out[j], costs[i, evens[k]], slope)
+            even_symbols[k] = _symbol(out[j])
+        odd = odd_contexts(even_symbols, odds, i == 0)
+        for k in range(odd.size):
+            j = start + 2 * k + 1
+            out[j] = _cheaper(scaled[j], out[j], costs[i, odd[k]], slope)
+        start += size
+    return out
 
 
 @compiled

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from sancodec.codebook import Codebook
 from sancodec.codes import ChannelCode, ResidualLayer, SanLayer
-from sancodec.coefficients import ResidualEstimate
+from sancodec.coefficients import ResidualEstimate, encode_residual, rd_lambda
 from sancodec.decoder import paint_spikes
 from sancodec.payload import encode_channel, spike_bits
 from sancodec.plan import CodedChannel, CodingPlan
@@ -19,10 +19,9 @@ from sancodec.ratecontrol import (
     STEP_SEARCH,
     coarsest_meeting_prdn,
     finest_within_bits,
-    rd_lambda,
     residual_cost,
 )
-from sancodec.residual import band_sizes, encode_residual, transform_for
+from sancodec.residual import band_sizes, transform_for
 
 __all__ = ["BlockCoder"]
 
@@ -145,7 +144,8 @@ class BlockCoder:
             return CodedChannel(index, start, code, payload, x, base)
         assert step is not None  # the plan's step, or one steered from it
         if cap is not None:
-            step = coarsest_meeting_prdn(x, base, self._transform, plan.residual_step_exp, cap)
+            step = coarsest_meeting_prdn(x, base, self._transform, self._tables,
+                                         self._sizes(x.size), plan.residual_step_exp, cap)  # fmt: skip
         residual, reconstruction = self._residual(x, base, step)
         if cap is not None and step == plan.residual_step_exp - STEP_SEARCH:
             missed = f"PRDN {cap:g}% may be missed at the finest step"
@@ -179,7 +179,7 @@ class BlockCoder:
 
     def _residual(self, x: Samples, base: Samples, step_exp: int) -> tuple[ResidualLayer, Samples]:
         assert self._transform is not None
-        layer = encode_residual(x - base, self._transform, Quantizer(step_exp))
+        layer = encode_residual(x - base, self._transform, step_exp, self._tables)
         return layer, base + self._transform.decode_layer(layer, x.size)
 
     def _allowance(self, start: int, count: int) -> int:

@@ -4,10 +4,15 @@ the rate estimate that the layer choice and rate control share with the coder.
 A channel's residual rows may stand for a step half an octave finer or coarser than its own: the
 encoder picks the row shift (SHIFTS) that codes its coefficients in the fewest ideal bits, since a
 signal's activity relative to its step differs from the training recordings'.
+
+The encoder's levels are rate-distortion quantized (`quantize_residual`): each rounded level, or
+one nearer zero where that lowers squared error + λ·bits under the tables. The decoder needs no
+word of it: it reads levels, whichever the encoder chose.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,18 +20,53 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.bandcontexts import code_order
+from sancodec.bandcontexts import code_order, nearer_zero
+from sancodec.codes import ResidualLayer
 from sancodec.entropy import ClassTable, zigzag
 from sancodec.errors import InvalidInputError
+from sancodec.quantization import Quantizer
+from sancodec.residual import WaveletTransform, band_sizes
 from sancodec.tables import CONTEXTS, CodingTables, band_class
 
-__all__ = ["SHIFTS", "SHIFT_STEP", "Coefficients", "ResidualEstimate", "estimate_residual",
-           "residual_bits"]  # fmt: skip
+__all__ = ["SHIFTS", "SHIFT_STEP", "Coefficients", "ResidualEstimate", "encode_residual",
+           "estimate_residual", "quantize_residual", "rd_lambda", "residual_bits"]  # fmt: skip
 
 Ints = npt.NDArray[np.int64]
 Symbols = npt.NDArray[np.int32]
 SHIFTS = (0, -1, 1)
 SHIFT_STEP = 4  # eighths of an octave per shift
+
+
+def rd_lambda(step: float) -> float:
+    """The slope of a uniform quantizer's D(R) at step Δ (Δ² ln 2 / 6): distortion per bit, what
+    the quantizer and the layer choice weigh bits by."""
+    return step * step * math.log(2) / 6
+
+
+def quantize_residual(coefficients: npt.ArrayLike, sizes: tuple[int, ...], tables: CodingTables,
+                      step_exp: int) -> Ints:  # fmt: skip
+    """The levels the encoder codes a residual's coefficients (flat, bands of `sizes`) with at a
+    step: each rounded (`Quantizer`, which refuses non-finite values and levels beyond 31 bits),
+    then moved one nearer zero where that lowers its squared error + rd_lambda · its bits under
+    the tables' rows at this step (`bandcontexts.nearer_zero`)."""
+    values = np.asarray(coefficients, dtype=np.float64)
+    quantizer = Quantizer(step_exp)
+    rounded = quantizer.quantize(values).astype(np.int64)
+    if sum(sizes) != values.size:
+        raise InvalidInputError(f"{values.size} residual coefficients for bands of {sum(sizes)}")
+    costs = tables.band_costs(step_exp, len(sizes))
+    return nearer_zero(values / quantizer.step, rounded, np.array(sizes, dtype=np.int64), costs,
+                       rd_lambda(1.0))  # fmt: skip
+
+
+def encode_residual(residual: npt.ArrayLike, transform: WaveletTransform, step_exp: int,
+                    tables: CodingTables) -> ResidualLayer:  # fmt: skip
+    """A block's residual transformed and quantized as the encoder codes it."""
+    x = np.asarray(residual, dtype=np.float64)
+    sizes = band_sizes(transform.spec, x.size)
+    return ResidualLayer.from_levels(
+        step_exp, quantize_residual(transform.forward(x), sizes, tables, step_exp)
+    )
 
 
 class Coefficients:

@@ -22,12 +22,12 @@ import numpy.typing as npt
 from sancodec.blockcoder import BlockCoder
 from sancodec.codebook import Codebook, kernels_to_proto
 from sancodec.codes import SanLayer
+from sancodec.coefficients import rd_lambda
 from sancodec.encodergraph import BatchDetector, DetectorFactory
 from sancodec.errors import ProtocolError
 from sancodec.fitting import Target, fit_kernels, place_spikes, starts
 from sancodec.plan import CodingPlan, Spikes, Window
 from sancodec.quantization import Quantizer
-from sancodec.ratecontrol import rd_lambda
 from sancodec.streamcoder import FitRequest
 from sancodec.v1 import codes_pb2
 

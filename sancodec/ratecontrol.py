@@ -18,7 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.coefficients import ResidualEstimate, estimate_residual, residual_bits
+from sancodec.coefficients import (
+    ResidualEstimate,
+    estimate_residual,
+    quantize_residual,
+    rd_lambda,
+    residual_bits,
+)
+from sancodec.errors import InvalidInputError
 from sancodec.metrics import prdn
 from sancodec.quantization import Quantizer
 from sancodec.residual import WaveletTransform
@@ -29,7 +36,6 @@ __all__ = [
     "Steering",
     "coarsest_meeting_prdn",
     "finest_within_bits",
-    "rd_lambda",
     "residual_cost",
 ]
 
@@ -38,22 +44,26 @@ STEP_SEARCH = 96  # steps looked at around the default, 1/8 octave each: 2^±12
 MAX_MOVE = 2  # a steered step moves at most a quarter octave a block
 
 
-def rd_lambda(step: float) -> float:
-    """The slope of a uniform quantizer's D(R) at step Δ (Δ² ln 2 / 6): distortion per bit."""
-    return step * step * math.log(2) / 6
+def _levels(coefficients: Samples, sizes: tuple[int, ...], tables: CodingTables,
+            step_exp: int) -> npt.NDArray[np.int64] | None:  # fmt: skip
+    """The coder's levels at a step, or None where the step is too fine for them (31 bits):
+    a search moves coarser from it."""
+    try:
+        return quantize_residual(coefficients, sizes, tables, step_exp)
+    except InvalidInputError:
+        return None
 
 
-def _levels(coefficients: Samples, step_exp: int) -> npt.NDArray[np.int64]:
-    return np.asarray(np.rint(coefficients / 2.0 ** (step_exp / 8)), dtype=np.int64)
-
-
-def coarsest_meeting_prdn(x: Samples, base: Samples, transform: WaveletTransform, default: int,
+def coarsest_meeting_prdn(x: Samples, base: Samples, transform: WaveletTransform,
+                          tables: CodingTables, sizes: tuple[int, ...], default: int,
                           cap_percent: float) -> int:  # fmt: skip
     """The coarsest step exp (within STEP_SEARCH of default) at which the block meets the cap."""
     coefficients = transform.forward(x - base)
 
     def meets(step_exp: int) -> bool:
-        levels = _levels(coefficients, step_exp)
+        levels = _levels(coefficients, sizes, tables, step_exp)
+        if levels is None:
+            return True
         approx = base + transform.inverse(levels * 2.0 ** (step_exp / 8), x.size)
         return prdn(x, approx) <= cap_percent
 
@@ -67,15 +77,17 @@ def coarsest_meeting_prdn(x: Samples, base: Samples, transform: WaveletTransform
 def finest_within_bits(coefficients: Samples, sizes: tuple[int, ...], tables: CodingTables,
                        default: int, bits: float) -> int | None:  # fmt: skip
     """The finest step exp whose estimated coefficient bits fit in `bits`; None if none does."""
+
+    def fits(step_exp: int) -> bool:
+        levels = _levels(coefficients, sizes, tables, step_exp)
+        return levels is not None and residual_bits(levels, sizes, tables, step_exp) <= bits
+
     lo, hi = default - STEP_SEARCH, default + STEP_SEARCH
-    if residual_bits(_levels(coefficients, hi), sizes, tables, hi) > bits:
+    if not fits(hi):
         return None
     while lo < hi:
         mid = (lo + hi) // 2
-        if residual_bits(_levels(coefficients, mid), sizes, tables, mid) <= bits:
-            hi = mid
-        else:
-            lo = mid + 1
+        lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
     return lo
 
 
@@ -103,11 +115,10 @@ class Steering:
 
 def residual_cost(residual: Samples, transform: WaveletTransform, step_exp: int,
                   tables: CodingTables, sizes: tuple[int, ...]) -> tuple[ResidualEstimate, float]:  # fmt: skip
-    """A block's residual at this step: its estimate (the levels the coder codes: its own
-    quantizer's, which refuses levels beyond 31 bits), and its distortion + λ·bits (squared model
-    units), what the layer choice weighs."""
+    """A block's residual at this step: its estimate (the levels the coder codes:
+    `quantize_residual`'s, which refuses levels beyond 31 bits), and its distortion + λ·bits
+    (squared model units), what the layer choice weighs."""
     c = transform.forward(residual)
-    quantizer = Quantizer(step_exp)
-    levels, step = quantizer.quantize(c), quantizer.step
+    levels, step = quantize_residual(c, sizes, tables, step_exp), Quantizer(step_exp).step
     estimate = estimate_residual(levels, sizes, tables, step_exp)
     return estimate, float(np.sum((c - levels * step) ** 2)) + rd_lambda(step) * estimate.bits

@@ -11,9 +11,8 @@ import pywt
 
 from sancodec.codes import ResidualLayer
 from sancodec.errors import CorruptCodeError, InvalidConfigError, InvalidInputError
-from sancodec.quantization import Quantizer
 
-__all__ = ["ResidualSpec", "WaveletTransform", "band_sizes", "encode_residual", "transform_for"]
+__all__ = ["ResidualSpec", "WaveletTransform", "band_sizes", "transform_for"]
 
 MODE = "periodization"
 MAX_LEVEL = 16
@@ -115,14 +114,3 @@ def band_sizes(spec: ResidualSpec, sample_count: int) -> tuple[int, ...]:
 def _band_bounds(sizes: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     ends = np.cumsum(sizes).tolist()
     return tuple(zip([0, *ends[:-1]], ends, strict=True))
-
-
-def encode_residual(
-    residual: npt.ArrayLike,
-    transform: WaveletTransform,
-    quantizer: Quantizer,
-) -> ResidualLayer:
-    """Transform a block's residual and keep its non-zero quantized coefficients."""
-    return ResidualLayer.from_levels(
-        quantizer.step_exp, quantizer.quantize(transform.forward(residual))
-    )

@@ -60,7 +60,7 @@ def beat_blocks(
     transform, quantizer = WaveletTransform(codebook.residual), Quantizer.from_step(residual_step)
     return [
         BlockCode(b.start_sample, b.sample_count, tuple(
-            ChannelCode(c.channel, c.san, encode_residual(missed[c.channel, b.start_sample : b.end_sample], transform, quantizer))
+            ChannelCode(c.channel, c.san, encode_residual(missed[c.channel, b.start_sample : b.end_sample], transform, quantizer.step_exp, codebook.tables))
             for c in b.channels
         ))
         for b in blocks

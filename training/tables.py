@@ -25,7 +25,7 @@ from sancodec.residual import band_sizes
 from sancodec.tables import CONTEXTS, FIELDS, STEP_CLASSES, CodingTables
 from training.codec_eval import Detector, code_signal, memoized
 
-__all__ = ["STEP_OFFSETS", "fit_tables", "learn_tables", "with_row_shifts"]
+__all__ = ["STEP_OFFSETS", "fit_tables", "learn_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,6 @@ def fit_tables(seen: dict[str, list[Ints]], band_classes: int, san_step_exp: int
     return CodingTables(san_step_exp, residual_step_exp, rows, fields)
 
 
-def with_row_shifts(tables: CodingTables, shifts: list[Ints]) -> CodingTables:
-    """The tables with the row shift's table fitted to the shifts an encoder picked under them."""
-    values = np.concatenate([np.zeros(0, dtype=np.int64), *shifts])
-    if not values.size:
-        return tables
-    fields = dict(tables.fields)
-    fields["row_shift"] = _class_table(values)
-    return dataclasses.replace(tables, fields=fields)
-
-
 def _collect(plan: CodingPlan, signal: npt.NDArray[np.float64], detect: Detector,
              seen: dict[str, list[Ints]]) -> None:  # fmt: skip
     spec, kernels = plan.codebook.residual, len(plan.codebook.kernels)
@@ -134,10 +124,12 @@ def learn_tables(
         return seen
 
     tables = fit_tables(sweep(plan.codebook), band_classes, plan.san_step_exp, reference)
-    if band_classes:  # the row shifts the encoder picks under the fitted rows: a second sweep
+    if band_classes:
+        # the encoder's levels and row shifts depend on the rows it codes with (rate-distortion
+        # quantization): a second sweep under the first fit, and the tables fitted again to it
         c = plan.codebook
-        shifts = sweep(Codebook(c.kernels, c.decoder_mode, c.residual, tables)).get("row_shift", [])
-        tables = with_row_shifts(tables, shifts)
+        tables = fit_tables(sweep(Codebook(c.kernels, c.decoder_mode, c.residual, tables)),
+                            band_classes, plan.san_step_exp, reference)  # fmt: skip
     bits = sum(len(t.weights) for t in tables.fields.values())
     log.info("learned tables: %d band classes, %d field classes, from %d samples x %d steps",
              band_classes, bits, sum(s.size for s in signals), len(offsets))  # fmt: skip

@@ -12,6 +12,7 @@ from sancodec import (
     BlockCode,
     ChannelCode,
     Codebook,
+    CodingTables,
     DecoderMode,
     Quantizer,
     ResidualSpec,
@@ -160,8 +161,9 @@ def test_residual_layer_on_real_ecg(mitdb100: np.ndarray) -> None:
     # A fine step keeps PRDN near the quantization floor; a coarse one keeps few coefficients.
     block = mitdb100[:2048]
     transform = WaveletTransform(ResidualSpec("bior4.4", 5))
-    fine = encode_residual(block, transform, Quantizer.from_step(1.0))
-    coarse = encode_residual(block, transform, Quantizer.from_step(24.0))
+    tables = CodingTables()  # the fallback rows
+    fine = encode_residual(block, transform, Quantizer.from_step(1.0).step_exp, tables)
+    coarse = encode_residual(block, transform, Quantizer.from_step(24.0).step_exp, tables)
     fine_x = transform.decode_layer(fine, block.size)
     coarse_x = transform.decode_layer(coarse, block.size)
     assert prdn(block, fine_x) < 1.5

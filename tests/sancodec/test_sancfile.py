@@ -75,7 +75,9 @@ def _small_file() -> tuple[bytes, list[BlockCode], list[int]]:
     blocks = []
     for b in range(3):
         san = SanLayer.from_spikes([0, 0], [16 * b + 2, 16 * b + 9], [3.0, -2.0 - b], q)
-        residual = encode_residual(np.arange(16.0) * (b + 1), transform, q)
+        residual = encode_residual(
+            np.arange(16.0) * (b + 1), transform, q.step_exp, codebook.tables
+        )
         blocks.append(BlockCode(16 * b, 16, (ChannelCode(0, san, residual),)))
     data = _write(header, blocks)
     starts, offset = [], PREAMBLE_BYTES
