@@ -22,9 +22,9 @@ __all__ = [
     "band_symbols",
     "code_order",
     "even_pass",
-    "nearer_zero",
     "odd_contexts",
     "odd_pass",
+    "quantized_order",
 ]
 
 Ints = npt.NDArray[np.int64]
@@ -179,6 +179,34 @@ def band_levels(evens: Ints, odds: Ints, excess: Ints) -> Ints:
     return band
 
 
+Order = tuple[npt.NDArray[np.int32], Ints, Ints, Ints, Ints, Ints]
+_NO_VALUES = np.zeros(0)
+_NO_COSTS = np.zeros((0, 0, 0))
+
+
+def code_order(dense: Ints, sizes: Ints) -> Order:
+    """A block's coefficients (flat, coarsest band first) as the coder codes them, under the
+    decoder's own context rules: (symbols and values grouped by band, pass and context, each
+    group in coding order; the groups' ends, (bands x 2 x CONTEXTS) flat; the escapes' excess
+    in coding order; each band's end in it; how often each (band, context, symbol) occurs,
+    (bands x CONTEXTS x SYMBOLS) flat)."""
+    return _ordered(dense, sizes, _NO_VALUES, 1.0, _NO_COSTS, 0.0, False)[1:]
+
+
+def quantized_order(rounded: npt.NDArray[np.int32], sizes: Ints, values: npt.NDArray[np.float64],
+                    step: float, costs: npt.NDArray[np.float64],
+                    slope: float) -> tuple[Ints, Order]:  # fmt: skip
+    """Rate-distortion quantization of a block's coefficients (`values`, flat, coarsest band
+    first; `rounded`: rint(values / step), their nearest levels), and code_order of the levels
+    chosen: (the levels, code_order). Each level is kept, or moved one nearer zero where that
+    lowers its squared error (in steps^2) + slope * its bits: those of its symbol under the row
+    of its context (`costs`: CodingTables.band_costs, (bands, CONTEXTS, SYMBOLS)), found in
+    coding order from the levels chosen before it, as the decoder finds them (what a level does
+    to the contexts after it is not weighed). Zeros and escapes stay."""
+    out = _ordered(rounded.astype(np.int64), sizes, values, step, costs, slope, True)
+    return out[0], out[1:]
+
+
 @compiled
 def _cheaper(scaled: float, level: int, costs: npt.NDArray[np.float64], slope: float) -> int:
     """level, or one nearer zero where that lowers (scaled - level)^2 + slope * bits (bits: its
@@ -192,42 +220,11 @@ def _cheaper(scaled: float, level: int, costs: npt.NDArray[np.float64], slope: f
 
 
 @compiled
-def nearer_zero(scaled: npt.NDArray[np.float64], rounded: Ints, sizes: Ints,
-                costs: npt.NDArray[np.float64], slope: float) -> Ints:  # fmt: skip
-    """Rate-distortion quantization of a block's coefficients (`scaled`: in steps, flat,
-    coarsest band first; `rounded`: their nearest levels): each level kept, or moved one nearer
-    zero where that lowers its squared error (in steps^2) + slope * its bits. Its bits are those
-    of its symbol under the row of its context (`costs`: CodingTables.band_costs, (bands, CONTEXTS,
-    SYMBOLS)), found in coding order from the levels chosen before it, as the decoder finds
-    them; what a level does to the contexts after it is not weighed."""
-    out = rounded.copy()
-    start = 0
-    for i in range(sizes.size):
-        size = sizes[i]
-        parent = out[start - sizes[i - 1] : start] if i > 0 else out[:0]
-        evens, odds = band_contexts(parent, size, i == 1)
-        even_symbols = np.empty(evens.size, dtype=np.int64)
-        for k in range(evens.size):
-            j = start + 2 * k
-            out[j] = _cheaper(scaled[j], out[j], costs[i, evens[k]], slope)
-            even_symbols[k] = _symbol(out[j])
-        odd = odd_contexts(even_symbols, odds, i == 0)
-        for k in range(odd.size):
-            j = start + 2 * k + 1
-            out[j] = _cheaper(scaled[j], out[j], costs[i, odd[k]], slope)
-        start += size
-    return out
-
-
-@compiled
-def code_order(
-    dense: Ints, sizes: Ints
-) -> tuple[npt.NDArray[np.int32], Ints, Ints, Ints, Ints, Ints]:
-    """A block's coefficients (flat, coarsest band first) as the coder codes them, under the
-    decoder's own context rules: (symbols and values grouped by band, pass and context, each
-    group in coding order; the groups' ends, (bands x 2 x CONTEXTS) flat; the escapes' excess
-    in coding order; each band's end in it; how often each (band, context, symbol) occurs,
-    (bands x CONTEXTS x SYMBOLS) flat)."""
+def _ordered(dense: Ints, sizes: Ints, values: npt.NDArray[np.float64], step: float,
+             costs: npt.NDArray[np.float64], slope: float,
+             quantize: bool) -> tuple[Ints, npt.NDArray[np.int32], Ints, Ints, Ints, Ints, Ints]:  # fmt: skip
+    """(dense, *code_order of it); with `quantize`, each level of `dense` first moved (in place)
+    as quantized_order moves it, just before it is ordered."""
     bands, n = sizes.size, dense.size
     key = np.empty(n, dtype=np.int64)  # (2 band + pass) CONTEXTS + context, in coding order
     symbol = np.empty(n, dtype=np.int32)
@@ -243,12 +240,19 @@ def code_order(
         evens, odds = band_contexts(parent, size, i == 1)
         even_symbols = np.empty(evens.size, dtype=np.int64)
         for k in range(evens.size):
+            if quantize:
+                j = start + 2 * k
+                band[2 * k] = _cheaper(values[j] / step, band[2 * k], costs[i, evens[k]], slope)
             even_symbols[k] = _symbol(band[2 * k])
         odd = odd_contexts(even_symbols, odds, i == 0)
         for k in range(size):
             first = k < evens.size
-            v = band[2 * k] if first else band[2 * (k - evens.size) + 1]
+            where = 2 * k if first else 2 * (k - evens.size) + 1
             c = evens[k] if first else odd[k - evens.size]
+            if quantize and not first:
+                band[where] = _cheaper(values[start + where] / step, band[where], costs[i, c],
+                                       slope)  # fmt: skip
+            v = band[where]
             s = even_symbols[k] if first else _symbol(v)
             key[at], symbol[at], value[at] = (2 * i + (0 if first else 1)) * CONTEXTS + c, s, v
             counts[(i * CONTEXTS + c) * SYMBOLS + s] += 1
@@ -259,7 +263,7 @@ def code_order(
         escape_ends[i] = escapes
         start += size
     grouped_symbols, grouped_values, ends = _grouped(key, symbol, value, 2 * bands * CONTEXTS)
-    return grouped_symbols, grouped_values, ends, excess[:escapes], escape_ends, counts
+    return dense, grouped_symbols, grouped_values, ends, excess[:escapes], escape_ends, counts
 
 
 @compiled

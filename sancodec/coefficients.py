@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.bandcontexts import code_order, nearer_zero
+from sancodec.bandcontexts import Order, code_order, quantized_order
 from sancodec.codes import ResidualLayer
 from sancodec.entropy import ClassTable, zigzag
 from sancodec.errors import InvalidInputError
@@ -43,45 +43,39 @@ def rd_lambda(step: float) -> float:
     return step * step * math.log(2) / 6
 
 
-def quantize_residual(coefficients: npt.ArrayLike, sizes: tuple[int, ...], tables: CodingTables,
-                      step_exp: int) -> Ints:  # fmt: skip
-    """The levels the encoder codes a residual's coefficients (flat, bands of `sizes`) with at a
-    step: each rounded (`Quantizer`, which refuses non-finite values and levels beyond 31 bits),
-    then moved one nearer zero where that lowers its squared error + rd_lambda · its bits under
-    the tables' rows at this step (`bandcontexts.nearer_zero`)."""
-    values = np.asarray(coefficients, dtype=np.float64)
-    quantizer = Quantizer(step_exp)
-    rounded = quantizer.quantize(values).astype(np.int64)
-    if sum(sizes) != values.size:
-        raise InvalidInputError(f"{values.size} residual coefficients for bands of {sum(sizes)}")
-    costs = tables.band_costs(step_exp, len(sizes))
-    return nearer_zero(values / quantizer.step, rounded, np.array(sizes, dtype=np.int64), costs,
-                       rd_lambda(1.0))  # fmt: skip
-
-
 def encode_residual(residual: npt.ArrayLike, transform: WaveletTransform, step_exp: int,
                     tables: CodingTables) -> ResidualLayer:  # fmt: skip
     """A block's residual transformed and quantized as the encoder codes it."""
     x = np.asarray(residual, dtype=np.float64)
     sizes = band_sizes(transform.spec, x.size)
     return ResidualLayer.from_levels(
-        step_exp, quantize_residual(transform.forward(x), sizes, tables, step_exp)
+        step_exp, quantize_residual(transform.forward(x), sizes, tables, step_exp).levels
     )
+
+
+def _check_size(count: int, sizes: tuple[int, ...], ndim: int = 1) -> None:
+    if count != sum(sizes) or ndim != 1:
+        raise InvalidInputError(f"{count} residual coefficients for bands of {sum(sizes)}")
+
+
+@lru_cache(maxsize=256)
+def _sizes_array(sizes: tuple[int, ...]) -> Ints:
+    out = np.array(sizes, dtype=np.int64)
+    out.flags.writeable = False
+    return out
 
 
 class Coefficients:
     """A block's quantized coefficients as the coder codes them (`bandcontexts.code_order`):
     grouped by band, pass and context, with their escapes and symbol counts, found once."""
 
-    def __init__(self, dense: Ints, sizes: tuple[int, ...]) -> None:
-        if np.size(dense) != sum(sizes) or np.ndim(dense) != 1:
-            raise InvalidInputError(
-                f"{np.size(dense)} residual coefficients for bands of {sum(sizes)}"
-            )
+    def __init__(self, dense: Ints, sizes: tuple[int, ...], order: Order | None = None) -> None:
+        """`order`: code_order of `dense`, found already (quantized_order's)."""
+        _check_size(np.size(dense), sizes, np.ndim(dense))
         self.sizes = sizes
         (self._symbols, self._values, self._ends, self.excess, self._escape_ends,
-         self._counts) = code_order(np.asarray(dense, dtype=np.int64),
-                                    np.array(sizes, dtype=np.int64))  # fmt: skip
+         self._counts) = order if order is not None else code_order(
+             np.asarray(dense, dtype=np.int64), _sizes_array(sizes))  # fmt: skip
 
     def counts(self) -> Ints:
         """How often each (band, context, symbol) occurs, flat: (bands x CONTEXTS x SYMBOLS)."""
@@ -141,6 +135,23 @@ def estimate_residual(dense: npt.ArrayLike, sizes: tuple[int, ...], tables: Codi
     coefficients = Coefficients(levels, sizes)
     shift, bits = best_shift(coefficients, tables, step_exp)
     return ResidualEstimate(step_exp, levels, coefficients, shift, bits)
+
+
+def quantize_residual(coefficients: npt.ArrayLike, sizes: tuple[int, ...], tables: CodingTables,
+                      step_exp: int) -> ResidualEstimate:  # fmt: skip
+    """The levels the encoder codes a residual's coefficients (flat, bands of `sizes`) with at a
+    step, as an estimate: each rounded (`Quantizer`, which refuses non-finite values and levels
+    beyond 31 bits), then moved one nearer zero where that lowers its squared error + rd_lambda
+    times its bits under the tables' rows at this step (`bandcontexts.quantized_order`)."""
+    values = np.asarray(coefficients, dtype=np.float64)
+    _check_size(values.size, sizes, values.ndim)
+    quantizer = Quantizer(step_exp)
+    levels, order = quantized_order(quantizer.quantize(values), _sizes_array(sizes), values,
+                                    quantizer.step, tables.band_costs(step_exp, len(sizes)),
+                                    rd_lambda(1.0))  # fmt: skip
+    ordered = Coefficients(levels, sizes, order)
+    shift, bits = best_shift(ordered, tables, step_exp)
+    return ResidualEstimate(step_exp, levels, ordered, shift, bits)
 
 
 def residual_bits(

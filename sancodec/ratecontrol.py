@@ -18,13 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sancodec.coefficients import (
-    ResidualEstimate,
-    estimate_residual,
-    quantize_residual,
-    rd_lambda,
-    residual_bits,
-)
+from sancodec.coefficients import ResidualEstimate, quantize_residual, rd_lambda
 from sancodec.errors import InvalidInputError
 from sancodec.metrics import prdn
 from sancodec.quantization import Quantizer
@@ -44,10 +38,10 @@ STEP_SEARCH = 96  # steps looked at around the default, 1/8 octave each: 2^±12
 MAX_MOVE = 2  # a steered step moves at most a quarter octave a block
 
 
-def _levels(coefficients: Samples, sizes: tuple[int, ...], tables: CodingTables,
-            step_exp: int) -> npt.NDArray[np.int64] | None:  # fmt: skip
-    """The coder's levels at a step, or None where the step is too fine for them (31 bits):
-    a search moves coarser from it."""
+def _quantized(coefficients: Samples, sizes: tuple[int, ...], tables: CodingTables,
+               step_exp: int) -> ResidualEstimate | None:  # fmt: skip
+    """The coder's levels at a step (quantize_residual), or None where the step is too fine for
+    them (31 bits): a search moves coarser from it."""
     try:
         return quantize_residual(coefficients, sizes, tables, step_exp)
     except InvalidInputError:
@@ -61,10 +55,10 @@ def coarsest_meeting_prdn(x: Samples, base: Samples, transform: WaveletTransform
     coefficients = transform.forward(x - base)
 
     def meets(step_exp: int) -> bool:
-        levels = _levels(coefficients, sizes, tables, step_exp)
-        if levels is None:
+        quantized = _quantized(coefficients, sizes, tables, step_exp)
+        if quantized is None:
             return True
-        approx = base + transform.inverse(levels * 2.0 ** (step_exp / 8), x.size)
+        approx = base + transform.inverse(quantized.levels * 2.0 ** (step_exp / 8), x.size)
         return prdn(x, approx) <= cap_percent
 
     lo, hi = default - STEP_SEARCH, default + STEP_SEARCH
@@ -79,8 +73,8 @@ def finest_within_bits(coefficients: Samples, sizes: tuple[int, ...], tables: Co
     """The finest step exp whose estimated coefficient bits fit in `bits`; None if none does."""
 
     def fits(step_exp: int) -> bool:
-        levels = _levels(coefficients, sizes, tables, step_exp)
-        return levels is not None and residual_bits(levels, sizes, tables, step_exp) <= bits
+        quantized = _quantized(coefficients, sizes, tables, step_exp)
+        return quantized is not None and quantized.bits <= bits
 
     lo, hi = default - STEP_SEARCH, default + STEP_SEARCH
     if not fits(hi):
@@ -119,6 +113,6 @@ def residual_cost(residual: Samples, transform: WaveletTransform, step_exp: int,
     `quantize_residual`'s, which refuses levels beyond 31 bits), and its distortion + λ·bits
     (squared model units), what the layer choice weighs."""
     c = transform.forward(residual)
-    levels, step = quantize_residual(c, sizes, tables, step_exp), Quantizer(step_exp).step
-    estimate = estimate_residual(levels, sizes, tables, step_exp)
-    return estimate, float(np.sum((c - levels * step) ** 2)) + rd_lambda(step) * estimate.bits
+    estimate, step = quantize_residual(c, sizes, tables, step_exp), Quantizer(step_exp).step
+    error = float(np.sum((c - estimate.levels * step) ** 2))
+    return estimate, error + rd_lambda(step) * estimate.bits

@@ -15,8 +15,8 @@ from sancodec.bandcontexts import (
     band_symbols,
     code_order,
     even_pass,
-    nearer_zero,
     odd_pass,
+    quantized_order,
 )
 from sancodec.bundle import load_bundle
 from sancodec.coefficients import (
@@ -195,7 +195,7 @@ def _blocks(mitdb100: np.ndarray, count: int) -> list[np.ndarray]:
 def test_the_rate_distortion_quantizer_follows_the_coding_order(
     mitdb100: np.ndarray, count: int
 ) -> None:
-    """nearer_zero against the reference, on real coefficients under the shipped tables and on
+    """quantized_order against the reference, on real coefficients under the shipped tables and on
     Laplace noise (escapes included) under the fallback rows, at steps fine to coarse."""
     spec = ResidualSpec("bior4.4", 5)
     sizes = band_sizes(spec, count)
@@ -205,13 +205,19 @@ def test_the_rate_distortion_quantizer_follows_the_coding_order(
     cases.append((np.random.default_rng(count).laplace(0, 30.0, sum(sizes)), CodingTables()))
     for coefficients, t in cases:
         for step_exp in (-24, -6, 12):
-            scaled = coefficients / 2.0 ** (step_exp / 8)
-            costs = t.band_costs(step_exp, len(sizes))
+            step = 2.0 ** (step_exp / 8)
+            scaled, costs = coefficients / step, t.band_costs(step_exp, len(sizes))
             expected = _rd_reference(scaled, sizes, costs, rd_lambda(1.0))
-            got = nearer_zero(scaled, np.rint(scaled).astype(np.int64),
-                              np.array(sizes, dtype=np.int64), costs, rd_lambda(1.0))  # fmt: skip
-            assert np.array_equal(got, expected)
-            assert np.array_equal(quantize_residual(coefficients, sizes, t, step_exp), expected)
+            levels, order = quantized_order(np.rint(scaled).astype(np.int32),
+                                            np.array(sizes, dtype=np.int64), coefficients, step,
+                                            costs, rd_lambda(1.0))  # fmt: skip
+            assert np.array_equal(levels, expected)
+            reference = _reference(expected, sizes)  # and ordered as code_order orders them
+            for name, got in zip(reference, order, strict=True):
+                assert np.array_equal(got, reference[name]), name
+            estimate = quantize_residual(coefficients, sizes, t, step_exp)
+            assert np.array_equal(estimate.levels, expected)
+            assert estimate.bits == estimate_residual(expected, sizes, t, step_exp).bits
 
 
 def test_the_quantizer_buys_fidelity_cheaper_than_rounding(mitdb100: np.ndarray) -> None:
@@ -227,7 +233,7 @@ def test_the_quantizer_buys_fidelity_cheaper_than_rounding(mitdb100: np.ndarray)
             step = 2.0 ** (step_exp / 8)
             costs = []
             for levels in (np.rint(coefficients / step).astype(np.int64),
-                           quantize_residual(coefficients, sizes, tables, step_exp)):  # fmt: skip
+                           quantize_residual(coefficients, sizes, tables, step_exp).levels):  # fmt: skip
                 bits = estimate_residual(levels, sizes, tables, step_exp).bits
                 error = float(np.sum((coefficients - levels * step) ** 2))
                 costs.append((error + rd_lambda(step) * bits, bits))
