@@ -48,7 +48,7 @@ BLOCK = 2048
 COUNTS_PER_MV = 200.0
 WAVELET_STEPS = (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 # residual steps in model units (the SAN step stays the manifest's)
-ECG_RESIDUAL_STEPS = (0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.9, 1.2, 1.8, 2.5, 3.5, 5.0, 8.0)
+ECG_RESIDUAL_STEPS = (0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.9, 1.2, 1.8, 2.5, 3.5, 5.0, 8.0)
 ADAPT_STEPS = (0.15, 0.3, 0.6, 1.2, 2.5, 5.0)
 LOWRATE_SAN_STEPS = (0.1, 0.2, 0.5, 1.0, 2.0)
 
