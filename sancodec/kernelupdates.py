@@ -14,7 +14,6 @@ alone, so the updates, like the codes, do not depend on how the stream was chunk
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,22 +31,13 @@ from sancodec.quantization import Quantizer
 from sancodec.streamcoder import FitRequest
 from sancodec.v1 import codes_pb2
 
-__all__ = [
-    "FIT_ROUNDS",
-    "FIT_STARTS",
-    "Adapter",
-    "Checker",
-    "answer_check",
-    "rd_gain",
-    "update_bits",
-]
+__all__ = ["FIT_ROUNDS", "FIT_STARTS", "Adapter", "rd_gain", "update_bits"]
 
 FIT_STARTS = 3  # the kernels in use, and recentred on their centre and 1/16 of their size later
 FIT_ROUNDS = 2  # of detection and least squares from each start (about 0.05 s per start on
 # 16384 samples of ECG, one thread)
 
 Kernels = tuple[npt.NDArray[np.float32], ...]
-Checker = Callable[[CodingPlan, FitRequest], Kernels | None]  # a check's answer, made elsewhere
 
 
 def rd_gain(plan: CodingPlan, codebook: Codebook, detect: BatchDetector,
@@ -84,14 +74,11 @@ def update_bits(kernels: Kernels) -> int:
 class Adapter:
     """One stream's detectors by generation (0: the plan's kernels) and its answers to the
     stream coder's checks. `detector_for` builds a detector for kernels (`kernel_swapper`);
-    `detect`, where given, is generation 0's (a server's shared, batched encoder); `checker`,
-    where given, answers the checks (a server's: in a process of its own) as `answer_check`
-    answers them with detectors of `detector_for`."""
+    `detect`, where given, is generation 0's (a server's shared, batched encoder)."""
 
     plan: CodingPlan
     detector_for: DetectorFactory
     detect: BatchDetector | None = None
-    checker: Checker | None = None
 
     def __post_init__(self) -> None:
         self._detectors: dict[int, BatchDetector] = {}
@@ -110,46 +97,30 @@ class Adapter:
         return self.detector(window.generation)(window.samples[None, None, :])[0]
 
     def refit(self, request: FitRequest) -> Kernels | None:
-        """The answer to a check (`answer_check`, here or by `checker`): new kernels, or None to
-        keep those in use. Their detector is kept for the windows of the next generation (only
-        the two latest generations' are kept)."""
-        if self.checker is not None:
-            kernels = self.checker(self.plan, request)
-            detect = None if kernels is None else self.detector_for(kernels)
-        else:
-            answer = answer_check(self.plan, request, self.detector_for,
-                                  self.detector(request.generation))  # fmt: skip
-            kernels, detect = (None, None) if answer is None else answer
-        if kernels is None or detect is None:
+        """The answer to a check: new kernels, or None to keep those in use. Kernels that still
+        pay in half the blocks are kept without a fit; new ones are sent only where what they
+        save over the check's samples (distortion + λ·bits, against the kernels in use) is more
+        than what their update costs (λ times its bits). Their detector is kept for the windows
+        of the next generation (only the two latest generations' are kept)."""
+        now = request.codebook
+        half = -(-request.samples.size // (2 * self.plan.block_length))
+        paying, gain = rd_gain(self.plan, now, self.detector(request.generation), request.samples)
+        if request.generation > 0 and paying >= half:
+            return None
+        fit = fit_kernels(
+            list(request.samples), starts(now.kernels)[:FIT_STARTS], now.decoder_mode,
+            self.detector_for, block_length=self.plan.block_length, context=self.plan.context,
+            rounds=FIT_ROUNDS,
+        )  # fmt: skip
+        if all(np.array_equal(a, b) for a, b in zip(fit.kernels, now.kernels, strict=True)):
+            return None
+        detect = self.detector_for(fit.kernels)
+        fitted = now.updated(fit.kernels)
+        assert self.plan.residual_step_exp is not None  # a stream adapts with a residual layer
+        cost = rd_lambda(Quantizer(self.plan.residual_step_exp).step) * update_bits(fitted.kernels)
+        if rd_gain(self.plan, fitted, detect, request.samples)[1] - gain <= cost:
             return None
         self._detectors = {g: d for g, d in self._detectors.items()
                            if g >= request.generation}  # fmt: skip
         self._detectors[request.generation + 1] = detect
-        return kernels
-
-
-def answer_check(plan: CodingPlan, request: FitRequest, detector_for: DetectorFactory,
-                 current: BatchDetector) -> tuple[Kernels, BatchDetector] | None:  # fmt: skip
-    """A check of a stream's kernels (`current` detects with those in use): new kernels and
-    their detector, or None to keep them. Kernels that still pay in half the blocks are kept
-    without a fit; new ones are sent only where what they save over the check's samples
-    (distortion + λ·bits, against the kernels in use) is more than what their update costs (λ
-    times its bits)."""
-    now = request.codebook
-    half = -(-request.samples.size // (2 * plan.block_length))
-    paying, gain = rd_gain(plan, now, current, request.samples)
-    if request.generation > 0 and paying >= half:
-        return None
-    fit = fit_kernels(
-        list(request.samples), starts(now.kernels)[:FIT_STARTS], now.decoder_mode,
-        detector_for, block_length=plan.block_length, context=plan.context, rounds=FIT_ROUNDS,
-    )  # fmt: skip
-    if all(np.array_equal(a, b) for a, b in zip(fit.kernels, now.kernels, strict=True)):
-        return None
-    detect = detector_for(fit.kernels)
-    fitted = now.updated(fit.kernels)
-    assert plan.residual_step_exp is not None  # a stream adapts with a residual layer
-    cost = rd_lambda(Quantizer(plan.residual_step_exp).step) * update_bits(fitted.kernels)
-    if rd_gain(plan, fitted, detect, request.samples)[1] - gain <= cost:
-        return None
-    return fitted.kernels, detect
+        return fitted.kernels

@@ -113,12 +113,6 @@ class CodingTables:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled as its values (a process of checks gets a stream's plan): `fields` is a
-        read-only view, which pickle cannot take."""
-        return (CodingTables, (self.san_step_exp, self.residual_step_exp, self.rows,
-                               dict(self.fields)))  # fmt: skip
-
     def table(self, name: str) -> ClassTable:
         return self.fields.get(name, _FALLBACK)
 

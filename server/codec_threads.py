@@ -15,8 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from server.checks import CheckProcess
-
 __all__ = ["CodecThreads", "DelayGauge"]
 
 T = TypeVar("T")
@@ -55,7 +53,6 @@ class CodecThreads:
         self._finish: dict[object, float] = {}  # owner: the finish tag of its last job
         self._virtual = 0.0  # the tag of the job started last
         self._ids = itertools.count()
-        self.checks = CheckProcess()  # the checks of streams' kernels, beside these threads
 
     async def run(self, call: Callable[..., T], *args: Any, owner: object = None,
                   background: bool = False) -> T:  # fmt: skip
@@ -150,7 +147,6 @@ class CodecThreads:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self.checks.shutdown()
 
 
 def _timed(call: Callable[[], T]) -> tuple[float, BaseException | None, T | None]:

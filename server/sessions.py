@@ -127,13 +127,9 @@ class EncodeSession:
         adapt = 0 if config.fixed_kernels or budget else m.adapt_after_samples
         self.coder = StreamCoder([self.plan] * config.channel_count, adapt)
         # the stream's own kernels: its checks run as background jobs, beside its coding
-        # the model's kernels detect through its shared session (thread-safe in ONNX Runtime);
-        # the checks run in the check process (server.checks)
         self.adapter = (
-            Adapter(self.plan, self.model.detector_for, self.model.detect,
-                    pool.checks.checker(self.model.bundle.directory))
-            if adapt else None
-        )  # fmt: skip
+            Adapter(self.plan, self.model.detector_for, self.model.detect) if adapt else None
+        )  # the model's kernels detect through its shared session (thread-safe in ONNX Runtime)
         self._check: asyncio.Future[Kernels | None] | None = None
         self._block_s = self.plan.block_length / m.sample_rate_hz  # a block of signal, seconds
         self.batcher, self.telemetry, self.settings = batcher, telemetry, settings
