@@ -71,27 +71,14 @@ class Proc:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def workers(self) -> list[int]:
-        """The process and the children of its main thread (a server's workers)."""
+    def pids(self) -> list[int]:
+        """The process and its children (a server's workers)."""
         pid = self.popen.pid
         try:
             children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         except OSError:
             children = []
         return [pid, *(int(c) for c in children)]
-
-    def pids(self) -> list[int]:
-        """The process and every process under it, of any of their threads: the workers and the
-        processes that check streams' kernels (server.checks)."""
-        out, todo = [], [self.popen.pid]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            with contextlib.suppress(OSError):
-                for task in Path(f"/proc/{pid}/task").iterdir():
-                    with contextlib.suppress(OSError):
-                        todo += [int(c) for c in (task / "children").read_text().split()]
-        return out
 
     def _status(self, key: str) -> float:
         total = 0.0
@@ -116,9 +103,9 @@ class Proc:
                 Path(f"/proc/{pid}/clear_refs").write_text("5")
 
     def cpu_s(self, main_thread: bool = False) -> float:
-        """CPU seconds of the processes, or of the workers' main (event-loop) threads alone."""
+        """CPU seconds of the processes, or of their main (event-loop) threads alone."""
         total = 0.0
-        for pid in self.workers() if main_thread else self.pids():
+        for pid in self.pids():
             task = f"/task/{pid}" if main_thread else ""
             with contextlib.suppress(OSError):
                 stat = Path(f"/proc/{pid}{task}/stat").read_text().rsplit(")", 1)[1].split()

@@ -152,8 +152,7 @@ def report(realtime: list[Row], full: list[Row], compute: Compute, meta: dict[st
         f"stream flushes about two blocks at once), not a steady-state figure. Servers: one process "
         f"(`--workers 1`) and {meta['workers']} workers on one port; the client opens a connection per "
         f"{STREAMS_PER_CHANNEL} streams, which the kernel spreads over the workers. CPU cores: the "
-        f"server's processes, its workers' and their kernel-check processes (in parentheses: the "
-        f"workers' main threads alone, which run the event loops), "
+        f"server's processes (in parentheses: their main threads alone, which run the event loops), "
         f"the benchmark client's, and everything else on the machine (other jobs: noise). RSS: all "
         f"of a server's processes.",
         "",

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from sancodec.codebook import Codebook
 from sancodec.codes import ChannelCode, ResidualLayer, SanLayer
-from sancodec.coefficients import ResidualEstimate, encode_residual, rd_lambda
+from sancodec.coefficients import ResidualEstimate, quantize_residual, rd_lambda
 from sancodec.decoder import paint_spikes
 from sancodec.payload import encode_channel, spike_bits
 from sancodec.plan import CodedChannel, CodingPlan
@@ -68,8 +68,11 @@ class BlockCoder:
         spec = self.plan.codebook.residual
         return band_sizes(spec, count) if spec is not None else ()
 
-    def _payload(self, code: ChannelCode, start: int, count: int, codebook: Codebook) -> bytes:
-        return encode_channel(code, self._tables, len(codebook.kernels), start, self._sizes(count))
+    def _payload(self, code: ChannelCode, start: int, count: int, codebook: Codebook,
+                 estimate: ResidualEstimate | None = None) -> bytes:  # fmt: skip
+        """`estimate`: the residual layer's, made already (`quantize_residual`'s)."""
+        return encode_channel(code, self._tables, len(codebook.kernels), start, self._sizes(count),
+                              estimate=estimate)  # fmt: skip
 
     def _paint(self, layers: list[Layer], start: int, count: int) -> Samples:
         painted = np.zeros(count)
@@ -143,15 +146,16 @@ class BlockCoder:
             payload = self._payload(code, start, x.size, codebook)
             return CodedChannel(index, start, code, payload, x, base)
         assert step is not None  # the plan's step, or one steered from it
+        coefficients = self._transform.forward(x - base)
         if cap is not None:
-            step = coarsest_meeting_prdn(x, base, self._transform, self._tables,
+            step = coarsest_meeting_prdn(coefficients, x, base, self._transform, self._tables,
                                          self._sizes(x.size), plan.residual_step_exp, cap)  # fmt: skip
-        residual, reconstruction = self._residual(x, base, step)
+        residual, estimate, reconstruction = self._residual(coefficients, base, step)
         if cap is not None and step == plan.residual_step_exp - STEP_SEARCH:
             missed = f"PRDN {cap:g}% may be missed at the finest step"
         code = ChannelCode(self.channel, san, residual)
-        return CodedChannel(index, start, code, self._payload(code, start, x.size, codebook), x,
-                            reconstruction, missed)  # fmt: skip
+        payload = self._payload(code, start, x.size, codebook, estimate)
+        return CodedChannel(index, start, code, payload, x, reconstruction, missed)
 
     def _code_chosen(self, index: int, start: int, x: Samples, layer: Layer,
                      chosen: _Alternative) -> CodedChannel:  # fmt: skip
@@ -162,8 +166,7 @@ class BlockCoder:
         san = SanLayer(own.step_exp, own.kernel_ids, own.positions, own.levels, chosen.offset_level)
         residual = ResidualLayer.from_levels(chosen.estimate.step_exp, chosen.estimate.levels)
         code = ChannelCode(self.channel, san, residual)
-        payload = encode_channel(code, self._tables, len(codebook.kernels), start,
-                                 self._sizes(x.size), estimate=chosen.estimate)  # fmt: skip
+        payload = self._payload(code, start, x.size, codebook, chosen.estimate)
         reconstruction = chosen.base + self._transform.decode_layer(residual, x.size)
         return CodedChannel(index, start, code, payload, x, reconstruction)
 
@@ -177,10 +180,14 @@ class BlockCoder:
         )
         return san, base
 
-    def _residual(self, x: Samples, base: Samples, step_exp: int) -> tuple[ResidualLayer, Samples]:
+    def _residual(self, coefficients: Samples, base: Samples,
+                  step_exp: int) -> tuple[ResidualLayer, ResidualEstimate, Samples]:  # fmt: skip
+        """The residual layer of a block's transformed residual at a step, its estimate (for
+        the payload) and the block's reconstruction with it."""
         assert self._transform is not None
-        layer = encode_residual(x - base, self._transform, step_exp, self._tables)
-        return layer, base + self._transform.decode_layer(layer, x.size)
+        estimate = quantize_residual(coefficients, self._sizes(base.size), self._tables, step_exp)
+        layer = ResidualLayer.from_levels(step_exp, estimate.levels)
+        return layer, estimate, base + self._transform.decode_layer(layer, base.size)
 
     def _allowance(self, start: int, count: int) -> int:
         """The most payload bytes this channel may use so that its block keeps the budget."""
@@ -214,9 +221,9 @@ class BlockCoder:
                                           self.plan.residual_step_exp, spare)  # fmt: skip
                 if step is None:
                     break
-                residual, recon = self._residual(x, base, step)
+                residual, estimate, recon = self._residual(coefficients, base, step)
                 trial = ChannelCode(self.channel, san, residual)
-                coded = self._payload(trial, start, x.size, codebook)
+                coded = self._payload(trial, start, x.size, codebook, estimate)
                 if len(coded) <= allowed:
                     code, reconstruction, payload = trial, recon, coded
                     break

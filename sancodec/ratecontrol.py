@@ -48,11 +48,11 @@ def _quantized(coefficients: Samples, sizes: tuple[int, ...], tables: CodingTabl
         return None
 
 
-def coarsest_meeting_prdn(x: Samples, base: Samples, transform: WaveletTransform,
-                          tables: CodingTables, sizes: tuple[int, ...], default: int,
-                          cap_percent: float) -> int:  # fmt: skip
-    """The coarsest step exp (within STEP_SEARCH of default) at which the block meets the cap."""
-    coefficients = transform.forward(x - base)
+def coarsest_meeting_prdn(coefficients: Samples, x: Samples, base: Samples,
+                          transform: WaveletTransform, tables: CodingTables,
+                          sizes: tuple[int, ...], default: int, cap_percent: float) -> int:  # fmt: skip
+    """The coarsest step exp (within STEP_SEARCH of default) at which the block meets the cap;
+    `coefficients`: the transform of x - base."""
 
     def meets(step_exp: int) -> bool:
         quantized = _quantized(coefficients, sizes, tables, step_exp)
